@@ -1,0 +1,66 @@
+"""Exceptions raised by storage clients.
+
+Each error also derives from the matching built-in (``KeyError``,
+``FileNotFoundError``) so callers that do not know this package still catch
+them naturally. Every error defines ``__reduce__`` because they cross process
+boundaries (multiprocessing, Ray), and exceptions whose ``__init__`` differs
+from ``args`` do not unpickle otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ClientError",
+    "FileNotFoundInStorageError",
+    "SourceFileError",
+    "StorageIntegrityError",
+]
+
+
+class ClientError(Exception):
+    """Base class, so one ``except`` clause covers every storage failure."""
+
+
+class FileNotFoundInStorageError(ClientError, KeyError):
+    """The file id is not in the index (never uploaded, or already deleted)."""
+
+    def __init__(self, file_id: int, root: str | None = None) -> None:
+        self.file_id = file_id
+        self.root = root
+        where = f" in storage at {root}" if root else ""
+        super().__init__(
+            f"No file with id {file_id}{where}; call list_files() to see the stored files."
+        )
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would repr() the message and wrap it in quotes.
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.file_id, self.root))
+
+
+class SourceFileError(ClientError, FileNotFoundError):
+    """The path given to upload is missing, unreadable or not a regular file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"Cannot upload {path!r}: {reason}.")
+
+    def __str__(self) -> str:
+        # OSError.__str__ formats errno/filename, which are not set here.
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.reason))
+
+
+class StorageIntegrityError(ClientError):
+    """Stored data disagrees with the index: a blob is missing or corrupted.
+
+    Raised instead of returning bad bytes, since silently handing a plugin a
+    damaged file is worse than failing loudly.
+    """

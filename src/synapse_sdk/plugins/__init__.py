@@ -1,0 +1,1 @@
+"""Plugin authoring API."""

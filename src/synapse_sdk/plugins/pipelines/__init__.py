@@ -1,0 +1,1 @@
+"""The spec's import path: ``synapse_sdk.plugins.pipelines.steps``."""

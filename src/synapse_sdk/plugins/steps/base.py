@@ -1,0 +1,39 @@
+"""The unit of work."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Generic, TypeVar
+
+from .context import BaseStepContext
+from .result import StepResult
+
+C = TypeVar('C', bound=BaseStepContext)
+
+
+class BaseStep(ABC, Generic[C]):
+    """One named, weighted unit of work, with an optional skip test and rollback."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """Unique identifier of the step within a registry."""
+
+    @property
+    @abstractmethod
+    def progress_weight(self) -> float:
+        """Relative share of the run's progress; weights are normalized over the run."""
+
+    @abstractmethod
+    def execute(self, context: C) -> StepResult:
+        """Do the work."""
+
+    def can_skip(self, context: C) -> bool:
+        """Return True to skip the step; a skipped step counts as done and is not rolled back."""
+        return False
+
+    def rollback(self, context: C, result: StepResult) -> None:
+        """Undo the step's work; ``result.rollback_data`` holds what it recorded."""
+
+    def __repr__(self) -> str:
+        return f'<{type(self).__name__} {self.name!r}>'

@@ -1,0 +1,92 @@
+"""The state object every step of a run shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from .result import StepResult
+
+if TYPE_CHECKING:
+    from .orchestrator import _ActiveRun
+
+
+@runtime_checkable
+class RuntimeContextLike(Protocol):
+    """What a step context needs from the runtime: the core names no concrete class."""
+
+    def log(self, event: str, data: dict[str, Any] | None = None, file: str | None = None) -> None:
+        """Record one event."""
+
+    def set_progress(self, current: float, total: float, category: str | None = None) -> None:
+        """Report progress of the running step (or of a named category)."""
+
+    def set_metrics(self, value: dict[str, Any], category: str) -> None:
+        """Record metrics under a category."""
+
+    @property
+    def client(self) -> Any:
+        """The storage backend the steps talk to."""
+
+
+@dataclass(kw_only=True)
+class BaseStepContext:
+    """Shared state for one workflow; extend it with a dataclass of your own.
+
+    Keyword-only so that a subclass may declare fields without defaults.
+    ``current_step`` is kept up to date by the orchestrator.
+    """
+
+    runtime_ctx: RuntimeContextLike
+    step_results: list[StepResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    current_step: str | None = field(default=None, init=False)
+    _active_run: _ActiveRun | None = field(default=None, init=False, repr=False, compare=False)
+
+    def log(self, event: str, data: dict[str, Any] | None = None, file: str | None = None) -> None:
+        """Log an event through the runtime context."""
+        self.runtime_ctx.log(event, data if data is not None else {}, file)
+
+    def set_progress(self, current: float, total: float, category: str | None = None) -> None:
+        """Report the running step's own progress; it also moves the overall figure.
+
+        ``total`` must be positive and ``current`` within ``0..total``: a bad
+        figure here is a bug in the step, so it is an error, not a clamp.
+        """
+        if not total > 0:
+            raise ValueError(f'set_progress: total must be > 0, got {total!r}')
+        if not 0 <= current <= total:
+            raise ValueError(f'set_progress: current must be within 0..{total}, got {current!r}')
+        self.runtime_ctx.set_progress(current, total, category)
+        run = self._active_run
+        if run is not None:
+            run.step_progress(current / total)
+
+    def set_metrics(self, value: dict[str, Any], category: str) -> None:
+        """Record metrics through the runtime context."""
+        self.runtime_ctx.set_metrics(value, category)
+
+    def record_rollback(self, **values: Any) -> None:
+        """Save rollback data while the step is still running.
+
+        If the step then raises (or the process dies, with a journal
+        attached), its ``rollback()`` still receives what was recorded in
+        ``result.rollback_data``. Values set here are merged under the
+        ``rollback_data`` of the result the step returns.
+        """
+        run = self._require_run('record_rollback')
+        run.record_rollback(values)
+
+    def append_rollback(self, key: str, item: Any) -> None:
+        """Append one item to the list ``rollback_data[key]``; cheap enough to call per file."""
+        run = self._require_run('append_rollback')
+        run.append_rollback(key, item)
+
+    def _require_run(self, what: str) -> _ActiveRun:
+        run = self._active_run
+        if run is None:
+            raise RuntimeError(
+                f'context.{what}() was called outside a running step; '
+                'call it from a step executed by an Orchestrator'
+            )
+        return run

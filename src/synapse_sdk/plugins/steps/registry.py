@@ -1,0 +1,104 @@
+"""The ordered list of steps of one workflow."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from numbers import Real
+from typing import Generic
+
+from .base import BaseStep, C
+
+
+class StepRegistry(Generic[C]):
+    """Steps in run order, addressable by name.
+
+    Every step is checked when it is added (name, weight), so a bad step is
+    reported where it was written rather than in the middle of a run.
+    """
+
+    def __init__(self) -> None:
+        self._steps: list[BaseStep[C]] = []
+        self._names: set[str] = set()
+
+    def register(self, step: BaseStep[C]) -> None:
+        """Add a step at the end of the workflow."""
+        self._insert(len(self._steps), step)
+
+    def unregister(self, name: str) -> None:
+        """Remove the step called ``name``."""
+        index = self._index_of(name)
+        del self._steps[index]
+        self._names.discard(name)
+
+    def insert_before(self, name: str, step: BaseStep[C]) -> None:
+        """Insert ``step`` just before the step called ``name``."""
+        self._insert(self._index_of(name), step)
+
+    def insert_after(self, name: str, step: BaseStep[C]) -> None:
+        """Insert ``step`` just after the step called ``name``."""
+        self._insert(self._index_of(name) + 1, step)
+
+    def get_steps(self) -> list[BaseStep[C]]:
+        """The steps in order (a copy: changing it does not change the registry)."""
+        return list(self._steps)
+
+    @property
+    def names(self) -> list[str]:
+        return [step.name for step in self._steps]
+
+    @property
+    def total_weight(self) -> float:
+        return math.fsum(step.progress_weight for step in self._steps)
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def __iter__(self) -> Iterator[BaseStep[C]]:
+        return iter(list(self._steps))
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, str):
+            return item in self._names
+        return any(step is item for step in self._steps)
+
+    def __repr__(self) -> str:
+        return f'StepRegistry({self.names!r})'
+
+    def _insert(self, index: int, step: BaseStep[C]) -> None:
+        name = _checked_name(step)
+        _check_weight(name, step.progress_weight)
+        if name in self._names:
+            raise ValueError(
+                f"a step named '{name}' is already registered; step names must be unique"
+            )
+        self._steps.insert(index, step)
+        self._names.add(name)
+
+    def _index_of(self, name: str) -> int:
+        if name in self._names:
+            for index, step in enumerate(self._steps):
+                if step.name == name:
+                    return index
+        known = ', '.join(f"'{n}'" for n in self.names) or 'none'
+        raise ValueError(f"no step named '{name}' in the registry; registered steps: {known}")
+
+
+def _checked_name(step: object) -> str:
+    if not isinstance(step, BaseStep):
+        raise TypeError(f'expected a BaseStep instance, got {type(step).__name__}')
+    name = step.name
+    if not isinstance(name, str) or not name:
+        raise ValueError(f'{type(step).__name__}.name must be a non-empty string, got {name!r}')
+    return name
+
+
+def _check_weight(name: str, weight: object) -> None:
+    if isinstance(weight, bool) or not isinstance(weight, Real):
+        raise ValueError(
+            f"step '{name}': progress_weight must be a number, got {type(weight).__name__}"
+        )
+    if not math.isfinite(weight) or weight < 0:
+        raise ValueError(
+            f"step '{name}': progress_weight must be a finite number >= 0, got {weight!r}"
+        )

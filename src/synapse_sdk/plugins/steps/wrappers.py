@@ -1,0 +1,135 @@
+"""Steps that wrap other steps, and a step made from a function.
+
+A wrapper is the wrapped step as far as the registry and the orchestrator
+can tell: same ``name``, ``progress_weight``, ``can_skip`` and ``rollback``,
+so ``insert_before('upload', ...)`` still finds a wrapped ``upload``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import perf_counter
+
+from .base import BaseStep, C
+from .result import StepResult, describe_exception
+
+
+class StepWrapper(BaseStep[C]):
+    """Delegates everything to ``inner``; subclasses override ``execute``."""
+
+    def __init__(self, inner: BaseStep[C]) -> None:
+        if not isinstance(inner, BaseStep):
+            raise TypeError(
+                f'{type(self).__name__} wraps a BaseStep instance, got {type(inner).__name__}'
+            )
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def progress_weight(self) -> float:
+        return self.inner.progress_weight
+
+    def execute(self, context: C) -> StepResult:
+        return self.inner.execute(context)
+
+    def can_skip(self, context: C) -> bool:
+        return self.inner.can_skip(context)
+
+    def rollback(self, context: C, result: StepResult) -> None:
+        self.inner.rollback(context, result)
+
+    def unwrap(self) -> BaseStep[C]:
+        """The innermost step, through any number of wrappers."""
+        step: BaseStep[C] = self.inner
+        while isinstance(step, StepWrapper):
+            step = step.inner
+        return step
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({self.inner!r})'
+
+
+class LoggingStep(StepWrapper[C]):
+    """Logs ``step_start`` and ``step_end`` (with elapsed seconds) around the step."""
+
+    def execute(self, context: C) -> StepResult:
+        name = self.name
+        context.log('step_start', {'step': name})
+        started = perf_counter()
+        try:
+            result = self.inner.execute(context)
+        except BaseException as exc:
+            context.log(
+                'step_end',
+                {
+                    'step': name,
+                    'elapsed': round(perf_counter() - started, 6),
+                    'success': False,
+                    'error': describe_exception(exc),
+                },
+            )
+            raise
+        elapsed = round(perf_counter() - started, 6)
+        end = {'step': name, 'elapsed': elapsed, 'success': result.success}
+        if not result.success:
+            end['error'] = result.error
+        context.log('step_end', end)
+        return result
+
+
+class TimingStep(StepWrapper[C]):
+    """Puts ``duration_seconds`` into ``result.data``, on failure too.
+
+    An exception from the inner step becomes a failed result (keeping the
+    exception) so that its duration has somewhere to go;
+    ``KeyboardInterrupt`` and ``SystemExit`` pass through untouched.
+    """
+
+    def execute(self, context: C) -> StepResult:
+        started = perf_counter()
+        try:
+            result = self.inner.execute(context)
+        except Exception as exc:
+            result = StepResult.from_exception(exc)
+        if isinstance(result, StepResult):
+            result.data['duration_seconds'] = perf_counter() - started
+        return result
+
+
+Validator = Callable[[C], 'tuple[bool, str | None]']
+
+
+class ValidationStep(BaseStep[C]):
+    """A step made from a check: ``validator(context) -> (ok, message)``."""
+
+    def __init__(
+        self,
+        validator: Validator[C],
+        name: str = 'validation',
+        progress_weight: float = 0.0,
+    ) -> None:
+        if not callable(validator):
+            raise TypeError(f'validator must be callable, got {type(validator).__name__}')
+        self.validator = validator
+        self._name = name
+        self._weight = progress_weight
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def progress_weight(self) -> float:
+        return self._weight
+
+    def execute(self, context: C) -> StepResult:
+        try:
+            ok, message = self.validator(context)
+        except Exception as exc:
+            return StepResult.from_exception(exc)
+        if ok:
+            return StepResult(success=True, data={'message': message} if message else {})
+        return StepResult(success=False, error=message or f"validation '{self._name}' failed")
