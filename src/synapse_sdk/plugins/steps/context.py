@@ -11,6 +11,14 @@ if TYPE_CHECKING:
     from .orchestrator import _ActiveRun
 
 
+def check_progress(current: float, total: float) -> None:
+    """A bad progress figure is a bug in the caller: an error, not a silent clamp."""
+    if not total > 0:
+        raise ValueError(f'set_progress: total must be > 0, got {total!r}')
+    if not 0 <= current <= total:
+        raise ValueError(f'set_progress: current must be within 0..{total}, got {current!r}')
+
+
 @runtime_checkable
 class RuntimeContextLike(Protocol):
     """What a step context needs from the runtime: the core names no concrete class."""
@@ -43,6 +51,11 @@ class BaseStepContext:
     current_step: str | None = field(default=None, init=False)
     _active_run: _ActiveRun | None = field(default=None, init=False, repr=False, compare=False)
 
+    @property
+    def client(self) -> Any:
+        """The runtime's backend client (the spec's complete example relies on it)."""
+        return self.runtime_ctx.client
+
     def log(self, event: str, data: dict[str, Any] | None = None, file: str | None = None) -> None:
         """Log an event through the runtime context."""
         self.runtime_ctx.log(event, data if data is not None else {}, file)
@@ -52,12 +65,10 @@ class BaseStepContext:
 
         ``total`` must be positive and ``current`` within ``0..total``: a bad
         figure here is a bug in the step, so it is an error, not a clamp.
+        Without a category the runtime shows it under the step's name.
         """
-        if not total > 0:
-            raise ValueError(f'set_progress: total must be > 0, got {total!r}')
-        if not 0 <= current <= total:
-            raise ValueError(f'set_progress: current must be within 0..{total}, got {current!r}')
-        self.runtime_ctx.set_progress(current, total, category)
+        check_progress(current, total)
+        self.runtime_ctx.set_progress(current, total, category or self.current_step)
         run = self._active_run
         if run is not None:
             run.step_progress(current / total)

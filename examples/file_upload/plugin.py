@@ -1,0 +1,110 @@
+"""The spec's complete example, as a plugin: upload a folder into the backend.
+
+Everything below the params model is the specification's code, copied
+unchanged (docs/spec/step-orchestration.md, "A complete example").
+"""
+
+from pydantic import BaseModel, Field
+
+
+class FileUploadParams(BaseModel):
+    source_path: str = Field(description='The folder whose files are uploaded.')
+
+
+# --- the specification's complete example, unchanged ---------------------------
+from dataclasses import dataclass, field
+from pathlib import Path
+from synapse_sdk.plugins import BaseUploadAction
+from synapse_sdk.plugins.pipelines.steps import (
+    BaseStep, StepResult, StepRegistry, BaseStepContext, LoggingStep
+)
+
+# define the context
+@dataclass
+class FileUploadContext(BaseStepContext):
+    source_path: Path | None = None
+    files: list[Path] = field(default_factory=list)
+    uploaded_ids: list[int] = field(default_factory=list)
+
+# define the steps
+class DiscoverFilesStep(BaseStep[FileUploadContext]):
+    @property
+    def name(self) -> str:
+        return 'discover_files'
+
+    @property
+    def progress_weight(self) -> float:
+        return 0.1
+
+    def execute(self, context: FileUploadContext) -> StepResult:
+        if not context.source_path or not context.source_path.exists():
+            return StepResult(success=False, error='source path not found')
+
+        context.files = list(context.source_path.glob('**/*'))
+        context.files = [f for f in context.files if f.is_file()]
+
+        if not context.files:
+            return StepResult(success=False, error='no files found')
+
+        return StepResult(success=True, data={'file_count': len(context.files)})
+
+class UploadFilesStep(BaseStep[FileUploadContext]):
+    @property
+    def name(self) -> str:
+        return 'upload_files'
+
+    @property
+    def progress_weight(self) -> float:
+        return 0.8
+
+    def execute(self, context: FileUploadContext) -> StepResult:
+        for i, file in enumerate(context.files):
+            # upload each file
+            file_id = context.client.upload_file(file)
+            context.uploaded_ids.append(file_id)
+
+            # progress within the step
+            progress = (i + 1) / len(context.files)
+            context.set_progress(int(progress * 100), 100, 'upload')
+
+        return StepResult(
+            success=True,
+            rollback_data={'uploaded_ids': context.uploaded_ids.copy()}
+        )
+
+    def rollback(self, context: FileUploadContext, result: StepResult) -> None:
+        for file_id in result.rollback_data.get('uploaded_ids', []):
+            try:
+                context.client.delete_file(file_id)
+            except Exception:
+                context.errors.append(f'failed to delete file {file_id}')
+
+class FinalizeStep(BaseStep[FileUploadContext]):
+    @property
+    def name(self) -> str:
+        return 'finalize'
+
+    @property
+    def progress_weight(self) -> float:
+        return 0.1
+
+    def execute(self, context: FileUploadContext) -> StepResult:
+        context.log('upload_complete', {
+            'file_count': len(context.uploaded_ids),
+            'file_ids': context.uploaded_ids
+        })
+        return StepResult(success=True)
+
+# use it in an action
+class FileUploadAction(BaseUploadAction[FileUploadParams]):
+    def setup_steps(self, registry: StepRegistry) -> None:
+        # wrap the steps with logging for debugging
+        registry.register(LoggingStep(DiscoverFilesStep()))
+        registry.register(LoggingStep(UploadFilesStep()))
+        registry.register(LoggingStep(FinalizeStep()))
+
+    def create_context(self) -> FileUploadContext:
+        return FileUploadContext(
+            runtime_ctx=self.ctx,
+            source_path=Path(self.params.source_path)
+        )

@@ -1,0 +1,21 @@
+"""The action layer: params, runtime context, and steps or a plain execute()."""
+
+from .base import ActionContext, BaseAction
+from .errors import ActionDefinitionError, ActionError, ParamsValidationError
+from .export import BaseExportAction, ExportContext
+from .train import BaseTrainAction, TrainContext
+from .upload import BaseUploadAction, UploadContext
+
+__all__ = [
+    'ActionContext',
+    'ActionDefinitionError',
+    'ActionError',
+    'BaseAction',
+    'BaseExportAction',
+    'BaseTrainAction',
+    'BaseUploadAction',
+    'ExportContext',
+    'ParamsValidationError',
+    'TrainContext',
+    'UploadContext',
+]

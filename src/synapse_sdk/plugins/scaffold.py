@@ -1,0 +1,125 @@
+"""``synapse plugin create``: a new plugin folder that runs and has a passing test."""
+
+from __future__ import annotations
+
+import keyword
+import re
+from pathlib import Path
+
+CATEGORIES = ('upload', 'train', 'export')
+
+_BASES = {
+    'upload': ('BaseUploadAction', 'upload', 'UploadContext'),
+    'train': ('BaseTrainAction', 'train', 'TrainContext'),
+    'export': ('BaseExportAction', 'export', 'ExportContext'),
+}
+
+_CONFIG = """\
+name: {title}
+code: {code}
+version: 0.1.0
+category: {category}
+description: A {category} plugin.
+actions:
+  {category}:
+    entrypoint: plugin:{cls}
+    description: Runs the {category} workflow.
+"""
+
+_PLUGIN = '''\
+"""{title}: a {category} action made of steps."""
+
+from pydantic import BaseModel, Field
+
+from synapse_sdk.plugins import {base}
+from synapse_sdk.plugins.actions.{module} import {context}
+from synapse_sdk.plugins.pipelines.steps import BaseStep, StepRegistry, StepResult
+
+
+class Params(BaseModel):
+    items: int = Field(default=10, ge=0, description='How many items to process.')
+
+
+class PrepareStep(BaseStep[{context}]):
+    @property
+    def name(self) -> str:
+        return 'prepare'
+
+    @property
+    def progress_weight(self) -> float:
+        return 0.2
+
+    def execute(self, context: {context}) -> StepResult:
+        count = context.params['items']
+        context.log('prepared', {{'items': count}})
+        return StepResult(data={{'items': count}})
+
+
+class ProcessStep(BaseStep[{context}]):
+    @property
+    def name(self) -> str:
+        return 'process'
+
+    @property
+    def progress_weight(self) -> float:
+        return 0.8
+
+    def execute(self, context: {context}) -> StepResult:
+        count = context.params['items']
+        for i in range(count):
+            context.set_progress(i + 1, count, '{category}')
+        return StepResult(data={{'processed': count}})
+
+
+class {cls}({base}[Params]):
+    def setup_steps(self, registry: StepRegistry[{context}]) -> None:
+        registry.register(PrepareStep())
+        registry.register(ProcessStep())
+'''
+
+_TEST = """\
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from plugin import {cls}  # noqa: E402
+
+from synapse_sdk.runtime import MemoryLogger, RuntimeContext  # noqa: E402
+
+
+def test_runs_every_step():
+    logger = MemoryLogger()
+    result = {cls}.dispatch({{'items': 3}}, RuntimeContext(logger=logger))
+    assert result['success'] is True
+    assert result['steps']['process'] == {{'processed': 3}}
+    assert logger.progress_of('overall')[-1] == 100
+"""
+
+
+def create_plugin(directory: Path, code: str, category: str) -> Path:
+    """Write ``directory/code`` with config.yaml, plugin.py and tests/test_plugin.py."""
+    if category not in CATEGORIES:
+        raise ValueError(f'unknown category {category!r}; choose one of {", ".join(CATEGORIES)}')
+    if not re.fullmatch(r'[a-z][a-z0-9_]*', code) or keyword.iskeyword(code):
+        raise ValueError(
+            f'plugin name {code!r} must be lower case letters, digits and _, starting with a letter'
+        )
+    folder = directory / code
+    if folder.exists():
+        raise FileExistsError(f'{folder} already exists; choose another name or --dir')
+    base, module, context = _BASES[category]
+    values = {
+        'code': code,
+        'title': code.replace('_', ' ').title(),
+        'category': category,
+        'cls': ''.join(part.title() for part in code.split('_')) + 'Action',
+        'base': base,
+        'module': module,
+        'context': context,
+    }
+    (folder / 'tests').mkdir(parents=True)
+    (folder / 'config.yaml').write_text(_CONFIG.format(**values), encoding='utf-8')
+    (folder / 'plugin.py').write_text(_PLUGIN.format(**values), encoding='utf-8')
+    (folder / 'tests' / 'test_plugin.py').write_text(_TEST.format(**values), encoding='utf-8')
+    return folder

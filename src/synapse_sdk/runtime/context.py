@@ -1,0 +1,100 @@
+"""The runtime a plugin action runs in: loggers, backend client, environment, job id."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from synapse_sdk.plugins.steps import RunListener
+from synapse_sdk.plugins.steps.context import check_progress
+
+from .loggers import OVERALL, ConsoleLogger, Logger
+
+LEVELS = ('debug', 'info', 'warning', 'error')
+
+
+class RuntimeContext:
+    """What ``context.log``, ``set_progress``, ``set_metrics`` and ``client`` reach.
+
+    Every argument is optional: by default events and progress go to the
+    terminal, the client is a :class:`~synapse_sdk.clients.LocalBackendClient`
+    under ``$SYNAPSE_HOME`` (created on first use), ``env`` is a copy of the
+    process environment and ``job_id`` a fresh random id.
+    """
+
+    def __init__(
+        self,
+        logger: Logger | Sequence[Logger] | None = None,
+        client: Any = None,
+        env: Mapping[str, str] | None = None,
+        job_id: str | None = None,
+    ) -> None:
+        if logger is None:
+            self.loggers: list[Logger] = [ConsoleLogger()]
+        elif isinstance(logger, Logger):
+            self.loggers = [logger]
+        else:
+            self.loggers = list(logger)
+        bad = [type(x).__name__ for x in self.loggers if not isinstance(x, Logger)]
+        if bad:
+            raise TypeError(f'logger must be a Logger or a sequence of Loggers, got {bad}')
+        self._client = client
+        self.env: dict[str, str] = dict(os.environ if env is None else env)
+        self.job_id = job_id or uuid.uuid4().hex[:12]
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from synapse_sdk.clients import LocalBackendClient
+
+            self._client = LocalBackendClient()
+        return self._client
+
+    @property
+    def listeners(self) -> list[RunListener]:
+        """The loggers, as listeners of the run's step lifecycle."""
+        return list(self.loggers)
+
+    def log(
+        self,
+        event: str,
+        data: dict[str, Any] | None = None,
+        file: str | None = None,
+        level: str = 'info',
+    ) -> None:
+        if level not in LEVELS:
+            raise ValueError(f'log level must be one of {LEVELS}, got {level!r}')
+        payload = data if data is not None else {}
+        for logger in self.loggers:
+            logger.log(event, payload, file, level)
+
+    def set_progress(self, current: float, total: float, category: str | None = None) -> None:
+        """Progress of ``category``; without one, the run's overall progress."""
+        check_progress(current, total)
+        name = category or OVERALL
+        for logger in self.loggers:
+            logger.progress(current, total, name)
+
+    def set_metrics(self, value: dict[str, Any], category: str) -> None:
+        if not isinstance(value, dict):
+            raise TypeError(f'set_metrics: value must be a dict, got {type(value).__name__}')
+        for logger in self.loggers:
+            logger.metrics(value, category)
+
+    def close(self) -> None:
+        for logger in self.loggers:
+            logger.close()
+
+    def __enter__(self) -> RuntimeContext:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,138 @@
+"""Live progress bars and event lines on the terminal (stderr), drawn with rich."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from time import monotonic
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from synapse_sdk.plugins.steps import BaseStepContext, RunSummary, StepInfo, StepResult
+
+from .base import Logger
+
+_LEVEL_STYLE = {'debug': 'dim', 'info': '', 'warning': 'yellow', 'error': 'bold red'}
+
+
+class ConsoleLogger(Logger):
+    """One bar for the run overall and one per progress category, with event lines above.
+
+    Bar updates are throttled to one per ``min_interval`` seconds per
+    category (the latest value is kept and drawn at the next chance), so a
+    step may report progress for every item it handles at no real cost.
+    """
+
+    def __init__(self, console: Console | None = None, *, min_interval: float = 0.05) -> None:
+        self.console = console if console is not None else Console(stderr=True)
+        self.min_interval = min_interval
+        self._bars: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._last_draw: dict[str, float] = {}
+        self._pending: dict[str, tuple[float, float]] = {}
+
+    # events --------------------------------------------------------------
+    def log(self, event: str, data: dict[str, Any], file: str | None, level: str) -> None:
+        style = _LEVEL_STYLE.get(level, '')
+        text = f'{escape(event)} {escape(_short(data))}' if data else escape(event)
+        if file:
+            text += f' [dim]({escape(file)})[/dim]'
+        self.console.print(f'[{style}]{text}[/{style}]' if style else text, highlight=False)
+
+    def metrics(self, value: dict[str, Any], category: str) -> None:
+        figures = ' '.join(f'{k}={_fmt(v)}' for k, v in value.items())
+        self.console.print(f'[cyan]metrics[/cyan] [{escape(category)}] {escape(figures)}')
+
+    # progress ------------------------------------------------------------
+    def progress(self, current: float, total: float, category: str) -> None:
+        now = monotonic()
+        if current < total and now - self._last_draw.get(category, 0.0) < self.min_interval:
+            self._pending[category] = (current, total)
+            return
+        self._pending.pop(category, None)
+        self._last_draw[category] = now
+        self._draw(category, current, total)
+
+    def _draw(self, category: str, current: float, total: float) -> None:
+        bars = self._bars
+        if bars is None:
+            bars = self._bars = Progress(
+                TextColumn('{task.description:<16}'),
+                BarColumn(),
+                TaskProgressColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
+            )
+            bars.start()
+        task = self._tasks.get(category)
+        if task is None:
+            task = self._tasks[category] = bars.add_task(category, total=total)
+        bars.update(task, completed=current, total=total)
+
+    def _flush(self) -> None:
+        for category, (current, total) in list(self._pending.items()):
+            self._draw(category, current, total)
+        self._pending.clear()
+
+    # lifecycle -----------------------------------------------------------
+    def on_run_start(self, context: BaseStepContext, steps: Sequence[StepInfo]) -> None:
+        names = ', '.join(s.name for s in steps)
+        self.console.print(f'[bold]run[/bold] {len(steps)} steps: {escape(names)}')
+
+    def on_step_start(self, context: BaseStepContext, step: StepInfo) -> None:
+        self.console.print(f'[bold blue]>[/bold blue] {escape(step.name)}')
+
+    def on_step_end(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
+        self._flush()
+        took = f' ({result.duration_seconds:.2f}s)' if result.duration_seconds is not None else ''
+        if result.success:
+            self.console.print(f'[green]ok[/green] {escape(step.name)}{took}')
+        else:
+            self.console.print(
+                f'[bold red]failed[/bold red] {escape(step.name)}: {escape(str(result.error))}'
+            )
+
+    def on_step_skip(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
+        self.console.print(f'[dim]skipped {escape(step.name)}[/dim]')
+
+    def on_rollback_start(
+        self, context: BaseStepContext, step: StepInfo, result: StepResult
+    ) -> None:
+        self.console.print(f'[yellow]rolling back[/yellow] {escape(step.name)}')
+
+    def on_rollback_end(
+        self, context: BaseStepContext, step: StepInfo, error: BaseException | None
+    ) -> None:
+        if error is not None:
+            self.console.print(
+                f'[bold red]rollback of {escape(step.name)} failed:[/bold red] {escape(str(error))}'
+            )
+
+    def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
+        self._flush()
+
+    def close(self) -> None:
+        self._flush()
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None
+            self._tasks.clear()
+
+
+def _fmt(value: Any) -> str:
+    return f'{value:.4g}' if isinstance(value, float) else str(value)
+
+
+def _short(data: dict[str, Any], limit: int = 300) -> str:
+    text = repr(data)
+    return text if len(text) <= limit else text[: limit - 3] + '...'
