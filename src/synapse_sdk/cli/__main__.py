@@ -1,0 +1,3 @@
+from synapse_sdk.cli.main import main
+
+main()

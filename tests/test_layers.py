@@ -1,0 +1,79 @@
+"""Each layer imports only the layers below it (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / 'src' / 'synapse_sdk'
+
+# module prefix -> layer; the longest matching prefix wins
+LAYERS = {
+    'synapse_sdk': 0,
+    'synapse_sdk.plugins.steps': 1,
+    'synapse_sdk.plugins.pipelines': 1,
+    'synapse_sdk.paths': 2,
+    'synapse_sdk.runtime': 2,
+    'synapse_sdk.clients': 2,
+    'synapse_sdk.plugins': 3,
+    'synapse_sdk.journal': 4,
+    'synapse_sdk.execution': 5,
+    'synapse_sdk.testing': 6,
+    'synapse_sdk.cli': 6,
+}
+
+
+def layer_of(module: str) -> int:
+    matches = [p for p in LAYERS if module == p or module.startswith(p + '.')]
+    return LAYERS[max(matches, key=len)]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix('').parts)
+    if parts[-1] == '__init__':
+        parts.pop()
+    return '.'.join(parts)
+
+
+def imported_modules(source: str, here: str, is_package: bool = False) -> list[str]:
+    tree = ast.parse(source)
+    package = here if is_package else here.rpartition('.')[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split('.')
+                base = base[: len(base) - (node.level - 1)]
+                found.append('.'.join([*base, node.module] if node.module else base))
+            elif node.module:
+                found.append(node.module)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if node.value.startswith('synapse_sdk.') and ' ' not in node.value:
+                found.append(node.value)  # lazy imports by name (importlib)
+    return [m for m in found if m == 'synapse_sdk' or m.startswith('synapse_sdk.')]
+
+
+SOURCES = sorted(PACKAGE.rglob('*.py'))
+
+
+@pytest.mark.parametrize('path', SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_downwards(path: Path) -> None:
+    here = module_name(path)
+    if here == 'synapse_sdk.plugins':
+        return  # the spec's re-export point: lazily names actions and the runtime
+    source = path.read_text(encoding='utf-8')
+    imports = imported_modules(source, here, path.name == '__init__.py')
+    upward = [m for m in imports if layer_of(m) > layer_of(here)]
+    assert upward == [], f'{here} (layer {layer_of(here)}) imports upward: {upward}'
+
+
+def test_the_check_sees_upward_imports() -> None:
+    here = 'synapse_sdk.plugins.steps.orchestrator'
+    source = 'from synapse_sdk.runtime import RuntimeContext\nfrom ..actions import base\n'
+    imports = imported_modules(source, here)
+    assert imports == ['synapse_sdk.runtime', 'synapse_sdk.plugins.actions']
+    assert all(layer_of(m) > layer_of(here) for m in imports)
