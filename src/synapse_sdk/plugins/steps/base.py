@@ -15,6 +15,12 @@ class BaseStep(ABC, Generic[C]):
     """One named, weighted unit of work, with an optional skip test and rollback."""
 
     @property
+    def resumable(self) -> bool:
+        """False when the step's effect lives only in memory (e.g. a loaded data set), so a
+        resumed run must execute it again rather than reuse its earlier result."""
+        return True
+
+    @property
     @abstractmethod
     def name(self) -> str:
         """Unique identifier of the step within a registry."""

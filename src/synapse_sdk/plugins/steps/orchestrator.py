@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
+from itertools import accumulate
 from time import perf_counter
 from typing import Any, Generic
 
@@ -19,57 +21,129 @@ ProgressCallback = Callable[[int, int], None]
 _EPSILON = 1e-9  # absorbs float error so that 0.2 + 0.6 of 1.0 reads 80, not 79
 
 
+def _progress_marks(starts: list[float], scale: float) -> dict[int, int]:
+    """``{step index: percentage}`` for the steps after which the run first reaches a new one.
+
+    ``starts[i + 1]`` is the weight done after step ``i``; its percentage is
+    ``int(done * scale + _EPSILON)``, capped at 99. Weights are >= 0, so
+    both only ever grow: bisect for the step that reaches each percentage,
+    then settle the float rounding of that inverse with the forward formula,
+    so the marks are exactly what summing step by step would report. At most
+    99 bisections, however many steps there are.
+    """
+    end = len(starts)
+    marks: dict[int, int] = {}
+    position = 1  # in ``starts``: the step before it is done
+    target = 1
+    while target < 100:
+        position = bisect_left(starts, (target - _EPSILON) / scale, position)
+        while position > 1 and int(starts[position - 1] * scale + _EPSILON) >= target:
+            position -= 1
+        while position < end and int(starts[position] * scale + _EPSILON) < target:
+            position += 1
+        if position == end:
+            break
+        reached = int(starts[position] * scale + _EPSILON)
+        marks[position - 1] = min(reached, 99)
+        target = reached + 1
+    return marks
+
+
+def _total(weights: list[float]) -> float:
+    try:
+        return math.fsum(weights)
+    except OverflowError:
+        return math.inf
+
+
 class _ActiveRun:
-    """Per-run state the context talks to while a step runs: progress and partial rollback data."""
+    """Per-run state the context talks to while a step runs: progress and partial rollback data.
+
+    Progress is planned once, before the first step: ``starts[i]`` is the
+    weight done before step ``i`` and ``marks`` maps the few step indices
+    after which the overall percentage goes up (at most 99 of them) to that
+    percentage, so the per-step cost is a single dict lookup.
+    """
 
     __slots__ = (
+        '_infos',
         'callback',
         'context',
-        'done_weight',
+        'index',
         'last_percent',
         'listeners',
+        'marks',
+        'names',
         'partial',
         'scale',
-        'step',
+        'starts',
+        'step_weights',
         'weights',
     )
 
     def __init__(
         self,
         context: BaseStepContext,
-        weights: list[float],
+        names: list[str],
+        step_weights: list[float],
         callback: ProgressCallback | None,
         listeners: list[RunListener],
     ) -> None:
-        total = math.fsum(weights)
+        weights = step_weights
+        total = _total(weights)
         if total <= 0:  # all weights zero: progress by step count
             weights = [1.0] * len(weights)
             total = float(len(weights)) or 1.0
+        elif not (math.isfinite(total) and math.isfinite(100.0 / total)):
+            peak = max(weights)  # extreme magnitudes: relative to the largest, same shares
+            weights = [w / peak for w in weights]
+            total = math.fsum(weights)
+        scale = 100.0 / total
+        # summed left to right, as a running total would be
+        starts = list(accumulate(weights, initial=0.0))
+
+        marks = _progress_marks(starts, scale)
+        marks.pop(len(weights) - 1, None)  # the last step's 100 is reported when the run ends
+
+        self.names = names
+        self.step_weights = step_weights  # as declared; ``weights`` is what progress uses
         self.weights = weights
-        self.scale = 100.0 / total
-        self.done_weight = 0.0
+        self.scale = scale
+        self.starts = starts
+        self.marks = marks
         self.last_percent = 0
         self.callback = callback
         self.listeners = listeners
         self.context = context
-        self.step: StepInfo | None = None
+        self.index: int | None = None  # the step executing now, if any
         self.partial: dict[str, Any] = {}
+        self._infos: list[StepInfo] | None = None
+
+    def infos(self) -> list[StepInfo]:
+        """The steps as listeners see them, built on first need (never, without listeners)."""
+        if self._infos is None:
+            self._infos = [
+                StepInfo(index, name, weight)
+                for index, (name, weight) in enumerate(
+                    zip(self.names, self.step_weights, strict=True)
+                )
+            ]
+        return self._infos
+
+    def info(self, index: int) -> StepInfo:
+        return self.infos()[index]
 
     # progress ---------------------------------------------------------
-    def step_done(self, index: int) -> None:
-        self.done_weight += self.weights[index]
-        percent = int(self.done_weight * self.scale + _EPSILON)
-        if percent > self.last_percent:
-            self.emit(min(percent, 99))
-
     def step_progress(self, fraction: float) -> None:
-        step = self.step
-        if step is None:
+        index = self.index
+        if index is None:
             return
-        for listener in self.listeners:
-            listener.on_step_progress(self.context, step, fraction)
-        weight = self.weights[step.index]
-        percent = int((self.done_weight + weight * fraction) * self.scale + _EPSILON)
+        if self.listeners:
+            step = self.info(index)
+            for listener in self.listeners:
+                listener.on_step_progress(self.context, step, fraction)
+        done_weight = self.starts[index] + self.weights[index] * fraction
+        percent = int(done_weight * self.scale + _EPSILON)
         if percent > self.last_percent:
             self.emit(min(percent, 99))
 
@@ -99,11 +173,13 @@ class _ActiveRun:
         self._notify_rollback_data({key: item}, key)
 
     def _notify_rollback_data(self, values: dict[str, Any], append_to: str | None) -> None:
-        step = self.step
-        if step is None:
+        index = self.index
+        if index is None:
             raise RuntimeError('rollback data can only be recorded while a step is executing')
-        for listener in self.listeners:
-            listener.on_rollback_data(self.context, step, values, append_to)
+        if self.listeners:
+            step = self.info(index)
+            for listener in self.listeners:
+                listener.on_rollback_data(self.context, step, values, append_to)
 
 
 class Orchestrator(Generic[C]):
@@ -155,48 +231,66 @@ class Orchestrator(Generic[C]):
         self._started = True
         context = self.context
         listeners = self.listeners
-        steps = self.registry.get_steps()
-        infos = [StepInfo(i, s.name, float(s.progress_weight)) for i, s in enumerate(steps)]
-        weights = [info.weight for info in infos]
-        run = _ActiveRun(context, weights, self.progress_callback, listeners)
         completed = self.completed
-        # executed or reused steps, newest last: what a failure rolls back
-        done: list[tuple[BaseStep[C], StepInfo, StepResult]] = []
-        counts = [0, 0, 0]  # executed, skipped, reused
+        steps = self.registry.get_steps()
+        names = [step.name for step in steps]
+        run = _ActiveRun(
+            context,
+            names,
+            [float(step.progress_weight) for step in steps],
+            self.progress_callback,
+            listeners,
+        )
+        marks = run.marks
+        # (index, result) of executed or reused steps, newest last: what a failure rolls back
+        done: list[tuple[int, StepResult]] = []
+        executed = skipped = reused = 0
 
-        for listener in listeners:
-            listener.on_run_start(context, infos)
+        # The loop below runs once per step: keep it lean. Listener events are
+        # guarded by ``if listeners:`` (the list is live: a listener may add
+        # another) and StepInfo objects are only built when someone needs them.
+        if listeners:
+            infos = run.infos()
+            for listener in listeners:
+                listener.on_run_start(context, infos)
         context._active_run = run
         try:
-            for step, info in zip(steps, infos, strict=True):
-                context.current_step = info.name
+            for index, step in enumerate(steps):
+                name = names[index]
+                context.current_step = name
                 result: StepResult | None = None
                 try:
-                    if completed and info.name in completed:
-                        result = completed[info.name]
-                        done.append((step, info, result))
-                        counts[2] += 1
-                        for listener in listeners:
-                            listener.on_step_reused(context, info, result)
+                    if completed and name in completed:
+                        result = completed[name]
+                        done.append((index, result))
+                        reused += 1
+                        if listeners:
+                            info = run.info(index)
+                            for listener in listeners:
+                                listener.on_step_reused(context, info, result)
                     elif step.can_skip(context):
-                        result = StepResult(skipped=True, step_name=info.name)
+                        result = StepResult(skipped=True, step_name=name)
                         context.step_results.append(result)
-                        counts[1] += 1
-                        for listener in listeners:
-                            listener.on_step_skip(context, info, result)
+                        skipped += 1
+                        if listeners:
+                            info = run.info(index)
+                            for listener in listeners:
+                                listener.on_step_skip(context, info, result)
                     else:
-                        run.step = info
-                        for listener in listeners:
-                            listener.on_step_start(context, info)
+                        run.index = index
+                        if listeners:
+                            info = run.info(index)
+                            for listener in listeners:
+                                listener.on_step_start(context, info)
                         started = perf_counter()
                         returned = step.execute(context)
                         if not isinstance(returned, StepResult):
                             raise TypeError(
-                                f"step '{info.name}' returned {type(returned).__name__}, "
+                                f"step '{name}' returned {type(returned).__name__}, "
                                 'expected a StepResult'
                             )
                         result = returned
-                        result.step_name = info.name
+                        result.step_name = name
                         result.duration_seconds = perf_counter() - started
                         if run.partial:
                             result.rollback_data = {**run.partial, **result.rollback_data}
@@ -204,47 +298,54 @@ class Orchestrator(Generic[C]):
                         context.step_results.append(result)
                         if not result.success:
                             raise _ReturnedFailure
-                        done.append((step, info, result))
-                        counts[0] += 1
-                        run.step = None
-                        for listener in listeners:
-                            listener.on_step_end(context, info, result)
-                    run.step_done(info.index)
+                        done.append((index, result))
+                        executed += 1
+                        run.index = None
+                        if listeners:
+                            info = run.info(index)
+                            for listener in listeners:
+                                listener.on_step_end(context, info, result)
+                    if index in marks:
+                        run.emit(marks[index])
                 except BaseException as exc:
-                    self._fail(step, info, run, done, result, exc, counts)
+                    counts = [executed, skipped, reused]
+                    self._fail(steps, index, run, done, result, exc, counts)
                     raise  # not reached: _fail always raises
 
             run.emit(100)
-            summary = RunSummary(True, counts[0], counts[1], counts[2], len(steps))
-            for listener in listeners:
-                listener.on_run_end(context, summary)
+            summary = RunSummary(True, executed, skipped, reused, len(steps))
+            self._notify_safely('on_run_end', None, context, summary)
         finally:
             context._active_run = None
             context.current_step = None
         return {
             'success': True,
-            'steps_executed': counts[0],
+            'steps_executed': executed,
             'steps_total': len(steps),
-            'steps_skipped': counts[1],
-            'steps_reused': counts[2],
+            'steps_skipped': skipped,
+            'steps_reused': reused,
         }
 
     def _fail(
         self,
-        step: BaseStep[C],
-        info: StepInfo,
+        steps: list[BaseStep[C]],
+        index: int,
         run: _ActiveRun,
-        done: list[tuple[BaseStep[C], StepInfo, StepResult]],
+        done: list[tuple[int, StepResult]],
         result: StepResult | None,
         exc: BaseException,
         counts: list[int],
     ) -> None:
-        """Turn whatever went wrong into the step's failed result, roll back, then raise."""
+        """Turn whatever went wrong into the step's failed result, roll back, then raise.
+
+        ``counts`` is ``[executed, skipped, reused]`` so far.
+        """
         context = self.context
+        info = run.info(index)
         cause: BaseException | None = exc
         if isinstance(exc, _ReturnedFailure):
             assert result is not None
-            cause = None
+            cause = result.exception  # kept by a wrapper that turned a raise into a result
             if not result.error:
                 result.error = 'the step returned success=False without an error message'
         elif result is None:  # raised by can_skip, execute, or a listener before it
@@ -252,23 +353,24 @@ class Orchestrator(Generic[C]):
             result.step_name = info.name
             context.step_results.append(result)
         else:  # the step had finished; a listener or the progress report raised afterwards
-            if done and done[-1][2] is result:
+            if done and done[-1][1] is result:
                 done.pop()
                 counts[2 if info.name in self.completed else 0] -= 1
             result.success = False
             result.error = describe_exception(exc)
             result.exception = exc
         run.partial = {}
-        run.step = None
+        run.index = None
         self._notify_safely('on_step_end', None, context, info, result)
 
-        rollback_errors = self._rollback([(step, info, result), *reversed(done)])
+        entries = [(steps[i], run.info(i), done_result) for i, done_result in reversed(done)]
+        rollback_errors = self._rollback([(steps[index], info, result), *entries])
         summary = RunSummary(
             False,
             counts[0],
             counts[1],
             counts[2],
-            len(run.weights),
+            len(steps),
             failed_step=info.name,
             error=cause,
             rollback_errors=tuple(rollback_errors),

@@ -32,6 +32,10 @@ class StepWrapper(BaseStep[C]):
     def progress_weight(self) -> float:
         return self.inner.progress_weight
 
+    @property
+    def resumable(self) -> bool:
+        return self.inner.resumable
+
     def execute(self, context: C) -> StepResult:
         return self.inner.execute(context)
 
