@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["synapse_home"]
+__all__ = ['synapse_home']
 
 
 def synapse_home() -> Path:
@@ -18,7 +18,7 @@ def synapse_home() -> Path:
     Read on every call (not cached) so a changed ``SYNAPSE_HOME`` takes effect
     immediately; an empty value counts as unset rather than meaning the cwd.
     """
-    configured = os.environ.get("SYNAPSE_HOME")
+    configured = os.environ.get('SYNAPSE_HOME')
     if configured:
         return Path(configured).expanduser()
-    return Path("~/.synapse").expanduser()
+    return Path('~/.synapse').expanduser()

@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "ClientError",
-    "FileNotFoundInStorageError",
-    "SourceFileError",
-    "StorageIntegrityError",
+    'ClientError',
+    'FileNotFoundInStorageError',
+    'SourceFileError',
+    'StorageIntegrityError',
 ]
 
 
@@ -29,9 +29,9 @@ class FileNotFoundInStorageError(ClientError, KeyError):
     def __init__(self, file_id: int, root: str | None = None) -> None:
         self.file_id = file_id
         self.root = root
-        where = f" in storage at {root}" if root else ""
+        where = f' in storage at {root}' if root else ''
         super().__init__(
-            f"No file with id {file_id}{where}; call list_files() to see the stored files."
+            f'No file with id {file_id}{where}; call list_files() to see the stored files.'
         )
 
     def __str__(self) -> str:
@@ -48,7 +48,7 @@ class SourceFileError(ClientError, FileNotFoundError):
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason
-        super().__init__(f"Cannot upload {path!r}: {reason}.")
+        super().__init__(f'Cannot upload {path!r}: {reason}.')
 
     def __str__(self) -> str:
         # OSError.__str__ formats errno/filename, which are not set here.

@@ -1,5 +1,14 @@
-"""Running actions: in this process (and, later, on Ray)."""
+"""Running actions: in this process, and recovering journaled runs."""
 
 from .local import LocalExecutor, default_runtime, new_run_id
+from .recovery import RecoveryError, load_action_class, resume_run, rollback_run
 
-__all__ = ['LocalExecutor', 'default_runtime', 'new_run_id']
+__all__ = [
+    'LocalExecutor',
+    'RecoveryError',
+    'default_runtime',
+    'load_action_class',
+    'new_run_id',
+    'resume_run',
+    'rollback_run',
+]

@@ -7,8 +7,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from synapse_sdk.clients import LocalBackendClient
+from synapse_sdk.journal import Journal
 from synapse_sdk.paths import synapse_home
-from synapse_sdk.plugins.actions import BaseAction
+from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import RunListener
 from synapse_sdk.runtime import ConsoleLogger, JsonLinesLogger, Logger, RuntimeContext
 
@@ -32,10 +33,11 @@ def default_runtime(
 
 
 class LocalExecutor:
-    """Runs actions in the calling process."""
+    """Runs actions in the calling process, journaled when given a journal."""
 
-    def __init__(self, *, console: bool = True) -> None:
+    def __init__(self, *, console: bool = True, journal: Journal | None = None) -> None:
         self.console = console
+        self.journal = journal
 
     def run(
         self,
@@ -44,7 +46,13 @@ class LocalExecutor:
         *,
         ctx: RuntimeContext | None = None,
         listeners: Iterable[RunListener] = (),
+        origin: ActionOrigin | None = None,
     ) -> dict[str, Any]:
         runtime = ctx if ctx is not None else default_runtime(console=self.console)
         with runtime:
-            return action.dispatch(params, runtime, listeners=listeners)
+            result = action.dispatch(
+                params, runtime, listeners=listeners, journal=self.journal, origin=origin
+            )
+        if self.journal is not None:
+            result['run_id'] = runtime.job_id
+        return result

@@ -113,17 +113,19 @@ class Plugin:
 
     def _import(self, module_name: str) -> Any:
         folder = str(self.path)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-        cached = sys.modules.get(module_name.split('.')[0])
-        cached_file = getattr(cached, '__file__', None)
+        if folder in sys.path:
+            sys.path.remove(folder)
+        sys.path.insert(0, folder)  # ours first, even if another plugin was loaded since
+        top = module_name.split('.')[0]
+        cached_file = getattr(sys.modules.get(top), '__file__', None)
         if cached_file and not Path(cached_file).resolve().is_relative_to(self.path):
             # Another plugin's module of the same name: load ours instead.
-            for name in [m for m in sys.modules if m.split('.')[0] == module_name.split('.')[0]]:
+            for name in [m for m in sys.modules if m == top or m.startswith(top + '.')]:
                 del sys.modules[name]
         try:
             return importlib.import_module(module_name)
         except Exception as error:
             raise PluginError(
-                f"cannot import '{module_name}' from {self.path}: {type(error).__name__}: {error}"
+                f"cannot import '{module_name}' from {self.path}: "
+                f'{type(error).__name__}: {error}'
             ) from error

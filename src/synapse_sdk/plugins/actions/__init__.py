@@ -1,6 +1,6 @@
 """The action layer: params, runtime context, and steps or a plain execute()."""
 
-from .base import ActionContext, BaseAction
+from .base import ActionContext, ActionOrigin, BaseAction
 from .errors import ActionDefinitionError, ActionError, ParamsValidationError
 from .export import BaseExportAction, ExportContext
 from .train import BaseTrainAction, TrainContext
@@ -10,6 +10,7 @@ __all__ = [
     'ActionContext',
     'ActionDefinitionError',
     'ActionError',
+    'ActionOrigin',
     'BaseAction',
     'BaseExportAction',
     'BaseTrainAction',

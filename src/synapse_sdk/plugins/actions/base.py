@@ -8,12 +8,28 @@ from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from synapse_sdk.plugins.steps import BaseStepContext, Orchestrator, RunListener, StepRegistry
+from synapse_sdk.journal import Journal, JournalListener
+from synapse_sdk.plugins.steps import (
+    BaseStepContext,
+    Orchestrator,
+    RunListener,
+    StepRegistry,
+    StepResult,
+)
+from synapse_sdk.plugins.steps.result import describe_exception
 from synapse_sdk.runtime import RuntimeContext
 
 from .errors import ActionDefinitionError, ParamsValidationError
 
 P = TypeVar('P', bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ActionOrigin:
+    """Where an action came from, so that a journaled run can be rebuilt from a plugin folder."""
+
+    plugin_path: str
+    action: str
 
 
 @dataclass(kw_only=True)
@@ -74,9 +90,16 @@ class BaseAction(Generic[P]):
         ctx: RuntimeContext | None = None,
         *,
         listeners: Iterable[RunListener] = (),
+        journal: Journal | None = None,
+        origin: ActionOrigin | None = None,
     ) -> dict[str, Any]:
-        """Validate ``params``, build the action and run it."""
-        return cls(params, ctx).run(listeners=listeners)
+        """Validate ``params``, build the action and run it (journaled when given a journal)."""
+        return cls(params, ctx).run(listeners=listeners, journal=journal, origin=origin)
+
+    @classmethod
+    def entrypoint(cls) -> str:
+        """``module:QualName``: how the journal finds this class again."""
+        return f'{cls.__module__}:{cls.__qualname__}'
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         """Register the workflow's steps; register none to run :meth:`execute` instead."""
@@ -125,17 +148,57 @@ class BaseAction(Generic[P]):
         shares = [w / total * 100 if total else 100 / len(steps) for w in weights]
         return [(s.name, w, share) for s, w, share in zip(steps, weights, shares, strict=True)]
 
-    def run(self, *, listeners: Iterable[RunListener] = ()) -> dict[str, Any]:
-        """Run the action; the result holds the orchestrator's keys and each step's data."""
+    def run(
+        self,
+        *,
+        listeners: Iterable[RunListener] = (),
+        journal: Journal | None = None,
+        origin: ActionOrigin | None = None,
+    ) -> dict[str, Any]:
+        """Run the action; the result holds the orchestrator's keys and each step's data.
+
+        With a ``journal``, the run is recorded under ``ctx.job_id`` (write-ahead,
+        so a crash leaves what is needed for ``synapse runs rollback/resume``).
+        """
+        extra = list(listeners)
+        if journal is not None:
+            journal.start_run(
+                self.ctx.job_id,
+                entrypoint=self.entrypoint(),
+                params=self.params.model_dump(mode='json'),
+                action=origin.action if origin else None,
+                plugin_path=origin.plugin_path if origin else None,
+            )
+            extra.append(JournalListener(journal, self.ctx.job_id))
         registry = self.build_steps()
-        if not len(registry):
+        if len(registry):
+            return self.run_steps(registry, self.create_context(), listeners=extra)
+        if journal is None:
             return self.execute()
-        context = self.create_context()
+        try:
+            result = self.execute()
+        except BaseException as error:
+            status = 'failed' if isinstance(error, Exception) else 'cancelled'
+            journal.set_run_status(self.ctx.job_id, status, describe_exception(error))
+            raise
+        journal.set_run_status(self.ctx.job_id, 'succeeded')
+        return result
+
+    def run_steps(
+        self,
+        registry: StepRegistry[Any],
+        context: BaseStepContext,
+        *,
+        listeners: Iterable[RunListener] = (),
+        completed: Mapping[str, StepResult] | None = None,
+    ) -> dict[str, Any]:
+        """Run ``registry`` on ``context``, reporting overall progress to the runtime."""
         orchestrator = Orchestrator(
             registry,
             context,
             progress_callback=self._report_progress,
             listeners=[*self.ctx.listeners, *listeners],
+            completed=completed,
         )
         summary = orchestrator.execute()
         steps = {r.step_name: r.data for r in context.step_results if r.step_name and not r.skipped}
@@ -146,7 +209,7 @@ class BaseAction(Generic[P]):
 
 
 def _params_model_from_bases(cls: type) -> type[BaseModel] | None:
-    for base in getattr(cls, '__orig_bases__', ()):
+    for base in cls.__dict__.get('__orig_bases__', ()):
         origin = get_origin(base)
         if isinstance(origin, type) and issubclass(origin, BaseAction):
             for arg in get_args(base):

@@ -12,8 +12,9 @@ from .base import ActionContext, BaseAction, P
 class TrainContext(ActionContext):
     """State of a training workflow: the data, the model, where it was saved, its metrics."""
 
-    dataset: Any = None
-    model: Any = None
+    # in-memory objects: kept out of the run journal's context snapshots
+    dataset: Any = field(default=None, metadata={'snapshot': False})
+    model: Any = field(default=None, metadata={'snapshot': False})
     model_path: str | None = None
     model_file_id: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)

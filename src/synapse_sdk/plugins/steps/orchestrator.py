@@ -326,6 +326,24 @@ class Orchestrator(Generic[C]):
             'steps_reused': reused,
         }
 
+    def rollback(self, results: Mapping[str, StepResult]) -> list[str]:
+        """Roll back the named steps, newest first, without executing anything.
+
+        For recovering a run whose process died: ``results`` are the steps'
+        results as recorded then. Returns the rollback errors (also in
+        ``context.errors``); listeners get the rollback events.
+        """
+        steps = self.registry.get_steps()
+        unknown = set(results) - {step.name for step in steps}
+        if unknown:
+            raise ValueError(f'no such steps in the registry: {", ".join(sorted(unknown))}')
+        entries = [
+            (step, StepInfo(index, step.name, float(step.progress_weight)), results[step.name])
+            for index, step in reversed(list(enumerate(steps)))
+            if step.name in results
+        ]
+        return self._rollback(entries)
+
     def _fail(
         self,
         steps: list[BaseStep[C]],

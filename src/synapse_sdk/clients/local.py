@@ -1,0 +1,405 @@
+"""Embedded storage backend: blobs on local disk, metadata in SQLite.
+
+It is the default ``client`` so plugins run with no server at all. The design
+keeps the on-disk state consistent under crashes and concurrent processes:
+
+* Blobs are named by a random uuid, never by the user's file name, so no
+  name can place data outside the storage root.
+* A blob is written to a temp file, fsynced and renamed into place *before*
+  its index row is inserted. A crash can leave an orphan blob or temp file,
+  which are invisible because only indexed rows are ever reported, but never a
+  row whose blob is missing.
+* SQLite runs in WAL mode with a busy timeout and every operation is its own
+  short transaction, so several processes can share one root.
+* A connection is opened per call, so the client holds no connection, is safe
+  after ``fork`` and across threads, and pickles cleanly to Ray workers and
+  subprocesses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+import os
+import sqlite3
+import stat
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, Protocol, TypedDict, runtime_checkable
+
+from synapse_sdk.clients.errors import (
+    FileNotFoundInStorageError,
+    SourceFileError,
+    StorageIntegrityError,
+)
+from synapse_sdk.paths import synapse_home
+
+__all__ = ['BackendClient', 'FileInfo', 'LocalBackendClient', 'StrPath']
+
+StrPath = str | os.PathLike[str]
+
+INDEX_NAME = 'index.db'
+BLOB_DIR = 'blobs'
+UPLOAD_TEMP_PREFIX = '.upload-'
+DOWNLOAD_TEMP_PREFIX = '.synapse-download-'
+TEMP_SUFFIX = '.tmp'
+
+_CHUNK_SIZE = 1024 * 1024
+_BUSY_TIMEOUT_S = 30.0
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    blob TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL CHECK (size >= 0),
+    checksum TEXT NOT NULL,
+    created_at TEXT NOT NULL
+)
+"""
+_COLUMNS = 'id, name, blob, size, checksum, created_at'
+
+
+class FileInfo(TypedDict):
+    """Metadata of a stored file; a plain dict at runtime so it serialises as-is."""
+
+    id: int
+    name: str
+    size: int
+    checksum: str
+    created_at: str
+    path: str
+
+
+@runtime_checkable
+class BackendClient(Protocol):
+    """The storage contract plugin steps rely on, so backends are swappable."""
+
+    def upload_file(self, path: StrPath) -> int: ...
+
+    def delete_file(self, file_id: int) -> None: ...
+
+    def get_file(self, file_id: int) -> FileInfo: ...
+
+    def list_files(self) -> list[FileInfo]: ...
+
+    def download_file(self, file_id: int, dest: StrPath) -> Path: ...
+
+
+class LocalBackendClient:
+    """Store files under a local directory with a SQLite index.
+
+    The root is made absolute at construction (so a pickled client means the
+    same place in a worker with another cwd) and created lazily on first use
+    (so constructing or unpickling a client never touches the disk).
+    """
+
+    def __init__(self, root: StrPath | None = None) -> None:
+        chosen = synapse_home() / 'storage' if root is None else Path(root)
+        self._root = Path(os.path.abspath(chosen.expanduser()))
+        self._ready = False
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(root={str(self._root)!r})'
+
+    # Pickling: only the root travels; a live connection or readiness flag
+    # from another process would be meaningless (or unsafe) on arrival.
+    def __getstate__(self) -> dict[str, str]:
+        return {'root': str(self._root)}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        self._root = Path(state['root'])
+        self._ready = False
+
+    # ------------------------------------------------------------------ API
+
+    def upload_file(self, path: StrPath) -> int:
+        """Copy ``path`` into storage and return its new id."""
+        source = os.fspath(path)
+        name = os.path.basename(source)
+        with _open_source(source) as src:
+            self._ensure_ready()
+            blob, size, checksum = self._write_blob(src, source)
+        created_at = datetime.now(UTC).isoformat(timespec='microseconds')
+        try:
+            with self._connect() as conn, _transaction(conn):
+                cursor = conn.execute(
+                    'INSERT INTO files (name, blob, size, checksum, created_at)'
+                    ' VALUES (?, ?, ?, ?, ?)',
+                    (name, blob, size, checksum, created_at),
+                )
+                file_id = cursor.lastrowid
+        except BaseException:
+            self._discard_unindexed_blob(blob)
+            raise
+        if file_id is None:  # pragma: no cover - sqlite always sets it for INSERT
+            raise StorageIntegrityError(f'SQLite returned no id for uploaded {source!r}')
+        return file_id
+
+    def delete_file(self, file_id: int) -> None:
+        """Remove a file; the row goes first so a crash leaves only an orphan blob."""
+        fid = operator.index(file_id)
+        with self._connect() as conn, _transaction(conn):
+            row = conn.execute('SELECT blob FROM files WHERE id = ?', (fid,)).fetchone()
+            if row is None:
+                raise FileNotFoundInStorageError(fid, str(self._root))
+            blob_path = self._blob_path(row[0])
+            conn.execute('DELETE FROM files WHERE id = ?', (fid,))
+        blob_path.unlink(missing_ok=True)
+
+    def get_file(self, file_id: int) -> FileInfo:
+        fid = operator.index(file_id)
+        with self._connect() as conn:
+            row = conn.execute(f'SELECT {_COLUMNS} FROM files WHERE id = ?', (fid,)).fetchone()
+        if row is None:
+            raise FileNotFoundInStorageError(fid, str(self._root))
+        return self._to_info(row)
+
+    def list_files(self) -> list[FileInfo]:
+        with self._connect() as conn:
+            rows = conn.execute(f'SELECT {_COLUMNS} FROM files ORDER BY id').fetchall()
+        return [self._to_info(row) for row in rows]
+
+    def download_file(self, file_id: int, dest: StrPath) -> Path:
+        """Copy a stored file to ``dest`` (or into it, if it is a directory).
+
+        The copy goes through a temp file next to the target and is renamed into
+        place only after the checksum matches, so ``dest`` never holds bad data.
+        An existing file at the target is replaced; missing parents are not made.
+        """
+        info = self.get_file(file_id)
+        target = Path(dest)
+        if target.is_dir():
+            target = target / _safe_name(info['name'], info['id'])
+        try:
+            src = open(info['path'], 'rb')  # noqa: SIM115 - closed by the with below
+        except FileNotFoundError:
+            self.get_file(info['id'])  # raises if it was deleted meanwhile
+            raise StorageIntegrityError(
+                f'File {info["id"]} ({info["name"]!r}) is indexed but its blob '
+                f'{info["path"]} is missing; the storage at {self._root} is damaged.'
+            ) from None
+        with src:
+            fd, tmp = _create_temp(target.parent, DOWNLOAD_TEMP_PREFIX)
+            try:
+                with os.fdopen(fd, 'wb') as out:
+                    size, checksum = _copy(src, out)
+                if size != info['size'] or checksum != info['checksum']:
+                    raise StorageIntegrityError(
+                        f'File {info["id"]} ({info["name"]!r}) failed verification: expected '
+                        f'{info["size"]} bytes sha256={info["checksum"]}, read {size} bytes '
+                        f'sha256={checksum} from {info["path"]}.'
+                    )
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        return target
+
+    # ------------------------------------------------------------ internals
+
+    @property
+    def _index_path(self) -> Path:
+        return self._root / INDEX_NAME
+
+    @property
+    def _blob_dir(self) -> Path:
+        return self._root / BLOB_DIR
+
+    def _blob_path(self, blob: str) -> Path:
+        # The blob name comes from the index; refuse anything that is not one of
+        # our uuids so a tampered index cannot point reads or deletes elsewhere.
+        if len(blob) != 32 or blob.strip('0123456789abcdef'):
+            raise StorageIntegrityError(
+                f'Index at {self._index_path} holds an invalid blob name {blob!r}.'
+            )
+        return self._blob_dir / blob
+
+    def _to_info(self, row: tuple[int, str, str, int, str, str]) -> FileInfo:
+        file_id, name, blob, size, checksum, created_at = row
+        return FileInfo(
+            id=file_id,
+            name=name,
+            size=size,
+            checksum=checksum,
+            created_at=created_at,
+            path=str(self._blob_path(blob)),
+        )
+
+    def _write_blob(self, src: BinaryIO, source: str) -> tuple[str, int, str]:
+        """Copy ``src`` to a new uuid-named blob; durable before it is indexed."""
+        fd, tmp = _create_temp(self._root, UPLOAD_TEMP_PREFIX)
+        try:
+            with os.fdopen(fd, 'wb') as out:
+                size, checksum = _copy(src, out, source=source)
+            blob = uuid.uuid4().hex
+            os.replace(tmp, self._blob_dir / blob)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self._blob_dir)
+        return blob, size, checksum
+
+    def _discard_unindexed_blob(self, blob: str) -> None:
+        # Only delete the blob when we can confirm no row references it (the
+        # failure may have come after COMMIT); if unsure, an orphan is harmless.
+        try:
+            with self._connect() as conn:
+                indexed = conn.execute('SELECT 1 FROM files WHERE blob = ?', (blob,)).fetchone()
+        except Exception:
+            return
+        if indexed is None:
+            with suppress(OSError):
+                (self._blob_dir / blob).unlink(missing_ok=True)
+
+    def _open(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions; we issue BEGIN ourselves.
+        conn = sqlite3.connect(self._index_path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            conn.execute(f'PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}')
+            # FULL: once upload_file returns an id, the row survives power loss.
+            conn.execute('PRAGMA synchronous = FULL')
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        self._ensure_ready()
+        conn = self._open()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _ensure_ready(self) -> None:
+        """Create the root, blob dir and schema once per process (idempotent)."""
+        if self._ready:
+            return
+        self._blob_dir.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        while True:
+            conn = self._open()
+            try:
+                # Switching to WAL needs an exclusive lock and may not honour the
+                # busy timeout, so check first and retry while another process
+                # is initialising the same root.
+                (mode,) = conn.execute('PRAGMA journal_mode').fetchone()
+                if str(mode).lower() != 'wal':
+                    conn.execute('PRAGMA journal_mode = WAL')
+                with _transaction(conn):
+                    conn.execute(_SCHEMA)
+                    conn.execute(f'PRAGMA user_version = {_SCHEMA_VERSION}')
+                break
+            except sqlite3.OperationalError as exc:
+                if 'locked' not in str(exc) or time.monotonic() > deadline:
+                    raise
+            finally:
+                conn.close()
+            time.sleep(0.01)
+        self._ready = True
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """Short write transaction; IMMEDIATE takes the write lock up front so
+    concurrent writers wait on busy_timeout instead of failing on upgrade."""
+    conn.execute('BEGIN IMMEDIATE')
+    try:
+        yield
+    except BaseException:
+        with suppress(sqlite3.Error):
+            conn.execute('ROLLBACK')
+        raise
+    conn.execute('COMMIT')
+
+
+@contextmanager
+def _open_source(source: str) -> Iterator[BinaryIO]:
+    """Open an upload source, refusing anything but a regular file.
+
+    Checked before opening so a FIFO or device cannot block or stream forever.
+    """
+    try:
+        st = os.stat(source)
+    except FileNotFoundError:
+        raise SourceFileError(source, 'no such file') from None
+    except OSError as exc:
+        raise SourceFileError(source, f'cannot access it ({exc.strerror or exc})') from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise SourceFileError(source, 'it is a directory, not a file')
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceFileError(source, 'it is not a regular file')
+    try:
+        handle = open(source, 'rb')  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise SourceFileError(source, f'cannot open it ({exc.strerror or exc})') from exc
+    with handle:
+        yield handle
+
+
+def _copy(src: BinaryIO, out: BinaryIO, *, source: str | None = None) -> tuple[int, str]:
+    """Stream ``src`` into ``out``, fsync it, and return (size, sha256 hex).
+
+    Read errors on an upload source become SourceFileError so they are not
+    mistaken for a storage-side (write) failure.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        try:
+            chunk = src.read(_CHUNK_SIZE)
+        except OSError as exc:
+            if source is None:
+                raise
+            raise SourceFileError(source, f'read failed ({exc.strerror or exc})') from exc
+        if not chunk:
+            break
+        digest.update(chunk)
+        out.write(chunk)
+        size += len(chunk)
+    out.flush()
+    os.fsync(out.fileno())
+    return size, digest.hexdigest()
+
+
+def _create_temp(directory: Path, prefix: str) -> tuple[int, Path]:
+    """Create a new temp file exclusively in ``directory``.
+
+    Unlike ``tempfile.mkstemp`` the mode honours the umask (0o666 & ~umask), so
+    a downloaded file gets the permissions users expect.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0)
+    path = directory / f'{prefix}{uuid.uuid4().hex}{TEMP_SUFFIX}'
+    return os.open(path, flags, 0o666), path
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename; POSIX only, as Windows cannot open directories."""
+    if os.name != 'posix':
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _safe_name(name: str, file_id: int) -> str:
+    """Name to use inside a destination directory, even if the index was edited."""
+    base = os.path.basename(name.replace('\\', '/'))
+    if base in ('', '.', '..'):
+        return f'file-{file_id}'
+    return base

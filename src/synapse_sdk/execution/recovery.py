@@ -1,0 +1,165 @@
+"""Rollback and resume of journaled runs, after the process that ran them is gone."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from synapse_sdk.journal import (
+    Journal,
+    JournalError,
+    JournalListener,
+    RunRecord,
+    StepRecord,
+    restore,
+)
+from synapse_sdk.journal.records import DONE_STEP, UNDONE_WORK
+from synapse_sdk.plugins.actions import BaseAction
+from synapse_sdk.plugins.loader import Plugin
+from synapse_sdk.plugins.steps import BaseStep, Orchestrator, StepResult
+from synapse_sdk.runtime import RuntimeContext
+
+from .local import default_runtime
+
+ROLLBACK_FROM = ('crashed', 'failed', 'cancelled', 'rollback_failed', 'rolled_back')
+RESUME_FROM = ('crashed', 'failed', 'cancelled', 'rollback_failed', 'rolled_back')
+
+
+class RecoveryError(JournalError):
+    """The run cannot be rolled back or resumed as asked; the message says why."""
+
+
+def load_action_class(run: RunRecord) -> type[BaseAction[Any]]:
+    """The run's action class: from its plugin folder, or by its import path."""
+    if run.plugin_path and run.action:
+        return Plugin.load(run.plugin_path).load_action(run.action)
+    module_name, _, qualname = run.entrypoint.partition(':')
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split('.'):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as error:
+        raise RecoveryError(
+            f"cannot load the action of run '{run.id}' ({run.entrypoint}): {error}; "
+            'run recovery where that module can be imported'
+        ) from error
+    if not (isinstance(target, type) and issubclass(target, BaseAction)):
+        raise RecoveryError(f'{run.entrypoint} is not a BaseAction subclass')
+    return target
+
+
+def rollback_run(
+    journal: Journal, run_id: str, ctx: RuntimeContext | None = None
+) -> dict[str, Any]:
+    """Undo every step of the run whose work stands, newest first; harmless to repeat."""
+    run = _recoverable(journal, run_id, ROLLBACK_FROM, 'rolled back')
+    records = journal.steps(run_id)
+    pending = [r for r in records if r.status in UNDONE_WORK]
+    if not pending:
+        return {'run_id': run_id, 'status': run.status, 'rolled_back': [], 'errors': []}
+    runtime = ctx if ctx is not None else default_runtime(run_id)
+    with runtime:
+        action = load_action_class(run)(run.params, runtime)
+        registry = action.build_steps()
+        _check_plan(run, registry.get_steps(), records)
+        context = action.create_context()
+        restore(context, journal.snapshot_before(run_id, len(records)))
+        journal.claim_run(run_id, status='failed')
+        listeners = [*runtime.listeners, JournalListener(journal, run_id)]
+        orchestrator = Orchestrator(registry, context, listeners=listeners)
+        errors = orchestrator.rollback({r.name: _result_of(journal, run_id, r) for r in pending})
+    status = 'rollback_failed' if errors else 'rolled_back'
+    journal.set_run_status(run_id, status, '; '.join(errors) or None)
+    return {
+        'run_id': run_id,
+        'status': status,
+        'rolled_back': [r.name for r in reversed(pending)],
+        'errors': errors,
+    }
+
+
+def resume_run(journal: Journal, run_id: str, ctx: RuntimeContext | None = None) -> dict[str, Any]:
+    """Run again from the first step that did not succeed, reusing the earlier steps' results.
+
+    Partial work of the steps to be run again (the one that failed or was cut
+    off) is rolled back first, so nothing is done twice. A step that declares
+    itself not resumable is run again, and so is everything after it.
+    """
+    run = _recoverable(journal, run_id, RESUME_FROM, 'resumed')
+    records = journal.steps(run_id)
+    runtime = ctx if ctx is not None else default_runtime(run_id)
+    with runtime:
+        action = load_action_class(run)(run.params, runtime)
+        registry = action.build_steps()
+        steps = registry.get_steps()
+        _check_plan(run, steps, records)
+        done = ('succeeded', 'reused', 'skipped')
+        start = next((r.index for r in records if r.status not in done), len(records))
+        for record in records[:start]:
+            if record.status in DONE_STEP and not steps[record.index].resumable:
+                runtime.log(
+                    'resume_restart',
+                    {'step': record.name, 'reason': 'the step is not resumable'},
+                    level='warning',
+                )
+                start = record.index
+                break
+        journal.claim_run(run_id)
+        context = action.create_context()
+        restore(context, journal.snapshot_before(run_id, start))
+        listener = JournalListener(journal, run_id)
+        leftovers = {
+            r.name: _result_of(journal, run_id, r)
+            for r in records[start:]
+            if r.status in UNDONE_WORK
+        }
+        if leftovers:
+            orchestrator = Orchestrator(registry, context, listeners=[*runtime.listeners, listener])
+            errors = orchestrator.rollback(leftovers)
+            if errors:
+                journal.set_run_status(run_id, 'rollback_failed', '; '.join(errors))
+                raise RecoveryError(
+                    f"cannot resume run '{run_id}': undoing the partial work of "
+                    f'{", ".join(leftovers)} failed: {"; ".join(errors)}'
+                )
+        completed = {
+            r.name: _result_of(journal, run_id, r) for r in records[:start] if r.status in DONE_STEP
+        }
+        result = action.run_steps(registry, context, listeners=[listener], completed=completed)
+    result['run_id'] = run_id
+    result['resumed_from'] = steps[start].name if start < len(steps) else None
+    return result
+
+
+def _recoverable(journal: Journal, run_id: str, allowed: tuple[str, ...], verb: str) -> RunRecord:
+    run = journal.get_run(run_id)
+    if run.active:
+        raise RecoveryError(
+            f"run '{run_id}' is still {run.status} in process {run.pid} on {run.host}; "
+            'wait for it to finish or stop it first'
+        )
+    if run.status not in allowed:
+        raise RecoveryError(
+            f"run '{run_id}' {run.status}: only {', '.join(allowed)} runs can be {verb}"
+        )
+    return run
+
+
+def _check_plan(run: RunRecord, steps: list[BaseStep[Any]], records: list[StepRecord]) -> None:
+    planned = [s.name for s in steps]
+    recorded = [r.name for r in records]
+    if planned != recorded:
+        raise RecoveryError(
+            f"run '{run.id}' recorded the steps {recorded}, but the action now has {planned}; "
+            'recover it with the plugin version that ran it'
+        )
+
+
+def _result_of(journal: Journal, run_id: str, record: StepRecord) -> StepResult:
+    return StepResult(
+        success=record.status in DONE_STEP,
+        data=record.data or {},
+        error=record.error,
+        rollback_data=journal.rollback_data_of(run_id, record),
+        step_name=record.name,
+    )

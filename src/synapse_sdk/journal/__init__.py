@@ -1,0 +1,28 @@
+"""The run journal: durable run history, crash detection, data for rollback and resume.
+
+Written through the orchestrator's lifecycle listener protocol; the steps
+core does not know it exists.
+"""
+
+from .codec import SNAPSHOT, SnapshotError, restore, snapshot
+from .listener import JournalListener
+from .records import RUN_STATUSES, STEP_STATUSES, RunRecord, StepRecord
+from .schema import SCHEMA_VERSION, JournalVersionError
+from .store import Journal, JournalError, UnknownRunError
+
+__all__ = [
+    'RUN_STATUSES',
+    'SCHEMA_VERSION',
+    'SNAPSHOT',
+    'STEP_STATUSES',
+    'Journal',
+    'JournalError',
+    'JournalListener',
+    'JournalVersionError',
+    'RunRecord',
+    'SnapshotError',
+    'StepRecord',
+    'UnknownRunError',
+    'restore',
+    'snapshot',
+]

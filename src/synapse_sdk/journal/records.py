@@ -1,0 +1,73 @@
+"""What the journal holds about a run and its steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+RUN_STATUSES = (
+    'running',
+    'succeeded',
+    'failed',
+    'rolled_back',
+    'rollback_failed',
+    'cancelled',
+    'crashed',
+)
+STEP_STATUSES = (
+    'pending',
+    'started',
+    'succeeded',
+    'skipped',
+    'reused',
+    'failed',
+    'rolled_back',
+    'rollback_failed',
+)
+ACTIVE = ('running', 'failed')  # with no end time: the owner process may still be at work
+DONE_STEP = ('succeeded', 'reused')  # a step whose work stands
+UNDONE_WORK = ('started', 'succeeded', 'reused', 'failed', 'rollback_failed')  # to roll back
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    entrypoint: str
+    action: str | None
+    plugin_path: str | None
+    params: dict[str, Any]
+    status: str
+    started_at: str
+    ended_at: str | None
+    progress: int
+    error: str | None
+    host: str
+    pid: int
+    attempts: int
+
+    @property
+    def active(self) -> bool:
+        """Its process is (as far as the journal knows) still working on it."""
+        return self.status in ACTIVE and self.ended_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    index: int
+    name: str
+    weight: float
+    status: str
+    started_at: str | None
+    ended_at: str | None
+    duration: float | None
+    data: dict[str, Any] | None
+    rollback_data: dict[str, Any] | None
+    error: str | None
+    attempts: int
+    has_snapshot: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)

@@ -1,0 +1,265 @@
+"""The run journal: an SQLite database written ahead of every step."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from synapse_sdk.paths import synapse_home
+
+from .codec import from_json, to_json
+from .process import Owner
+from .records import ACTIVE, RUN_STATUSES, RunRecord, StepRecord
+from .schema import prepare
+
+
+class JournalError(Exception):
+    """A journal request that cannot be met (unknown run, wrong state)."""
+
+
+class UnknownRunError(JournalError, KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Journal:
+    """Run history at ``$SYNAPSE_HOME/runs.db`` (WAL mode, ``synchronous=NORMAL``).
+
+    ``synchronous=NORMAL`` in WAL mode: a commit survives the process being
+    killed (SIGKILL, OOM); only a power loss or OS crash can lose the last
+    few commits, never corrupt the file. ``durable=True`` selects
+    ``synchronous=FULL`` (an fsync per commit) for that too.
+
+    One connection per process; safe to pickle (the connection is reopened).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, durable: bool = False
+    ) -> None:
+        self.path = Path(path) if path is not None else synapse_home() / 'runs.db'
+        self.durable = durable
+        self._connection: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {'path': self.path, 'durable': self.durable}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state['path'], durable=state['durable'])  # type: ignore[misc]
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._connection is None or self._pid != os.getpid():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            connection.execute('PRAGMA journal_mode = WAL')
+            connection.execute(f'PRAGMA synchronous = {"FULL" if self.durable else "NORMAL"}')
+            connection.execute('PRAGMA busy_timeout = 30000')
+            connection.execute('PRAGMA foreign_keys = ON')
+            prepare(connection, self.path)
+            self._connection, self._pid = connection, os.getpid()
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None and self._pid == os.getpid():
+            self._connection.close()
+        self._connection = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        db.execute('BEGIN IMMEDIATE')
+        try:
+            yield db
+        except BaseException:
+            db.execute('ROLLBACK')
+            raise
+        db.execute('COMMIT')
+
+    # runs ----------------------------------------------------------------
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        entrypoint: str,
+        params: dict[str, Any],
+        action: str | None = None,
+        plugin_path: str | None = None,
+    ) -> None:
+        owner = Owner.current()
+        self.db.execute(
+            'INSERT INTO runs (id, entrypoint, action, plugin_path, params, status, started_at,'
+            ' host, pid, pid_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            (
+                run_id,
+                entrypoint,
+                action,
+                plugin_path,
+                to_json(params, 'params'),
+                'running',
+                now(),
+                owner.host,
+                owner.pid,
+                owner.started,
+            ),
+        )
+
+    def claim_run(self, run_id: str, status: str = 'running') -> None:
+        """This process takes the run over (resume, rollback): active again, owned by us."""
+        owner = Owner.current()
+        self.db.execute(
+            'UPDATE runs SET status = ?, ended_at = NULL, error = NULL, host = ?,'
+            ' pid = ?, pid_started = ?, attempts = attempts + 1 WHERE id = ?',
+            (status, owner.host, owner.pid, owner.started, run_id),
+        )
+
+    def set_run_status(
+        self, run_id: str, status: str, error: str | None = None, *, final: bool = True
+    ) -> None:
+        """``final=False`` keeps the run active (e.g. ``failed`` while its rollback runs)."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f'unknown run status {status!r}')
+        ended = now() if final and status != 'running' else None
+        self.db.execute(
+            'UPDATE runs SET status = ?, ended_at = ?, error = COALESCE(?, error) WHERE id = ?',
+            (status, ended, error, run_id),
+        )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        self.detect_crashed()
+        row = self.db.execute(f'SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?', (run_id,)).fetchone()
+        if row is None:
+            raise UnknownRunError(
+                f"no run '{run_id}' in the journal {self.path}; `synapse runs list` shows the runs"
+            )
+        return _run(row)
+
+    def list_runs(self, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        self.detect_crashed()
+        sql = f'SELECT {_RUN_COLUMNS} FROM runs'
+        args: list[Any] = []
+        if status is not None:
+            if status not in RUN_STATUSES:
+                raise JournalError(f'unknown status {status!r}; one of: {", ".join(RUN_STATUSES)}')
+            sql += ' WHERE status = ?'
+            args.append(status)
+        sql += ' ORDER BY started_at DESC, rowid DESC'
+        if limit is not None:
+            sql += ' LIMIT ?'
+            args.append(limit)
+        return [_run(row) for row in self.db.execute(sql, args)]
+
+    def detect_crashed(self) -> list[str]:
+        """Mark as ``crashed`` the active runs whose process is gone; returns their ids."""
+        rows = self.db.execute(
+            'SELECT id, host, pid, pid_started FROM runs WHERE status IN (?, ?)'
+            ' AND ended_at IS NULL',
+            ACTIVE,
+        ).fetchall()
+        crashed = [
+            run_id
+            for run_id, host, pid, started in rows
+            if not Owner(host, pid, started).is_alive()
+        ]
+        for run_id in crashed:
+            self.db.execute(
+                "UPDATE runs SET status = 'crashed', ended_at = ?,"
+                " error = COALESCE(error, 'the process running it died') WHERE id = ? AND"
+                ' status IN (?, ?) AND ended_at IS NULL',
+                (now(), run_id, *ACTIVE),
+            )
+        return crashed
+
+    # steps ---------------------------------------------------------------
+    def steps(self, run_id: str) -> list[StepRecord]:
+        rows = self.db.execute(
+            'SELECT idx, name, weight, status, started_at, ended_at, duration, data, rollback_data,'
+            ' error, attempts, snapshot IS NOT NULL FROM steps WHERE run_id = ? ORDER BY idx',
+            (run_id,),
+        )
+        return [
+            StepRecord(
+                index=r[0],
+                name=r[1],
+                weight=r[2],
+                status=r[3],
+                started_at=r[4],
+                ended_at=r[5],
+                duration=r[6],
+                data=from_json(r[7]),
+                rollback_data=from_json(r[8]),
+                error=r[9],
+                attempts=r[10],
+                has_snapshot=bool(r[11]),
+            )
+            for r in rows
+        ]
+
+    def partial_rollback_data(self, run_id: str, index: int) -> dict[str, Any]:
+        """What a step recorded while running, replayed in order."""
+        data: dict[str, Any] = {}
+        for key, value, append in self.db.execute(
+            'SELECT key, value, append FROM rollback_items WHERE run_id = ? AND idx = ?'
+            ' ORDER BY seq',
+            (run_id, index),
+        ):
+            if append:
+                data.setdefault(key, []).append(from_json(value))
+            else:
+                data[key] = from_json(value)
+        return data
+
+    def rollback_data_of(self, run_id: str, step: StepRecord) -> dict[str, Any]:
+        """The step's final rollback data, or what it recorded before it was cut off."""
+        partial = self.partial_rollback_data(run_id, step.index)
+        return {**partial, **(step.rollback_data or {})}
+
+    def snapshot_before(self, run_id: str, index: int) -> str | None:
+        """The context snapshot taken after the last step before ``index`` that has one."""
+        row = self.db.execute(
+            'SELECT snapshot FROM steps WHERE run_id = ? AND idx < ? AND snapshot IS NOT NULL'
+            ' ORDER BY idx DESC LIMIT 1',
+            (run_id, index),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_step_status(
+        self, run_id: str, index: int, status: str, error: str | None = None
+    ) -> None:
+        self.db.execute(
+            'UPDATE steps SET status = ?, error = COALESCE(?, error) WHERE run_id = ? AND idx = ?',
+            (status, error, run_id, index),
+        )
+
+
+_RUN_COLUMNS = (
+    'id, entrypoint, action, plugin_path, params, status, started_at, ended_at, progress, error,'
+    ' host, pid, attempts'
+)
+
+
+def _run(row: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        id=row[0],
+        entrypoint=row[1],
+        action=row[2],
+        plugin_path=row[3],
+        params=from_json(row[4]),
+        status=row[5],
+        started_at=row[6],
+        ended_at=row[7],
+        progress=row[8],
+        error=row[9],
+        host=row[10],
+        pid=row[11],
+        attempts=row[12],
+    )
