@@ -1,7 +1,11 @@
 """The spec's complete example, as a plugin: upload a folder into the backend.
 
-Everything below the params model is the specification's code, copied
-unchanged (docs/spec/step-orchestration.md, "A complete example").
+The middle of this module is the specification's code, copied unchanged
+(docs/spec/step-orchestration.md, "A complete example"); the ``upload_spec``
+action runs it as it is. The ``upload`` action runs the same workflow with a
+crash-safe upload step (at the end of the module): it records each upload's
+idempotency key before storing the file, so that with the run journal a
+process killed mid-loop can still be rolled back or resumed exactly.
 """
 
 from pydantic import BaseModel, Field
@@ -108,3 +112,49 @@ class FileUploadAction(BaseUploadAction[FileUploadParams]):
             runtime_ctx=self.ctx,
             source_path=Path(self.params.source_path)
         )
+
+
+# --- the crash-safe variant used by the `upload` action ------------------------
+from synapse_sdk.clients import FileNotFoundInStorageError
+
+
+class DurableUploadFilesStep(UploadFilesStep):
+    """UploadFilesStep whose every upload can be found again after a crash."""
+
+    def execute(self, context: FileUploadContext) -> StepResult:
+        total = len(context.files)
+        for i, file in enumerate(context.files):
+            assert context.source_path is not None
+            key = f'{context.runtime_ctx.job_id}:{file.relative_to(context.source_path)}'
+            # Intent first: if the process dies right after the upload, the key is
+            # already journaled and rollback finds the file by it.
+            context.append_rollback('upload_keys', key)
+            file_id = context.client.upload_file(file, key=key)
+            context.uploaded_ids.append(file_id)
+            context.set_progress(i + 1, total, 'upload')
+        return StepResult(
+            success=True,
+            data={'uploaded': len(context.uploaded_ids)},
+            rollback_data={'uploaded_ids': context.uploaded_ids.copy()},
+        )
+
+    def rollback(self, context: FileUploadContext, result: StepResult) -> None:
+        ids = set(result.rollback_data.get('uploaded_ids', []))
+        for key in result.rollback_data.get('upload_keys', []):
+            found = context.client.find_file(key)
+            if found is not None:
+                ids.add(found)
+        for file_id in sorted(ids):
+            try:
+                context.client.delete_file(file_id)
+            except FileNotFoundInStorageError:
+                pass  # already deleted by an earlier, interrupted rollback
+            except Exception as error:
+                context.errors.append(f'failed to delete file {file_id}: {error}')
+
+
+class DurableFileUploadAction(FileUploadAction):
+    def setup_steps(self, registry: StepRegistry) -> None:
+        registry.register(LoggingStep(DiscoverFilesStep()))
+        registry.register(LoggingStep(DurableUploadFilesStep()))
+        registry.register(LoggingStep(FinalizeStep()))

@@ -12,8 +12,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from synapse_sdk.execution import LocalExecutor
-from synapse_sdk.plugins.actions import ActionError
+from synapse_sdk.execution import (
+    LocalExecutor,
+    RecoveryFailed,
+    default_runtime,
+    resume_run,
+    rollback_run,
+)
+from synapse_sdk.journal import Journal, JournalError, JournalVersionError
+from synapse_sdk.plugins.actions import ActionError, ActionOrigin
 from synapse_sdk.plugins.loader import Plugin, PluginError
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
 from synapse_sdk.plugins.steps import StepExecutionError
@@ -24,6 +31,8 @@ EXIT_BAD_INPUT = 2
 app = typer.Typer(help='Synapse SDK: run and build plugin actions.', no_args_is_help=True)
 plugin_app = typer.Typer(help='Run, inspect and create plugins.', no_args_is_help=True)
 app.add_typer(plugin_app, name='plugin')
+runs_app = typer.Typer(help='Journaled runs: history, rollback, resume.', no_args_is_help=True)
+app.add_typer(runs_app, name='runs')
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -69,28 +78,45 @@ def run(
     params_file: Annotated[
         Path | None, typer.Option('--params-file', help='A file holding the params as JSON.')
     ] = None,
+    journal: Annotated[
+        bool, typer.Option('--journal/--no-journal', help='Record the run in the run journal.')
+    ] = True,
     debug: DebugOption = False,
 ) -> None:
     """Run ACTION of the plugin in this process; the result is printed as JSON on stdout."""
     try:
         values = _read_params(params, params_file)
-        action_cls = Plugin.load(path).load_action(action)
+        plugin = Plugin.load(path)
+        action_cls = plugin.load_action(action)
         action_cls.validate_params(values)
-    except (BadInput, PluginError, ActionError) as error:
+        store = Journal() if journal else None
+        if store is not None:
+            store.db  # noqa: B018 - open it now: a bad journal is bad input, not a failed run
+    except (BadInput, PluginError, ActionError, JournalError, JournalVersionError) as error:
         _fail(EXIT_BAD_INPUT, str(error), debug)
+    runtime = default_runtime()
+    if store is not None:
+        stderr.print(f'[dim]run {runtime.job_id} (journal: {store.path})[/dim]')
+    origin = ActionOrigin(str(plugin.path), action)
     try:
-        result = LocalExecutor().run(action_cls, values)
+        result = LocalExecutor(journal=store).run(action_cls, values, ctx=runtime, origin=origin)
     except StepExecutionError as error:
-        _fail(EXIT_FAILED, _describe_failure(error), debug)
+        _fail(EXIT_FAILED, _describe_failure(error, runtime.job_id if store else None), debug)
     except ActionError as error:
         _fail(EXIT_BAD_INPUT, str(error), debug)
     except Exception as error:
         _fail(EXIT_FAILED, f'action {action!r} failed: {type(error).__name__}: {error}', debug)
-    sys.stdout.write(json.dumps(result, indent=2, default=str) + '\n')
+    _print_json(result)
 
 
-def _describe_failure(error: StepExecutionError) -> str:
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + '\n')
+
+
+def _describe_failure(error: StepExecutionError, run_id: str | None) -> str:
     lines = [str(error), *getattr(error, '__notes__', [])]
+    if run_id is not None:
+        lines.append(f'Details: synapse runs show {run_id}')
     return '\n  '.join(lines)
 
 
@@ -133,6 +159,130 @@ def create(
     except (ValueError, FileExistsError) as error:
         _fail(EXIT_BAD_INPUT, str(error), False)
     Console().print(f'created {folder}')
+
+
+# runs ----------------------------------------------------------------------
+
+
+def _journal() -> Journal:
+    return Journal()
+
+
+@runs_app.command('list')
+def runs_list(
+    status: Annotated[
+        str | None, typer.Option('--status', help='Only runs in this status.')
+    ] = None,
+    limit: Annotated[int, typer.Option('--limit', help='At most this many runs.')] = 50,
+    as_json: Annotated[bool, typer.Option('--json', help='JSON on stdout.')] = False,
+) -> None:
+    """The journaled runs, newest first."""
+    try:
+        records = _journal().list_runs(status=status, limit=limit)
+    except (JournalError, JournalVersionError) as error:
+        _fail(EXIT_BAD_INPUT, str(error), False)
+    if as_json:
+        _print_json([r.to_dict() for r in records])
+        return
+    table = Table('run', 'status', 'progress', 'action', 'started', 'error')
+    for r in records:
+        table.add_row(
+            r.id,
+            _status(r.status),
+            f'{r.progress}%',
+            r.action or r.entrypoint,
+            r.started_at[:19].replace('T', ' '),
+            (r.error or '')[:60],
+        )
+    Console().print(table)
+
+
+@runs_app.command('show')
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help='The run id.')],
+    as_json: Annotated[bool, typer.Option('--json', help='JSON on stdout.')] = False,
+) -> None:
+    """One run: its params, progress and every step with status, duration and error."""
+    journal = _journal()
+    try:
+        record = journal.get_run(run_id)
+    except (JournalError, JournalVersionError) as error:
+        _fail(EXIT_BAD_INPUT, str(error), False)
+    steps = journal.steps(run_id)
+    if as_json:
+        _print_json({**record.to_dict(), 'steps': [s.to_dict() for s in steps]})
+        return
+    out = Console()
+    out.print(f'[bold]run {record.id}[/bold]  {_status(record.status)}  {record.progress}%')
+    out.print(f'action   {record.action or "-"} ({record.entrypoint})')
+    if record.plugin_path:
+        out.print(f'plugin   {record.plugin_path}')
+    out.print(f'params   {json.dumps(record.params)}')
+    out.print(f'started  {record.started_at}   ended {record.ended_at or "-"}')
+    if record.error:
+        out.print(f'error    {record.error}')
+    table = Table('#', 'step', 'status', 'duration', 'attempts', 'error')
+    for s in steps:
+        table.add_row(
+            str(s.index + 1),
+            s.name,
+            _status(s.status),
+            f'{s.duration:.3f}s' if s.duration is not None else '-',
+            str(s.attempts),
+            s.error or '',
+        )
+    out.print(table)
+
+
+@runs_app.command('rollback')
+def runs_rollback(
+    run_id: Annotated[str, typer.Argument(help='The run id.')],
+    debug: DebugOption = False,
+) -> None:
+    """Undo what a crashed, failed or cancelled run left behind (safe to repeat)."""
+    journal = _journal()
+    try:
+        report = rollback_run(journal, run_id)
+    except (JournalError, JournalVersionError, PluginError, ActionError) as error:
+        _fail(EXIT_BAD_INPUT, str(error), debug)
+    _print_json(report)
+    if report['errors']:
+        _fail(EXIT_FAILED, f"rollback of run '{run_id}' left errors; run it again", debug)
+
+
+@runs_app.command('resume')
+def runs_resume(
+    run_id: Annotated[str, typer.Argument(help='The run id.')],
+    debug: DebugOption = False,
+) -> None:
+    """Run a failed or crashed run again from the first step that did not succeed."""
+    journal = _journal()
+    try:
+        result = resume_run(journal, run_id)
+    except RecoveryFailed as error:
+        _fail(EXIT_FAILED, str(error), debug)
+    except (JournalError, JournalVersionError, PluginError, ActionError) as error:
+        _fail(EXIT_BAD_INPUT, str(error), debug)
+    except StepExecutionError as error:
+        _fail(EXIT_FAILED, _describe_failure(error, run_id), debug)
+    _print_json(result)
+
+
+_STATUS_STYLE = {
+    'succeeded': 'green',
+    'running': 'blue',
+    'started': 'blue',
+    'failed': 'red',
+    'crashed': 'bold red',
+    'rollback_failed': 'bold red',
+    'cancelled': 'yellow',
+    'rolled_back': 'yellow',
+}
+
+
+def _status(status: str) -> str:
+    style = _STATUS_STYLE.get(status)
+    return f'[{style}]{status}[/{style}]' if style else status
 
 
 def main() -> None:

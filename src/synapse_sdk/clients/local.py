@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS files (
     blob TEXT NOT NULL UNIQUE,
     size INTEGER NOT NULL CHECK (size >= 0),
     checksum TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    key TEXT UNIQUE
 )
 """
 _COLUMNS = 'id, name, blob, size, checksum, created_at'
@@ -79,7 +80,9 @@ class FileInfo(TypedDict):
 class BackendClient(Protocol):
     """The storage contract plugin steps rely on, so backends are swappable."""
 
-    def upload_file(self, path: StrPath) -> int: ...
+    def upload_file(self, path: StrPath, *, key: str | None = None) -> int: ...
+
+    def find_file(self, key: str) -> int | None: ...
 
     def delete_file(self, file_id: int) -> None: ...
 
@@ -121,8 +124,18 @@ class LocalBackendClient:
 
     # ------------------------------------------------------------------ API
 
-    def upload_file(self, path: StrPath) -> int:
-        """Copy ``path`` into storage and return its new id."""
+    def upload_file(self, path: StrPath, *, key: str | None = None) -> int:
+        """Copy ``path`` into storage and return its new id.
+
+        ``key`` makes the upload idempotent: if a file was already stored under
+        that key, its id is returned and nothing is copied. A step that records
+        the key *before* uploading can thus always find (to delete, or to skip)
+        what an interrupted attempt stored.
+        """
+        if key is not None:
+            existing = self.find_file(key)
+            if existing is not None:
+                return existing
         source = os.fspath(path)
         name = os.path.basename(source)
         with _open_source(source) as src:
@@ -131,18 +144,31 @@ class LocalBackendClient:
         created_at = datetime.now(UTC).isoformat(timespec='microseconds')
         try:
             with self._connect() as conn, _transaction(conn):
+                if key is not None:
+                    row = conn.execute('SELECT id FROM files WHERE key = ?', (key,)).fetchone()
+                    if row is not None:  # stored meanwhile by another process
+                        raise _AlreadyStored(row[0])
                 cursor = conn.execute(
-                    'INSERT INTO files (name, blob, size, checksum, created_at)'
-                    ' VALUES (?, ?, ?, ?, ?)',
-                    (name, blob, size, checksum, created_at),
+                    'INSERT INTO files (name, blob, size, checksum, created_at, key)'
+                    ' VALUES (?, ?, ?, ?, ?, ?)',
+                    (name, blob, size, checksum, created_at, key),
                 )
                 file_id = cursor.lastrowid
+        except _AlreadyStored as stored:
+            self._discard_unindexed_blob(blob)
+            return stored.file_id
         except BaseException:
             self._discard_unindexed_blob(blob)
             raise
         if file_id is None:  # pragma: no cover - sqlite always sets it for INSERT
             raise StorageIntegrityError(f'SQLite returned no id for uploaded {source!r}')
         return file_id
+
+    def find_file(self, key: str) -> int | None:
+        """The id of the file stored under ``key``, if any."""
+        with self._connect() as conn:
+            row = conn.execute('SELECT id FROM files WHERE key = ?', (key,)).fetchone()
+        return None if row is None else int(row[0])
 
     def delete_file(self, file_id: int) -> None:
         """Remove a file; the row goes first so a crash leaves only an orphan blob."""
@@ -310,6 +336,11 @@ class LocalBackendClient:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+class _AlreadyStored(Exception):
+    def __init__(self, file_id: int) -> None:
+        self.file_id = file_id
 
 
 @contextmanager

@@ -29,6 +29,10 @@ class RecoveryError(JournalError):
     """The run cannot be rolled back or resumed as asked; the message says why."""
 
 
+class RecoveryFailed(RuntimeError):
+    """Recovery was attempted and did not complete (e.g. undoing partial work failed)."""
+
+
 def load_action_class(run: RunRecord) -> type[BaseAction[Any]]:
     """The run's action class: from its plugin folder, or by its import path."""
     if run.plugin_path and run.action:
@@ -118,7 +122,7 @@ def resume_run(journal: Journal, run_id: str, ctx: RuntimeContext | None = None)
             errors = orchestrator.rollback(leftovers)
             if errors:
                 journal.set_run_status(run_id, 'rollback_failed', '; '.join(errors))
-                raise RecoveryError(
+                raise RecoveryFailed(
                     f"cannot resume run '{run_id}': undoing the partial work of "
                     f'{", ".join(leftovers)} failed: {"; ".join(errors)}'
                 )

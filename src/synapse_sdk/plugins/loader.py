@@ -126,6 +126,5 @@ class Plugin:
             return importlib.import_module(module_name)
         except Exception as error:
             raise PluginError(
-                f"cannot import '{module_name}' from {self.path}: "
-                f'{type(error).__name__}: {error}'
+                f"cannot import '{module_name}' from {self.path}: {type(error).__name__}: {error}"
             ) from error
