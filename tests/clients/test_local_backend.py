@@ -298,18 +298,28 @@ def test_upload_fifo_is_refused_without_blocking(
         client.upload_file(fifo)
 
 
-@pytest.mark.skipif(
-    not hasattr(os, 'geteuid') or os.geteuid() == 0, reason='root can read anything'
-)
-def test_upload_unreadable_source(client: LocalBackendClient, tmp_path: Path) -> None:
+def test_upload_unreadable_source(
+    client: LocalBackendClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # chmod 000 does not stop root (CI runs as root), so refuse the open itself.
+    import builtins
+
+    import synapse_sdk.clients.local as local
+
     src = make_file(tmp_path, 'secret', b'x')
-    src.chmod(0)
-    try:
-        with pytest.raises(SourceFileError) as excinfo:
-            client.upload_file(src)
-        assert str(src) in str(excinfo.value)
-    finally:
-        src.chmod(0o600)
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.fspath(file) == str(src):
+            raise PermissionError(13, 'Permission denied', str(src))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(local, 'open', refusing_open, raising=False)
+    with pytest.raises(SourceFileError) as excinfo:
+        client.upload_file(src)
+    assert str(src) in str(excinfo.value)
+    assert 'Permission denied' in str(excinfo.value)
+    assert client.list_files() == []
 
 
 def test_failed_insert_removes_blob(client: LocalBackendClient, root: Path, tmp_path: Path) -> None:
@@ -683,3 +693,59 @@ def test_concurrent_thread_uploads_share_one_client(
     assert errors == []
     assert len(set(ids)) == 80
     assert len(client.list_files()) == 80
+
+
+# ------------------------------------------------------------ idempotency keys
+
+
+def test_upload_with_a_key_is_idempotent(client: LocalBackendClient, tmp_path: Path) -> None:
+    src = make_file(tmp_path, 'a.txt', b'alpha')
+    first = client.upload_file(src, key='run1:a.txt')
+    again = client.upload_file(src, key='run1:a.txt')
+    assert again == first
+    assert [f['id'] for f in client.list_files()] == [first]
+    assert client.find_file('run1:a.txt') == first
+    other = client.upload_file(src, key='run2:a.txt')
+    assert other != first
+    assert client.upload_file(src) not in (first, other)  # no key: always a new file
+
+
+def test_find_file_by_unknown_key(client: LocalBackendClient) -> None:
+    assert client.find_file('nope') is None
+
+
+def test_a_deleted_keyed_file_can_be_stored_again(
+    client: LocalBackendClient, tmp_path: Path
+) -> None:
+    src = make_file(tmp_path, 'a.txt', b'alpha')
+    first = client.upload_file(src, key='k')
+    client.delete_file(first)
+    assert client.find_file('k') is None
+    second = client.upload_file(src, key='k')
+    assert second != first
+    assert client.get_file(second)['checksum'] == hashlib.sha256(b'alpha').hexdigest()
+
+
+def test_a_key_stored_meanwhile_by_another_writer_wins(
+    client: LocalBackendClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The other writer commits between our check and our insert: we must
+    # return its id and leave no second copy (no row, no blob).
+    src = make_file(tmp_path, 'a.txt', b'alpha')
+    other = LocalBackendClient(client.root)
+    real_find = LocalBackendClient.find_file
+    calls = {'n': 0}
+
+    def racing_find(self: LocalBackendClient, key: str) -> int | None:
+        calls['n'] += 1
+        if calls['n'] == 1:
+            result = real_find(self, key)
+            monkeypatch.setattr(LocalBackendClient, 'find_file', real_find)
+            other.upload_file(src, key=key)
+            return result
+        return real_find(self, key)
+
+    monkeypatch.setattr(LocalBackendClient, 'find_file', racing_find)
+    file_id = client.upload_file(src, key='k')
+    assert [f['id'] for f in client.list_files()] == [file_id]
+    assert len(list((client.root / 'blobs').iterdir())) == 1
