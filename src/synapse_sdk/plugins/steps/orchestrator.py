@@ -312,7 +312,7 @@ class Orchestrator(Generic[C]):
                     self._fail(steps, index, run, done, result, exc, counts)
                     raise  # not reached: _fail always raises
 
-            run.emit(100)
+            self._report_done(run)
             summary = RunSummary(True, executed, skipped, reused, len(steps))
             self._notify_safely('on_run_end', None, context, summary)
         finally:
@@ -416,6 +416,19 @@ class Orchestrator(Generic[C]):
             self._notify_safely('on_rollback_end', errors, context, info, error)
         context.current_step = None
         return errors
+
+    def _report_done(self, run: _ActiveRun) -> None:
+        """The final 100: every step succeeded, so a failing report is noted, not fatal."""
+        if run.last_percent >= 100:
+            return
+        run.last_percent = 100
+        if run.callback is not None:
+            try:
+                run.callback(100, 100)
+            except Exception as exc:
+                message = f'progress callback failed: {describe_exception(exc)}'
+                self.context.errors.append(message)
+        self._notify_safely('on_progress', None, self.context, 100, 100)
 
     def _notify_safely(self, event: str, errors: list[str] | None, *args: Any) -> None:
         for listener in self.listeners:

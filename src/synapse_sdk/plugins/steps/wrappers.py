@@ -77,9 +77,14 @@ class LoggingStep(StepWrapper[C]):
             )
             raise
         elapsed = round(perf_counter() - started, 6)
-        end = {'step': name, 'elapsed': elapsed, 'success': result.success}
-        if not result.success:
-            end['error'] = result.error
+        success = isinstance(result, StepResult) and result.success
+        end: dict[str, object] = {'step': name, 'elapsed': elapsed, 'success': success}
+        if not success:
+            end['error'] = (
+                result.error
+                if isinstance(result, StepResult)
+                else f'returned {type(result).__name__}, expected a StepResult'
+            )
         context.log('step_end', end)
         return result
 

@@ -1,0 +1,1 @@
+"""Tests for the step framework core (``synapse_sdk.plugins.steps``)."""
