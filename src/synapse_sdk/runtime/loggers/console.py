@@ -105,9 +105,7 @@ class ConsoleLogger(Logger):
     def on_step_skip(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
         self.console.print(f'[dim]skipped {escape(step.name)}[/dim]')
 
-    def on_step_reused(
-        self, context: BaseStepContext, step: StepInfo, result: StepResult
-    ) -> None:
+    def on_step_reused(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
         self.console.print(f'[dim]reused {escape(step.name)} (from the earlier attempt)[/dim]')
 
     def on_rollback_start(
