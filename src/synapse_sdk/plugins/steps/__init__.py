@@ -5,27 +5,36 @@ spec's import path).
 """
 
 from .base import BaseStep
+from .cancellation import CancelToken, StepCancelled, StepInterrupted, StepTimeoutError
 from .context import BaseStepContext, RuntimeContextLike
-from .errors import StepExecutionError
+from .errors import RunCancelledError, StepExecutionError
 from .listeners import RunListener, RunSummary, StepInfo
-from .orchestrator import Orchestrator, ProgressCallback
+from .orchestrator import Orchestrator
+from .policies import RetryPolicy
 from .registry import StepRegistry
 from .result import StepResult
+from .run_state import ProgressCallback
 from .wrappers import LoggingStep, StepWrapper, TimingStep, ValidationStep
 
 __all__ = [
     'BaseStep',
     'BaseStepContext',
+    'CancelToken',
     'LoggingStep',
     'Orchestrator',
     'ProgressCallback',
+    'RetryPolicy',
+    'RunCancelledError',
     'RunListener',
     'RunSummary',
     'RuntimeContextLike',
+    'StepCancelled',
     'StepExecutionError',
     'StepInfo',
+    'StepInterrupted',
     'StepRegistry',
     'StepResult',
+    'StepTimeoutError',
     'StepWrapper',
     'TimingStep',
     'ValidationStep',

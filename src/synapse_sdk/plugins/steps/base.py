@@ -6,13 +6,22 @@ from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
 from .context import BaseStepContext
+from .policies import RetryPolicy
 from .result import StepResult
 
 C = TypeVar('C', bound=BaseStepContext)
 
 
 class BaseStep(ABC, Generic[C]):
-    """One named, weighted unit of work, with an optional skip test and rollback."""
+    """One named, weighted unit of work, with an optional skip test and rollback.
+
+    ``retry`` and ``timeout`` are plain attributes (set them on the class):
+    ``retry = RetryPolicy(max_attempts=3)``, ``timeout = 30.0`` seconds.
+    ``execute``, ``can_skip`` and ``rollback`` may be ``async def``.
+    """
+
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
 
     @property
     def resumable(self) -> bool:

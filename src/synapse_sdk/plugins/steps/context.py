@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from .result import StepResult
 
 if TYPE_CHECKING:
-    from .orchestrator import _ActiveRun
+    from .run_state import ActiveRun
 
 
 def check_progress(current: float, total: float) -> None:
@@ -49,7 +49,7 @@ class BaseStepContext:
     step_results: list[StepResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     current_step: str | None = field(default=None, init=False)
-    _active_run: _ActiveRun | None = field(default=None, init=False, repr=False, compare=False)
+    _active_run: ActiveRun | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def client(self) -> Any:
@@ -77,6 +77,18 @@ class BaseStepContext:
         """Record metrics through the runtime context."""
         self.runtime_ctx.set_metrics(value, category)
 
+    @property
+    def cancelled(self) -> bool:
+        """True once the run is cancelled or the running step is out of time."""
+        run = self._active_run
+        return run is not None and run.stop is not None
+
+    def raise_if_cancelled(self) -> None:
+        """Raise StepCancelled / StepTimeoutError if the step should stop; call it in long loops."""
+        run = self._active_run
+        if run is not None and run.stop is not None:
+            raise run.stop
+
     def record_rollback(self, **values: Any) -> None:
         """Save rollback data while the step is still running.
 
@@ -93,7 +105,7 @@ class BaseStepContext:
         run = self._require_run('append_rollback')
         run.append_rollback(key, item)
 
-    def _require_run(self, what: str) -> _ActiveRun:
+    def _require_run(self, what: str) -> ActiveRun:
         run = self._active_run
         if run is None:
             raise RuntimeError(

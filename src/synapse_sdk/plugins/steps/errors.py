@@ -27,3 +27,13 @@ class StepExecutionError(RuntimeError):
                 self.add_note(message)
         else:
             self.add_note('Rollback completed: the finished steps were undone in reverse order.')
+
+
+class RunCancelledError(StepExecutionError):
+    """The run was cancelled (``reason``: e.g. ``'SIGINT'``); it was rolled back like a failure."""
+
+    def __init__(
+        self, step_name: str, result: StepResult, rollback_errors: list[str], reason: str
+    ) -> None:
+        super().__init__(step_name, result, rollback_errors)
+        self.reason = reason

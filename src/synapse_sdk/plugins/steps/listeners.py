@@ -15,7 +15,9 @@ Order of events for a run of steps ``a, b`` where ``b`` fails::
     on_run_end(success=False)
 
 A skipped step gets ``on_step_skip`` instead of start/end; a step whose
-result was carried over from an earlier run (resume) gets ``on_step_reused``.
+result was carried over from an earlier run (resume) gets ``on_step_reused``;
+a failed attempt that will be retried gets ``on_step_retry`` (then that
+attempt's rollback runs, without rollback events).
 
 Errors raised by a listener: in ``on_step_start``/``on_step_end``/
 ``on_rollback_data``/``on_progress`` they count as the running step's failure
@@ -55,6 +57,7 @@ class RunSummary:
     failed_step: str | None = None
     error: BaseException | None = None
     rollback_errors: tuple[str, ...] = ()
+    cancelled: bool = False
 
     @property
     def interrupted(self) -> bool:
@@ -94,6 +97,17 @@ class RunListener:
         """
 
     def on_progress(self, context: BaseStepContext, current: int, total: int) -> None: ...
+
+    def on_step_retry(
+        self,
+        context: BaseStepContext,
+        step: StepInfo,
+        attempt: int,
+        result: StepResult,
+        delay: float,
+    ) -> None:
+        """Attempt ``attempt`` failed (``result``); its partial work is rolled back next,
+        then the step runs again after ``delay`` seconds."""
 
     def on_step_progress(self, context: BaseStepContext, step: StepInfo, fraction: float) -> None:
         """The running step reported its own progress (0.0..1.0)."""

@@ -1,185 +1,23 @@
-"""Runs a registry's steps in order, with weighted progress and rollback."""
+"""Runs a registry's steps in order, with weighted progress, retries, timeouts and rollback."""
 
 from __future__ import annotations
 
-import math
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
-from itertools import accumulate
+import asyncio
+import ctypes
+import inspect
+import random
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from time import perf_counter
 from typing import Any, Generic
 
 from .base import BaseStep, C
-from .context import BaseStepContext
-from .errors import StepExecutionError
+from .cancellation import CancelToken, StepCancelled, StepInterrupted, StepTimeoutError
+from .errors import RunCancelledError, StepExecutionError
 from .listeners import RunListener, RunSummary, StepInfo
 from .registry import StepRegistry
 from .result import StepResult, describe_exception
-
-ProgressCallback = Callable[[int, int], None]
-
-_EPSILON = 1e-9  # absorbs float error so that 0.2 + 0.6 of 1.0 reads 80, not 79
-
-
-def _progress_marks(starts: list[float], scale: float) -> dict[int, int]:
-    """``{step index: percentage}`` for the steps after which the run first reaches a new one.
-
-    ``starts[i + 1]`` is the weight done after step ``i``; its percentage is
-    ``int(done * scale + _EPSILON)``, capped at 99. Weights are >= 0, so
-    both only ever grow: bisect for the step that reaches each percentage,
-    then settle the float rounding of that inverse with the forward formula,
-    so the marks are exactly what summing step by step would report. At most
-    99 bisections, however many steps there are.
-    """
-    end = len(starts)
-    marks: dict[int, int] = {}
-    position = 1  # in ``starts``: the step before it is done
-    target = 1
-    while target < 100:
-        position = bisect_left(starts, (target - _EPSILON) / scale, position)
-        while position > 1 and int(starts[position - 1] * scale + _EPSILON) >= target:
-            position -= 1
-        while position < end and int(starts[position] * scale + _EPSILON) < target:
-            position += 1
-        if position == end:
-            break
-        reached = int(starts[position] * scale + _EPSILON)
-        marks[position - 1] = min(reached, 99)
-        target = reached + 1
-    return marks
-
-
-def _total(weights: list[float]) -> float:
-    try:
-        return math.fsum(weights)
-    except OverflowError:
-        return math.inf
-
-
-class _ActiveRun:
-    """Per-run state the context talks to while a step runs: progress and partial rollback data.
-
-    Progress is planned once, before the first step: ``starts[i]`` is the
-    weight done before step ``i`` and ``marks`` maps the few step indices
-    after which the overall percentage goes up (at most 99 of them) to that
-    percentage, so the per-step cost is a single dict lookup.
-    """
-
-    __slots__ = (
-        '_infos',
-        'callback',
-        'context',
-        'index',
-        'last_percent',
-        'listeners',
-        'marks',
-        'names',
-        'partial',
-        'scale',
-        'starts',
-        'step_weights',
-        'weights',
-    )
-
-    def __init__(
-        self,
-        context: BaseStepContext,
-        names: list[str],
-        step_weights: list[float],
-        callback: ProgressCallback | None,
-        listeners: list[RunListener],
-    ) -> None:
-        weights = step_weights
-        total = _total(weights)
-        if total <= 0:  # all weights zero: progress by step count
-            weights = [1.0] * len(weights)
-            total = float(len(weights)) or 1.0
-        elif not (math.isfinite(total) and math.isfinite(100.0 / total)):
-            peak = max(weights)  # extreme magnitudes: relative to the largest, same shares
-            weights = [w / peak for w in weights]
-            total = math.fsum(weights)
-        scale = 100.0 / total
-        # summed left to right, as a running total would be
-        starts = list(accumulate(weights, initial=0.0))
-
-        marks = _progress_marks(starts, scale)
-        marks.pop(len(weights) - 1, None)  # the last step's 100 is reported when the run ends
-
-        self.names = names
-        self.step_weights = step_weights  # as declared; ``weights`` is what progress uses
-        self.weights = weights
-        self.scale = scale
-        self.starts = starts
-        self.marks = marks
-        self.last_percent = 0
-        self.callback = callback
-        self.listeners = listeners
-        self.context = context
-        self.index: int | None = None  # the step executing now, if any
-        self.partial: dict[str, Any] = {}
-        self._infos: list[StepInfo] | None = None
-
-    def infos(self) -> list[StepInfo]:
-        """The steps as listeners see them, built on first need (never, without listeners)."""
-        if self._infos is None:
-            self._infos = [
-                StepInfo(index, name, weight)
-                for index, (name, weight) in enumerate(
-                    zip(self.names, self.step_weights, strict=True)
-                )
-            ]
-        return self._infos
-
-    def info(self, index: int) -> StepInfo:
-        return self.infos()[index]
-
-    # progress ---------------------------------------------------------
-    def step_progress(self, fraction: float) -> None:
-        index = self.index
-        if index is None:
-            return
-        if self.listeners:
-            step = self.info(index)
-            for listener in self.listeners:
-                listener.on_step_progress(self.context, step, fraction)
-        done_weight = self.starts[index] + self.weights[index] * fraction
-        percent = int(done_weight * self.scale + _EPSILON)
-        if percent > self.last_percent:
-            self.emit(min(percent, 99))
-
-    def emit(self, percent: int) -> None:
-        # Capped at 99 until the run has finished: a bar at 100 means done.
-        if percent <= self.last_percent:
-            return
-        self.last_percent = percent
-        if self.callback is not None:
-            self.callback(percent, 100)
-        for listener in self.listeners:
-            listener.on_progress(self.context, percent, 100)
-
-    # partial rollback data -------------------------------------------
-    def record_rollback(self, values: dict[str, Any]) -> None:
-        self.partial.update(values)
-        self._notify_rollback_data(values, None)
-
-    def append_rollback(self, key: str, item: Any) -> None:
-        bucket = self.partial.setdefault(key, [])
-        if not isinstance(bucket, list):
-            raise TypeError(
-                f'append_rollback({key!r}): rollback_data[{key!r}] holds a '
-                f'{type(bucket).__name__}, not a list'
-            )
-        bucket.append(item)
-        self._notify_rollback_data({key: item}, key)
-
-    def _notify_rollback_data(self, values: dict[str, Any], append_to: str | None) -> None:
-        index = self.index
-        if index is None:
-            raise RuntimeError('rollback data can only be recorded while a step is executing')
-        if self.listeners:
-            step = self.info(index)
-            for listener in self.listeners:
-                listener.on_rollback_data(self.context, step, values, append_to)
+from .run_state import ActiveRun, ProgressCallback
 
 
 class Orchestrator(Generic[C]):
@@ -194,6 +32,10 @@ class Orchestrator(Generic[C]):
     earlier run of the same workflow: those steps are not executed again
     but count as done and are rolled back with their old result if a later
     step fails (this is how a run is resumed).
+
+    ``cancel_token`` lets the outside stop the run (``cancel()`` does the
+    same); ``sleep`` replaces the wait between retry attempts (tests pass a
+    fake clock's); ``rng`` draws the retry jitter.
     """
 
     def __init__(
@@ -204,25 +46,61 @@ class Orchestrator(Generic[C]):
         *,
         listeners: Iterable[RunListener] = (),
         completed: Mapping[str, StepResult] | None = None,
+        cancel_token: CancelToken | None = None,
+        sleep: Callable[[float], None] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.registry = registry
         self.context = context
         self.progress_callback = progress_callback
         self.listeners: list[RunListener] = list(listeners)
         self.completed: dict[str, StepResult] = dict(completed or {})
+        self.cancel_token = cancel_token if cancel_token is not None else CancelToken()
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()
         self._started = False
+        self.timeout_grace = _Deadline.GRACE
+        self._runner: asyncio.Runner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the caller's, in execute_async()
+
+    def cancel(self, reason: str = 'cancelled') -> None:
+        """Ask the run to stop (thread-safe): the running step is interrupted, then rollback."""
+        self.cancel_token.cancel(reason)
 
     def add_listener(self, listener: RunListener) -> None:
         self.listeners.append(listener)
+
+    async def execute_async(self) -> dict[str, Any]:
+        """Run the workflow with async steps awaited on the caller's event loop.
+
+        Plain steps run in a worker thread meanwhile, so they do not block the
+        loop. Cancelling the awaiting task cancels the run (after rollback).
+        """
+        self._loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.to_thread(self.execute)
+        except asyncio.CancelledError:
+            self.cancel('the awaiting task was cancelled')
+            raise
 
     def execute(self) -> dict[str, Any]:
         """Run the workflow once.
 
         Returns ``{'success': True, 'steps_executed', 'steps_total',
         'steps_skipped', 'steps_reused'}``. On a step failure, rolls back and
-        raises :class:`StepExecutionError` (a ``RuntimeError``);
+        raises :class:`StepExecutionError` (a ``RuntimeError``;
+        :class:`RunCancelledError` when the run was cancelled);
         ``KeyboardInterrupt``/``SystemExit`` roll back and are re-raised.
+        Async steps are run on an event loop of the run's own.
         """
+        try:
+            return self._execute()
+        finally:
+            if self._runner is not None:
+                self._runner.close()
+                self._runner = None
+
+    def _execute(self) -> dict[str, Any]:
         if self._started:
             raise RuntimeError(
                 'this Orchestrator has already run; create a new Orchestrator '
@@ -234,7 +112,7 @@ class Orchestrator(Generic[C]):
         completed = self.completed
         steps = self.registry.get_steps()
         names = [step.name for step in steps]
-        run = _ActiveRun(
+        run = ActiveRun(
             context,
             names,
             [float(step.progress_weight) for step in steps],
@@ -253,6 +131,12 @@ class Orchestrator(Generic[C]):
             infos = run.infos()
             for listener in listeners:
                 listener.on_run_start(context, infos)
+        token = self.cancel_token
+
+        def on_cancel(reason: str) -> None:
+            run.stop = StepCancelled(reason)
+
+        token.subscribe(on_cancel)
         context._active_run = run
         try:
             for index, step in enumerate(steps):
@@ -260,6 +144,8 @@ class Orchestrator(Generic[C]):
                 context.current_step = name
                 result: StepResult | None = None
                 try:
+                    if token.reason is not None:
+                        raise StepCancelled(token.reason)
                     if completed and name in completed:
                         result = completed[name]
                         done.append((index, result))
@@ -268,7 +154,9 @@ class Orchestrator(Generic[C]):
                             info = run.info(index)
                             for listener in listeners:
                                 listener.on_step_reused(context, info, result)
-                    elif step.can_skip(context):
+                    elif (skip := step.can_skip(context)) is True or (
+                        skip is not False and _is_true(skip, self)
+                    ):
                         result = StepResult(skipped=True, step_name=name)
                         context.step_results.append(result)
                         skipped += 1
@@ -283,12 +171,12 @@ class Orchestrator(Generic[C]):
                             for listener in listeners:
                                 listener.on_step_start(context, info)
                         started = perf_counter()
-                        returned = step.execute(context)
-                        if not isinstance(returned, StepResult):
-                            raise TypeError(
-                                f"step '{name}' returned {type(returned).__name__}, "
-                                'expected a StepResult'
-                            )
+                        if step.retry is None and step.timeout is None:
+                            returned = step.execute(context)
+                            if not isinstance(returned, StepResult):
+                                returned = self._settle(name, returned)
+                        else:
+                            returned = self._execute_guarded(step, run.info(index), run)
                         result = returned
                         result.step_name = name
                         result.duration_seconds = perf_counter() - started
@@ -316,6 +204,7 @@ class Orchestrator(Generic[C]):
             summary = RunSummary(True, executed, skipped, reused, len(steps))
             self._notify_safely('on_run_end', None, context, summary)
         finally:
+            token.unsubscribe(on_cancel)
             context._active_run = None
             context.current_step = None
         return {
@@ -344,11 +233,101 @@ class Orchestrator(Generic[C]):
         ]
         return self._rollback(entries)
 
+    # the slow path: retries, timeouts, async -------------------------------------
+    def _execute_guarded(self, step: BaseStep[C], info: StepInfo, run: ActiveRun) -> StepResult:
+        """``step.execute`` under its retry policy and timeout."""
+        policy = step.retry
+        attempt = 1
+        while True:
+            try:
+                with _Deadline(self, run, info, step.timeout):
+                    returned = step.execute(self.context)
+                    if not isinstance(returned, StepResult):
+                        returned = self._settle(info.name, returned, step.timeout)
+                if run.stop is not None and not isinstance(run.stop, StepCancelled):
+                    raise run.stop  # out of time, even if it returned: its result is not trusted
+                returned.attempts = attempt
+                return returned
+            except (Exception, _HardStop) as exc:
+                error = _timeout_of(exc, run, info, step.timeout)
+                if policy is None or isinstance(error, StepCancelled):
+                    raise error from (None if error is exc else exc)
+                if not policy.should_retry(error, attempt):
+                    raise error from (None if error is exc else exc)
+                self._retry(step, info, run, attempt, error, policy.delay(attempt, self._rng))
+                attempt += 1
+
+    def _retry(
+        self,
+        step: BaseStep[C],
+        info: StepInfo,
+        run: ActiveRun,
+        attempt: int,
+        error: Exception,
+        delay: float,
+    ) -> None:
+        """Undo the failed attempt's partial work, tell the listeners, wait."""
+        failed = StepResult.from_exception(error, rollback_data=dict(run.partial))
+        failed.step_name = info.name
+        failed.attempts = attempt
+        run.partial = {}
+        run.stop = None
+        for listener in self.listeners:
+            listener.on_step_retry(self.context, info, attempt, failed, delay)
+        self._call(step.rollback, self.context, failed)  # a raise ends the retries
+        if self._sleep is not None:
+            self._sleep(delay)
+        elif self.cancel_token.wait(delay):
+            raise StepCancelled(self.cancel_token.reason or 'cancelled')
+        if self.cancel_token.reason is not None:
+            raise StepCancelled(self.cancel_token.reason)
+
+    def _call(self, method: Callable[..., object], *args: object) -> object:
+        """Call a step method; an ``async def`` one is awaited."""
+        outcome = method(*args)
+        if outcome is not None and inspect.isawaitable(outcome):
+            return self._await(outcome)
+        return outcome
+
+    def _settle(self, name: str, value: object, timeout: float | None = None) -> StepResult:
+        """An awaitable result is awaited; anything else that is not a StepResult is an error."""
+        if inspect.isawaitable(value):
+            value = self._await(value, timeout)
+        if not isinstance(value, StepResult):
+            raise TypeError(f"step '{name}' returned {type(value).__name__}, expected a StepResult")
+        return value
+
+    def _await(self, awaitable: Awaitable[Any], timeout: float | None = None) -> Any:
+        """Run an async step's coroutine: on the caller's loop, or on a loop of the run's own."""
+
+        async def wait() -> Any:
+            if timeout is None:
+                return await awaitable
+            return await asyncio.wait_for(awaitable, timeout)
+
+        if self._loop is not None:
+            return asyncio.run_coroutine_threadsafe(wait(), self._loop).result()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            close = getattr(awaitable, 'close', None)
+            if close is not None:
+                close()
+            raise RuntimeError(
+                'an async step cannot run inside a running event loop with execute(); '
+                'use `await orchestrator.execute_async()`'
+            )
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner.run(wait())
+
     def _fail(
         self,
         steps: list[BaseStep[C]],
         index: int,
-        run: _ActiveRun,
+        run: ActiveRun,
         done: list[tuple[int, StepResult]],
         result: StepResult | None,
         exc: BaseException,
@@ -379,10 +358,12 @@ class Orchestrator(Generic[C]):
             result.exception = exc
         run.partial = {}
         run.index = None
+        run.stop = None
         self._notify_safely('on_step_end', None, context, info, result)
 
         entries = [(steps[i], run.info(i), done_result) for i, done_result in reversed(done)]
         rollback_errors = self._rollback([(steps[index], info, result), *entries])
+        cancelled = isinstance(cause, StepCancelled)
         summary = RunSummary(
             False,
             counts[0],
@@ -392,10 +373,14 @@ class Orchestrator(Generic[C]):
             failed_step=info.name,
             error=cause,
             rollback_errors=tuple(rollback_errors),
+            cancelled=cancelled,
         )
         self._notify_safely('on_run_end', None, context, summary)
         if cause is not None and not isinstance(cause, Exception):
             raise cause  # KeyboardInterrupt / SystemExit: rolled back, now re-raised as is
+        if cancelled:
+            assert isinstance(cause, StepCancelled)
+            raise RunCancelledError(info.name, result, rollback_errors, cause.reason) from cause
         raise StepExecutionError(info.name, result, rollback_errors) from cause
 
     def _rollback(self, entries: list[tuple[BaseStep[C], StepInfo, StepResult]]) -> list[str]:
@@ -407,7 +392,7 @@ class Orchestrator(Generic[C]):
             self._notify_safely('on_rollback_start', errors, context, info, result)
             error: Exception | None = None
             try:
-                step.rollback(context, result)
+                self._call(step.rollback, context, result)
             except Exception as exc:
                 error = exc
                 message = f"rollback of step '{info.name}' failed: {describe_exception(exc)}"
@@ -417,7 +402,7 @@ class Orchestrator(Generic[C]):
         context.current_step = None
         return errors
 
-    def _report_done(self, run: _ActiveRun) -> None:
+    def _report_done(self, run: ActiveRun) -> None:
         """The final 100: every step succeeded, so a failing report is noted, not fatal."""
         if run.last_percent >= 100:
             return
@@ -443,3 +428,83 @@ class Orchestrator(Generic[C]):
 
 class _ReturnedFailure(Exception):
     """Internal signal: the step returned ``success=False``."""
+
+
+class _HardStop(BaseException):
+    """Raised inside a step that ignored its timeout past the grace period (see ``_Deadline``)."""
+
+
+def _is_true(value: object, orchestrator: Orchestrator[Any]) -> bool:
+    """``can_skip``'s answer; an async ``can_skip`` is awaited."""
+    if value is True or value is False:
+        return value
+    if inspect.isawaitable(value):
+        value = orchestrator._await(value)
+    return bool(value)
+
+
+def _timeout_of(
+    exc: BaseException, run: ActiveRun, info: StepInfo, limit: float | None
+) -> Exception:
+    """The error to report: a timeout, however it surfaced, names the step and the limit."""
+    if limit is not None and (
+        isinstance(exc, TimeoutError | _HardStop) and not isinstance(exc, StepTimeoutError)
+    ):
+        return StepTimeoutError(info.name, limit)
+    if isinstance(run.stop, StepTimeoutError) and isinstance(exc, StepInterrupted | _HardStop):
+        return run.stop
+    assert isinstance(exc, Exception)
+    return exc
+
+
+class _Deadline:
+    """Enforces a step's timeout.
+
+    At the limit the step is asked to stop: its next ``set_progress()`` or
+    ``raise_if_cancelled()`` raises :class:`StepTimeoutError`. If it is still
+    running ``grace`` seconds later, the exception is raised inside its thread
+    at the next Python instruction. Code blocked in C (a socket read, a
+    ``time.sleep``) is only stopped when that call returns: threads cannot be
+    killed. Async steps are cancelled with ``asyncio.wait_for`` instead.
+    """
+
+    GRACE = 2.0
+
+    def __init__(
+        self, owner: Orchestrator[Any], run: ActiveRun, info: StepInfo, limit: float | None
+    ) -> None:
+        self.run = run
+        self.info = info
+        self.limit = limit
+        self.thread = threading.get_ident()
+        self.timers: list[threading.Timer] = []
+        self.active = False
+        self.grace = getattr(owner, 'timeout_grace', self.GRACE)
+
+    def __enter__(self) -> _Deadline:
+        if self.limit is not None:
+            self.active = True
+            self._start(self.limit, self._expire)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.active = False
+        for timer in self.timers:
+            timer.cancel()
+
+    def _start(self, seconds: float, action: Callable[[], None]) -> None:
+        timer = threading.Timer(seconds, action)
+        timer.daemon = True
+        self.timers.append(timer)
+        timer.start()
+
+    def _expire(self) -> None:
+        if self.active and self.limit is not None:
+            self.run.stop = StepTimeoutError(self.info.name, self.limit)
+            self._start(self.grace, self._force)
+
+    def _force(self) -> None:
+        if self.active:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self.thread), ctypes.py_object(_HardStop)
+            )

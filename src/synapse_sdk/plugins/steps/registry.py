@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from numbers import Real
-from typing import Generic
+from typing import Any, Generic
 
 from .base import BaseStep, C
+from .policies import RetryPolicy
 
 
 class StepRegistry(Generic[C]):
@@ -68,6 +69,7 @@ class StepRegistry(Generic[C]):
     def _insert(self, index: int, step: BaseStep[C]) -> None:
         name = _checked_name(step)
         _check_weight(name, step.progress_weight)
+        _check_policies(name, step)
         if name in self._names:
             raise ValueError(
                 f"a step named '{name}' is already registered; step names must be unique"
@@ -101,4 +103,19 @@ def _check_weight(name: str, weight: object) -> None:
     if not math.isfinite(weight) or weight < 0:
         raise ValueError(
             f"step '{name}': progress_weight must be a finite number >= 0, got {weight!r}"
+        )
+
+
+def _check_policies(name: str, step: BaseStep[Any]) -> None:
+    timeout = step.timeout
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, Real)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ValueError(f"step '{name}': timeout must be a number of seconds > 0, got {timeout!r}")
+    if step.retry is not None and not isinstance(step.retry, RetryPolicy):
+        raise ValueError(
+            f"step '{name}': retry must be a RetryPolicy, got {type(step.retry).__name__}"
         )

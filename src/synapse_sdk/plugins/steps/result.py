@@ -21,10 +21,10 @@ def describe_exception(exc: BaseException) -> str:
 class StepResult:
     """Outcome of one step.
 
-    The first six fields are the spec's. ``step_name``, ``exception`` and
-    ``duration_seconds`` are filled in by the orchestrator so that a result
-    read later (a log, the run journal) still says where it came from and why
-    it failed.
+    The first six fields are the spec's. ``step_name``, ``exception``,
+    ``duration_seconds`` and ``attempts`` are filled in by the orchestrator so
+    that a result read later (a log, the run journal) still says where it came
+    from and why it failed.
     """
 
     success: bool = True
@@ -36,6 +36,7 @@ class StepResult:
     step_name: str | None = None
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     duration_seconds: float | None = None
+    attempts: int = 1
 
     @classmethod
     def from_exception(

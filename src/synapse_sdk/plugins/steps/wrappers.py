@@ -7,7 +7,8 @@ so ``insert_before('upload', ...)`` still finds a wrapped ``upload``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 
 from .base import BaseStep, C
@@ -23,6 +24,8 @@ class StepWrapper(BaseStep[C]):
                 f'{type(self).__name__} wraps a BaseStep instance, got {type(inner).__name__}'
             )
         self.inner = inner
+        self.retry = inner.retry
+        self.timeout = inner.timeout
 
     @property
     def name(self) -> str:
@@ -60,33 +63,42 @@ class LoggingStep(StepWrapper[C]):
     """Logs ``step_start`` and ``step_end`` (with elapsed seconds) around the step."""
 
     def execute(self, context: C) -> StepResult:
-        name = self.name
-        context.log('step_start', {'step': name})
+        context.log('step_start', {'step': self.name})
         started = perf_counter()
         try:
             result = self.inner.execute(context)
         except BaseException as exc:
-            context.log(
-                'step_end',
-                {
-                    'step': name,
-                    'elapsed': round(perf_counter() - started, 6),
-                    'success': False,
-                    'error': describe_exception(exc),
-                },
-            )
+            self._log_end(context, started, exc)
             raise
-        elapsed = round(perf_counter() - started, 6)
-        success = isinstance(result, StepResult) and result.success
-        end: dict[str, object] = {'step': name, 'elapsed': elapsed, 'success': success}
-        if not success:
-            end['error'] = (
-                result.error
-                if isinstance(result, StepResult)
-                else f'returned {type(result).__name__}, expected a StepResult'
-            )
-        context.log('step_end', end)
+        if inspect.isawaitable(result):
+            return self._finish_async(context, started, result)  # type: ignore[return-value]
+        self._log_end(context, started, result)
         return result
+
+    async def _finish_async(
+        self, context: C, started: float, pending: Awaitable[StepResult]
+    ) -> StepResult:
+        try:
+            result = await pending
+        except BaseException as exc:
+            self._log_end(context, started, exc)
+            raise
+        self._log_end(context, started, result)
+        return result
+
+    def _log_end(self, context: C, started: float, outcome: object) -> None:
+        end: dict[str, object] = {
+            'step': self.name,
+            'elapsed': round(perf_counter() - started, 6),
+            'success': isinstance(outcome, StepResult) and outcome.success,
+        }
+        if isinstance(outcome, BaseException):
+            end['error'] = describe_exception(outcome)
+        elif not isinstance(outcome, StepResult):
+            end['error'] = f'returned {type(outcome).__name__}, expected a StepResult'
+        elif not outcome.success:
+            end['error'] = outcome.error
+        context.log('step_end', end)
 
 
 class TimingStep(StepWrapper[C]):
@@ -103,6 +115,19 @@ class TimingStep(StepWrapper[C]):
             result = self.inner.execute(context)
         except Exception as exc:
             result = StepResult.from_exception(exc)
+        if inspect.isawaitable(result):
+            return self._finish_async(started, result)  # type: ignore[return-value]
+        return self._timed(started, result)
+
+    async def _finish_async(self, started: float, pending: Awaitable[StepResult]) -> StepResult:
+        try:
+            result = await pending
+        except Exception as exc:
+            result = StepResult.from_exception(exc)
+        return self._timed(started, result)
+
+    @staticmethod
+    def _timed(started: float, result: StepResult) -> StepResult:
         if isinstance(result, StepResult):
             result.data['duration_seconds'] = perf_counter() - started
         return result
