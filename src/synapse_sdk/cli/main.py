@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from synapse_sdk.execution import (
     LocalExecutor,
@@ -47,7 +48,7 @@ class BadInput(Exception):
 def _fail(code: int, message: str, debug: bool) -> NoReturn:
     if debug:
         traceback.print_exc()
-    stderr.print(f'[bold red]error:[/bold red] {message}', markup=True, soft_wrap=True)
+    stderr.print(Text.assemble(('error: ', 'bold red'), message), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -96,7 +97,7 @@ def run(
         _fail(EXIT_BAD_INPUT, str(error), debug)
     runtime = default_runtime()
     if store is not None:
-        stderr.print(f'[dim]run {runtime.job_id} (journal: {store.path})[/dim]')
+        stderr.print(Text(f'run {runtime.job_id} (journal: {store.path})', style='dim'))
     origin = ActionOrigin(str(plugin.path), action)
     try:
         result = LocalExecutor(journal=store).run(action_cls, values, ctx=runtime, origin=origin)
@@ -156,9 +157,9 @@ def create(
     """Scaffold a plugin that runs and has a passing test."""
     try:
         folder = create_plugin(directory, name, category)
-    except (ValueError, FileExistsError) as error:
+    except (ValueError, OSError) as error:
         _fail(EXIT_BAD_INPUT, str(error), False)
-    Console().print(f'created {folder}')
+    Console().print(Text(f'created {folder}'))
 
 
 # runs ----------------------------------------------------------------------

@@ -77,7 +77,7 @@ class Plugin:
         try:
             raw = yaml.safe_load(config_file.read_text(encoding='utf-8'))
         except yaml.YAMLError as error:
-            raise PluginError(f'{config_file} is not valid YAML: {error}') from error
+            raise PluginError(f'{config_file} is not valid YAML: {_yaml_problem(error)}') from error
         if not isinstance(raw, dict):
             raise PluginError(f'{config_file} must hold a mapping, got {type(raw).__name__}')
         try:
@@ -128,3 +128,12 @@ class Plugin:
             raise PluginError(
                 f"cannot import '{module_name}' from {self.path}: {type(error).__name__}: {error}"
             ) from error
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """The parser's complaint on one line: what, and where."""
+    problem = getattr(error, 'problem', None) or str(error).splitlines()[0]
+    mark = getattr(error, 'problem_mark', None)
+    if mark is not None:
+        return f'{problem} (line {mark.line + 1}, column {mark.column + 1})'
+    return ' '.join(str(problem).split())

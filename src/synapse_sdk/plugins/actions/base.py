@@ -136,13 +136,17 @@ class BaseAction(Generic[P]):
         """
         try:
             model: Any = cls.validate_params(params or {})
-        except ParamsValidationError:
+        except ParamsValidationError as invalid:
             if params:
                 raise
             assert cls.params_model is not None
             model = cls.params_model.model_construct()
-        action = cls(model, RuntimeContext(logger=[]))
-        steps = action.build_steps().get_steps()
+            try:
+                steps = cls(model, RuntimeContext(logger=[])).build_steps().get_steps()
+            except AttributeError:
+                raise invalid from None  # the plan depends on params that were not given
+        else:
+            steps = cls(model, RuntimeContext(logger=[])).build_steps().get_steps()
         weights = [float(step.progress_weight) for step in steps]
         total = sum(weights)
         shares = [w / total * 100 if total else 100 / len(steps) for w in weights]

@@ -50,7 +50,7 @@ class ConsoleLogger(Logger):
 
     def metrics(self, value: dict[str, Any], category: str) -> None:
         figures = ' '.join(f'{k}={_fmt(v)}' for k, v in value.items())
-        self.console.print(f'[cyan]metrics[/cyan] [{escape(category)}] {escape(figures)}')
+        self.console.print(f'[cyan]metrics[/cyan] {escape(f"[{category}]")} {escape(figures)}')
 
     # progress ------------------------------------------------------------
     def progress(self, current: float, total: float, category: str) -> None:

@@ -1,0 +1,492 @@
+"""The loggers: MemoryLogger, JsonLinesLogger and ConsoleLogger, alone and in a real run."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from rich.console import Console
+
+from synapse_sdk.plugins import BaseUploadAction
+from synapse_sdk.plugins.actions.upload import UploadContext
+from synapse_sdk.plugins.pipelines.steps import BaseStep, StepRegistry, StepResult
+from synapse_sdk.plugins.steps import StepInfo
+from synapse_sdk.runtime import ConsoleLogger, JsonLinesLogger, MemoryLogger, RuntimeContext
+
+
+class NoParams(BaseModel):
+    pass
+
+
+class Step(BaseStep[UploadContext]):
+    def __init__(
+        self,
+        name: str,
+        *,
+        fail: str | None = None,
+        skip: bool = False,
+        rollback_error: str | None = None,
+        work: Any = None,
+    ) -> None:
+        self._name = name
+        self.fail = fail
+        self.skip = skip
+        self.rollback_error = rollback_error
+        self.work = work
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def progress_weight(self) -> float:
+        return 1.0
+
+    def can_skip(self, context: UploadContext) -> bool:
+        return self.skip
+
+    def execute(self, context: UploadContext) -> StepResult:
+        if self.work is not None:
+            self.work(context)
+        if self.fail is not None:
+            raise ValueError(self.fail)
+        return StepResult(data={'name': self._name})
+
+    def rollback(self, context: UploadContext, result: StepResult) -> None:
+        if self.rollback_error is not None:
+            raise RuntimeError(self.rollback_error)
+
+
+def failing_action() -> type[BaseUploadAction[NoParams]]:
+    """'prepare' succeeds (and cannot be undone), 'optional' is skipped, 'store' fails."""
+
+    def work(context: UploadContext) -> None:
+        context.log('stored', {'n': 2})
+        context.set_metrics({'files': 2}, 'upload')
+
+    class Act(BaseUploadAction[NoParams]):
+        def setup_steps(self, registry: StepRegistry[UploadContext]) -> None:
+            registry.register(Step('prepare', rollback_error='cannot undo'))
+            registry.register(Step('optional', skip=True))
+            registry.register(Step('store', fail='bad', work=work))
+
+    return Act
+
+
+def ok_action() -> type[BaseUploadAction[NoParams]]:
+    def work(context: UploadContext) -> None:
+        context.set_progress(1, 2, 'files')
+        context.set_progress(2, 2, 'files')
+
+    class Act(BaseUploadAction[NoParams]):
+        def setup_steps(self, registry: StepRegistry[UploadContext]) -> None:
+            registry.register(Step('one', work=work))
+            registry.register(Step('two'))
+
+    return Act
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding='utf-8')
+    assert text.endswith('\n')
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def strip_common(
+    records: list[dict[str, Any]], run_id: str | None, durations: list[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Check and drop ``ts``/``run_id`` (and step durations) so the rest compares exactly."""
+    out = []
+    for record in records:
+        record = dict(record)
+        stamp = datetime.fromisoformat(record.pop('ts'))
+        assert stamp.utcoffset() is not None
+        assert record.pop('run_id') == run_id
+        if record['type'] == 'step_end':
+            duration = record.pop('duration_seconds')
+            if durations is not None:
+                durations.append(duration)
+        out.append(record)
+    return out
+
+
+# -- MemoryLogger ---------------------------------------------------------------------
+
+
+def test_memory_logger_records_a_failed_run() -> None:
+    logger = MemoryLogger()
+    ctx = RuntimeContext(logger=logger)
+    with pytest.raises(RuntimeError):
+        failing_action().dispatch({}, ctx)
+    assert logger.lifecycle == [
+        ('run_start', None),
+        ('step_start', 'prepare'),
+        ('step_end', 'prepare'),
+        ('step_skip', 'optional'),
+        ('step_start', 'store'),
+        ('step_failed', 'store'),
+        ('rollback_start', 'store'),
+        ('rollback_end', 'store'),
+        ('rollback_start', 'prepare'),
+        ('rollback_failed', 'prepare'),
+        ('run_end', 'failed'),
+    ]
+    assert logger.event_names() == ['stored']
+    assert logger.metric_updates == [({'files': 2}, 'upload')]
+    overall = logger.progress_of('overall')
+    assert overall and overall[-1] < 100
+
+
+def test_memory_logger_records_a_successful_run() -> None:
+    logger = MemoryLogger()
+    ok_action().dispatch({}, RuntimeContext(logger=logger))
+    assert logger.progress_of('files') == [50.0, 100.0]
+    assert logger.progress_of('overall')[-1] == 100.0
+    assert logger.lifecycle[-1] == ('run_end', 'succeeded')
+    assert logger.closed is False
+
+
+# -- JsonLinesLogger --------------------------------------------------------------------
+
+
+def test_jsonl_events_and_metrics(tmp_path: Path) -> None:
+    path = tmp_path / 'deep' / 'dir' / 'run.jsonl'
+    logger = JsonLinesLogger(path, run_id='r1')
+    assert not path.exists()  # opened on first write
+    ctx = RuntimeContext(logger=logger)
+    ctx.log('hello', {'n': 1, 'where': Path('/a/b')}, 'f.txt', level='warning')
+    ctx.log('bare')
+    ctx.set_metrics({'loss': 0.25, 'epoch': 3}, 'train')
+    ctx.close()
+    assert strip_common(read_lines(path), 'r1') == [
+        {
+            'type': 'event',
+            'event': 'hello',
+            'level': 'warning',
+            'data': {'n': 1, 'where': '/a/b'},
+            'file': 'f.txt',
+        },
+        {'type': 'event', 'event': 'bare', 'level': 'info', 'data': {}},
+        {'type': 'metrics', 'category': 'train', 'value': {'loss': 0.25, 'epoch': 3}},
+    ]
+
+
+def test_jsonl_progress_only_when_the_whole_percent_changes(tmp_path: Path) -> None:
+    path = tmp_path / 'run.jsonl'
+    logger = JsonLinesLogger(path)
+    ctx = RuntimeContext(logger=logger)
+    for i in range(1001):
+        ctx.set_progress(i, 1000, 'upload')
+    ctx.set_progress(0, 4, 'other')
+    ctx.set_progress(0, 8, 'other')  # still 0%
+    ctx.set_progress(1, 4)  # overall
+    ctx.close()
+    records = strip_common(read_lines(path), None)
+    upload = [r for r in records if r['category'] == 'upload']
+    assert [r['percent'] for r in upload] == list(range(101))
+    assert upload[1] == {
+        'type': 'progress',
+        'category': 'upload',
+        'current': 10,
+        'total': 1000,
+        'percent': 1,
+    }
+    assert [r for r in records if r['category'] != 'upload'] == [
+        {'type': 'progress', 'category': 'other', 'current': 0, 'total': 4, 'percent': 0},
+        {'type': 'progress', 'category': 'overall', 'current': 1, 'total': 4, 'percent': 25},
+    ]
+
+
+def test_jsonl_step_lifecycle_of_a_failed_run(tmp_path: Path) -> None:
+    path = tmp_path / 'run.jsonl'
+    ctx = RuntimeContext(logger=JsonLinesLogger(path, run_id='r2'))
+    with pytest.raises(RuntimeError):
+        failing_action().dispatch({}, ctx)
+    ctx.close()
+    durations: list[Any] = []
+    records = strip_common(read_lines(path), 'r2', durations)
+    assert [r for r in records if r['type'] != 'progress'] == [
+        {'type': 'step_start', 'step': 'prepare', 'index': 0},
+        {'type': 'step_end', 'step': 'prepare', 'success': True, 'error': None},
+        {'type': 'step_skip', 'step': 'optional'},
+        {'type': 'step_start', 'step': 'store', 'index': 2},
+        {'type': 'event', 'event': 'stored', 'level': 'info', 'data': {'n': 2}},
+        {'type': 'metrics', 'category': 'upload', 'value': {'files': 2}},
+        {'type': 'step_end', 'step': 'store', 'success': False, 'error': 'ValueError: bad'},
+        {'type': 'rollback', 'step': 'store', 'error': None},
+        {'type': 'rollback', 'step': 'prepare', 'error': 'cannot undo'},
+        {
+            'type': 'run_end',
+            'success': False,
+            'failed_step': 'store',
+            'rollback_errors': ["rollback of step 'prepare' failed: RuntimeError: cannot undo"],
+        },
+    ]
+    overall = [r['percent'] for r in records if r['type'] == 'progress']
+    assert overall == [33, 66]
+    # the step that succeeded was timed; the one that raised has no duration
+    assert isinstance(durations[0], float) and durations[0] >= 0
+    assert durations[1] is None
+
+
+def test_jsonl_run_end_of_a_successful_run(tmp_path: Path) -> None:
+    path = tmp_path / 'run.jsonl'
+    ctx = RuntimeContext(logger=JsonLinesLogger(path, run_id='ok'))
+    ok_action().dispatch({}, ctx)
+    ctx.close()
+    durations: list[Any] = []
+    records = strip_common(read_lines(path), 'ok', durations)
+    assert len(durations) == 2
+    assert all(isinstance(d, float) and d >= 0 for d in durations)
+    assert records[-1] == {
+        'type': 'run_end',
+        'success': True,
+        'failed_step': None,
+        'rollback_errors': [],
+    }
+    files = [r['percent'] for r in records if r['type'] == 'progress' and r['category'] == 'files']
+    assert files == [50, 100]
+    overall = [
+        r['percent'] for r in records if r['type'] == 'progress' and r['category'] == 'overall'
+    ]
+    assert overall[-1] == 100
+
+
+def test_jsonl_appends_and_two_loggers_share_a_file(tmp_path: Path) -> None:
+    path = tmp_path / 'shared.jsonl'
+    path.write_text(json.dumps({'type': 'old'}) + '\n', encoding='utf-8')
+    first = JsonLinesLogger(path, run_id='a')
+    second = JsonLinesLogger(path, run_id='b')
+    first.log('one', {}, None, 'info')
+    second.log('two', {}, None, 'info')
+    first.log('three', {}, None, 'info')
+    first.close()
+    second.close()
+    first.log('four', {}, None, 'info')  # reopens after close, still appending
+    first.close()
+    records = read_lines(path)
+    assert records[0] == {'type': 'old'}
+    assert [(r['run_id'], r['event']) for r in records[1:]] == [
+        ('a', 'one'),
+        ('b', 'two'),
+        ('a', 'three'),
+        ('a', 'four'),
+    ]
+
+
+def test_jsonl_close_without_writing_creates_nothing(tmp_path: Path) -> None:
+    logger = JsonLinesLogger(tmp_path / 'never.jsonl')
+    logger.close()
+    logger.close()
+    assert not (tmp_path / 'never.jsonl').exists()
+
+
+# -- ConsoleLogger ----------------------------------------------------------------------
+
+
+def make_console() -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    return Console(file=buffer, force_terminal=False, width=120), buffer
+
+
+def lines(buffer: io.StringIO) -> list[str]:
+    return [line.rstrip() for line in buffer.getvalue().splitlines()]
+
+
+def test_console_event_lines() -> None:
+    console, buffer = make_console()
+    ctx = RuntimeContext(logger=ConsoleLogger(console))
+    ctx.log('hello', {'n': 1})
+    ctx.log('bare')
+    ctx.log('with_file', {'a': 'b'}, 'data/x.csv', level='warning')
+    ctx.log('oops', {'code': 7}, level='error')
+    ctx.close()
+    assert lines(buffer) == [
+        "hello {'n': 1}",
+        'bare',
+        "with_file {'a': 'b'} (data/x.csv)",
+        "oops {'code': 7}",
+    ]
+    assert '\x1b' not in buffer.getvalue()
+
+
+def test_console_long_event_data_is_shortened() -> None:
+    console, buffer = make_console()
+    ConsoleLogger(console).log('big', {'k': 'a' * 1000}, None, 'info')
+    text = buffer.getvalue().replace('\n', '')
+    assert 'a' * 1000 not in text
+    assert text.endswith('...')
+    assert len(text) == len('big ') + 300
+
+
+def test_console_prints_markup_in_event_data_literally() -> None:
+    console, buffer = make_console()
+    logger = ConsoleLogger(console)
+    logger.log('ev', {'x': '[bold]hi[/bold]'}, None, 'info')
+    logger.log('[red]name[/red]', {}, '[/x].txt', 'warning')
+    logger.log('closing', {'y': '[/x]'}, None, 'error')
+    assert lines(buffer) == [
+        "ev {'x': '[bold]hi[/bold]'}",
+        '[red]name[/red] ([/x].txt)',
+        "closing {'y': '[/x]'}",
+    ]
+
+
+def test_console_event_name_ending_in_backslash() -> None:
+    console, buffer = make_console()
+    ConsoleLogger(console).log('dir\\', {}, None, 'warning')
+    assert lines(buffer) == ['dir\\']
+
+
+def test_console_metrics_line() -> None:
+    console, buffer = make_console()
+    ConsoleLogger(console).metrics({'loss': 0.123456, 'epoch': 3, 'name': 'm'}, 'train')
+    assert lines(buffer) == ['metrics [train] loss=0.1235 epoch=3 name=m']
+
+
+def test_console_metrics_category_with_markup_is_printed_literally() -> None:
+    console, buffer = make_console()
+    logger = ConsoleLogger(console)
+    logger.metrics({'a': 1}, '[/x]')
+    logger.metrics({'b': '[bold]2[/bold]'}, 'val')
+    logger.metrics({'c': 3}, '/x')  # with the brackets around it, this reads as a closing tag
+    assert lines(buffer) == [
+        'metrics [[/x]] a=1',
+        'metrics [val] b=[bold]2[/bold]',
+        'metrics [/x] c=3',
+    ]
+
+
+def test_console_step_lines_of_a_failed_run() -> None:
+    console, buffer = make_console()
+    ctx = RuntimeContext(logger=ConsoleLogger(console))
+    with pytest.raises(RuntimeError):
+        failing_action().dispatch({}, ctx)
+    ctx.close()
+    out = lines(buffer)
+    assert out[0] == 'run 3 steps: prepare, optional, store'
+    assert out[1] == '> prepare'
+    assert out[2].startswith('ok prepare (') and out[2].endswith('s)')
+    # (the metrics line has tests of its own)
+    assert [line for line in out[3:] if not line.startswith(('overall', 'metrics'))] == [
+        'skipped optional',
+        '> store',
+        "stored {'n': 2}",
+        'failed store: ValueError: bad',
+        'rolling back store',
+        'rolling back prepare',
+        'rollback of prepare failed: cannot undo',
+    ]
+
+
+def test_console_step_names_with_markup_are_literal() -> None:
+    console, buffer = make_console()
+    logger = ConsoleLogger(console)
+    info = StepInfo(0, '[b]x[/b]', 1.0)
+    context: Any = None
+    logger.on_step_start(context, info)
+    logger.on_step_end(context, info, StepResult(duration_seconds=1.5))
+    logger.on_step_end(context, info, StepResult(success=False, error='[/oops]'))
+    logger.on_rollback_end(context, info, ValueError('[/z]'))
+    assert lines(buffer) == [
+        '> [b]x[/b]',
+        'ok [b]x[/b] (1.50s)',
+        'failed [b]x[/b]: [/oops]',
+        'rollback of [b]x[/b] failed: [/z]',
+    ]
+
+
+def test_console_progress_bar_shows_the_final_value_on_close() -> None:
+    console, buffer = make_console()
+    ctx = RuntimeContext(logger=ConsoleLogger(console))
+    ctx.set_progress(1, 10, 'upload')
+    ctx.set_progress(5, 10, 'upload')
+    ctx.set_progress(2, 4)
+    ctx.close()
+    out = lines(buffer)
+    upload = [line for line in out if line.startswith('upload')]
+    overall = [line for line in out if line.startswith('overall')]
+    assert len(upload) == 1 and ' 50% ' in upload[0]
+    assert len(overall) == 1 and ' 50% ' in overall[0]
+
+
+@pytest.fixture
+def draws(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float, float]]:
+    calls: list[tuple[str, float, float]] = []
+
+    def draw(self: ConsoleLogger, category: str, current: float, total: float) -> None:
+        calls.append((category, current, total))
+
+    monkeypatch.setattr(ConsoleLogger, '_draw', draw)
+    return calls
+
+
+def test_console_throttles_progress(draws: list[tuple[str, float, float]]) -> None:
+    console, _ = make_console()
+    logger = ConsoleLogger(console, min_interval=10)
+    for i in range(10_000):
+        logger.progress(i, 20_000, 'upload')
+    assert 1 <= len(draws) <= 3
+    assert draws[0] == ('upload', 0, 20_000)
+    logger.close()
+    assert draws[-1] == ('upload', 9_999, 20_000)
+    assert len(draws) <= 4
+
+
+def test_console_draws_completion_at_once(draws: list[tuple[str, float, float]]) -> None:
+    console, _ = make_console()
+    logger = ConsoleLogger(console, min_interval=10)
+    logger.progress(1, 100, 'a')
+    logger.progress(2, 100, 'a')
+    logger.progress(100, 100, 'a')
+    assert draws == [('a', 1, 100), ('a', 100, 100)]
+    logger.close()
+    assert draws == [('a', 1, 100), ('a', 100, 100)]  # nothing left pending
+
+
+def test_console_draws_the_last_value_of_every_category_on_close(
+    draws: list[tuple[str, float, float]],
+) -> None:
+    console, _ = make_console()
+    logger = ConsoleLogger(console, min_interval=10)
+    for i in range(500):
+        logger.progress(i, 1000, 'a')
+        logger.progress(i * 2, 2000, 'b')
+    logger.close()
+    last = {}
+    for category, current, total in draws:
+        last[category] = (current, total)
+    assert last == {'a': (499, 1000), 'b': (998, 2000)}
+    assert len(draws) == 4  # the first and the final value of each
+
+
+def test_console_flushes_pending_progress_at_step_end(
+    draws: list[tuple[str, float, float]],
+) -> None:
+    console, buffer = make_console()
+    logger = ConsoleLogger(console, min_interval=10)
+    logger.progress(0, 10, 'files')
+    logger.progress(7, 10, 'files')
+    assert draws == [('files', 0, 10)]
+    context: Any = None
+    logger.on_step_end(context, StepInfo(0, 's', 1.0), StepResult(duration_seconds=0.25))
+    assert draws == [('files', 0, 10), ('files', 7, 10)]
+    assert lines(buffer) == ['ok s (0.25s)']
+
+
+def test_console_run_draws_every_category_to_its_end(
+    draws: list[tuple[str, float, float]],
+) -> None:
+    console, _ = make_console()
+    ctx = RuntimeContext(logger=ConsoleLogger(console, min_interval=10))
+    ok_action().dispatch({}, ctx)
+    ctx.close()
+    last = {}
+    for category, current, total in draws:
+        last[category] = current / total
+    assert last == {'files': 1.0, 'overall': 1.0}
