@@ -496,3 +496,16 @@ def test_good_practice_blocks(runtime: RuntimeContext) -> None:
     assert isinstance(logger, MemoryLogger)
     assert ns['execute'](None, BaseStepContext(runtime_ctx=runtime)).success
     assert [e.data['phase'] for e in logger.events] == ['starting', 'complete']
+
+
+def test_the_file_upload_example_holds_the_complete_example_unchanged() -> None:
+    plugin = SPEC.parents[2] / 'examples' / 'file_upload' / 'plugin.py'
+    assert block('class FileUploadAction(') in plugin.read_text(encoding='utf-8')
+
+
+def test_the_spec_copy_matches_the_shared_original_when_present() -> None:
+    shared = SPEC.parents[3] / 'shared' / 'spec' / 'step-orchestration.md'
+    if shared.exists():  # the project's checkout sits beside shared/ here and in CI
+        assert shared.read_text(encoding='utf-8') == SPEC.read_text(encoding='utf-8')
+    else:
+        assert SPEC.stat().st_size > 10_000
