@@ -20,11 +20,12 @@ from synapse_sdk.execution import (
     resume_run,
     rollback_run,
 )
+from synapse_sdk.execution.signals import cancel_on_signals
 from synapse_sdk.journal import Journal, JournalError, JournalVersionError
 from synapse_sdk.plugins.actions import ActionError, ActionOrigin
 from synapse_sdk.plugins.loader import Plugin, PluginError
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
-from synapse_sdk.plugins.steps import StepExecutionError
+from synapse_sdk.plugins.steps import RunCancelledError, StepExecutionError
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -99,19 +100,41 @@ def run(
     if store is not None:
         stderr.print(Text(f'run {runtime.job_id} (journal: {store.path})', style='dim'))
     origin = ActionOrigin(str(plugin.path), action)
-    try:
-        result = LocalExecutor(journal=store).run(action_cls, values, ctx=runtime, origin=origin)
-    except StepExecutionError as error:
-        _fail(EXIT_FAILED, _describe_failure(error, runtime.job_id if store else None), debug)
-    except ActionError as error:
-        _fail(EXIT_BAD_INPUT, str(error), debug)
-    except Exception as error:
-        _fail(EXIT_FAILED, f'action {action!r} failed: {type(error).__name__}: {error}', debug)
+    run_id = runtime.job_id if store else None
+    with cancel_on_signals(runtime.cancel_token) as signals:
+        try:
+            result = LocalExecutor(journal=store).run(
+                action_cls, values, ctx=runtime, origin=origin
+            )
+        except RunCancelledError as error:
+            _fail(signals.exit_code, _describe_failure(error, run_id), debug)
+        except (KeyboardInterrupt, SystemExit) as error:
+            _fail(signals.exit_code, _describe_interrupt(error, store, run_id), debug)
+        except StepExecutionError as error:
+            _fail(EXIT_FAILED, _describe_failure(error, run_id), debug)
+        except ActionError as error:
+            _fail(EXIT_BAD_INPUT, str(error), debug)
+        except Exception as error:
+            message = f'action {action!r} failed: {type(error).__name__}: {error}'
+            _fail(EXIT_FAILED, message, debug)
     _print_json(result)
 
 
 def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + '\n')
+
+
+def _describe_interrupt(error: BaseException, store: Journal | None, run_id: str | None) -> str:
+    message = f'stopped by {error or type(error).__name__}'
+    if store is not None and run_id is not None:
+        try:
+            record = store.get_run(run_id)
+        except JournalError:
+            return message
+        message += f'; run {run_id} is {record.status}'
+        if record.error:
+            message += f' ({record.error})'
+    return message
 
 
 def _describe_failure(error: StepExecutionError, run_id: str | None) -> str:

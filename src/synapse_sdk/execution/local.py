@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from synapse_sdk.clients import LocalBackendClient
-from synapse_sdk.journal import Journal
+from synapse_sdk.journal import Journal, JournalError
 from synapse_sdk.paths import synapse_home
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import RunListener
@@ -50,9 +50,30 @@ class LocalExecutor:
     ) -> dict[str, Any]:
         runtime = ctx if ctx is not None else default_runtime(console=self.console)
         with runtime:
-            result = action.dispatch(
-                params, runtime, listeners=listeners, journal=self.journal, origin=origin
-            )
+            try:
+                result = action.dispatch(
+                    params, runtime, listeners=listeners, journal=self.journal, origin=origin
+                )
+            except (KeyboardInterrupt, SystemExit):
+                self._record_interrupted_rollback(runtime)
+                raise
         if self.journal is not None:
             result['run_id'] = runtime.job_id
         return result
+
+    def _record_interrupted_rollback(self, runtime: RuntimeContext) -> None:
+        """Stopped during rollback: say in the journal that the rest of it is pending."""
+        journal = self.journal
+        if journal is None:
+            return
+        try:
+            record = journal.get_run(runtime.job_id)
+        except JournalError:
+            return  # interrupted before the run was recorded
+        if record.active:
+            journal.set_run_status(
+                runtime.job_id,
+                'cancelled',
+                'interrupted during rollback; the rest is pending: '
+                f'synapse runs rollback {runtime.job_id}',
+            )

@@ -66,6 +66,26 @@ class JournalListener(RunListener):
         )
         self._recorded.add(step.index)
 
+    def on_step_retry(
+        self,
+        context: BaseStepContext,
+        step: StepInfo,
+        attempt: int,
+        result: StepResult,
+        delay: float,
+    ) -> None:
+        # The failed attempt's partial work is rolled back before the next one, so its
+        # recorded rollback data is cleared with it; the next attempt records its own.
+        with self.journal.transaction() as db:
+            db.execute(
+                'UPDATE steps SET attempts = attempts + 1, error = ? WHERE run_id = ? AND idx = ?',
+                (f'attempt {attempt}: {result.error}', self.run_id, step.index),
+            )
+            db.execute(
+                'DELETE FROM rollback_items WHERE run_id = ? AND idx = ?',
+                (self.run_id, step.index),
+            )
+
     def on_progress(self, context: BaseStepContext, current: int, total: int) -> None:
         self.journal.db.execute(
             'UPDATE runs SET progress = ? WHERE id = ?', (current * 100 // total, self.run_id)
@@ -121,15 +141,19 @@ class JournalListener(RunListener):
     def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
         if summary.success:
             status = 'succeeded'
-        elif summary.interrupted:
+        elif summary.interrupted or summary.cancelled:
             status = 'cancelled'
         elif summary.rollback_errors:
             status = 'rollback_failed'
         else:
             status = 'rolled_back'
         error = None
-        if summary.error is not None and summary.interrupted:
-            error = f'interrupted by {type(summary.error).__name__}'
+        if summary.error is not None and (summary.interrupted or summary.cancelled):
+            error = (
+                f'cancelled: {summary.error}'
+                if summary.cancelled
+                else (f'interrupted by {type(summary.error).__name__}')
+            )
         self.journal.set_run_status(self.run_id, status, error)
         if summary.success:
             self.journal.db.execute('UPDATE runs SET progress = 100 WHERE id = ?', (self.run_id,))

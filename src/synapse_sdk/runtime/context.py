@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from synapse_sdk.plugins.steps import RunListener
+from synapse_sdk.plugins.steps import CancelToken, RunListener
 from synapse_sdk.plugins.steps.context import check_progress
 
 from .loggers import OVERALL, ConsoleLogger, Logger
@@ -44,6 +44,12 @@ class RuntimeContext:
         self._client = client
         self.env: dict[str, str] = dict(os.environ if env is None else env)
         self.job_id = job_id or uuid.uuid4().hex[:12]
+        self.cancel_token = CancelToken()
+        """Set it (``cancel_token.cancel('why')``) to stop the action's run; see ``cancel()``."""
+
+    def cancel(self, reason: str = 'cancelled') -> None:
+        """Stop the running action: its step is interrupted and the run rolled back."""
+        self.cancel_token.cancel(reason)
 
     @property
     def client(self) -> Any:

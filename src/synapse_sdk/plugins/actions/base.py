@@ -203,6 +203,7 @@ class BaseAction(Generic[P]):
             progress_callback=self._report_progress,
             listeners=[*self.ctx.listeners, *listeners],
             completed=completed,
+            cancel_token=self.ctx.cancel_token,
         )
         summary = orchestrator.execute()
         steps = {r.step_name: r.data for r in context.step_results if r.step_name and not r.skipped}
