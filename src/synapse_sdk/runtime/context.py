@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -31,6 +31,7 @@ class RuntimeContext:
         client: Any = None,
         env: Mapping[str, str] | None = None,
         job_id: str | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         if logger is None:
             self.loggers: list[Logger] = [ConsoleLogger()]
@@ -44,6 +45,9 @@ class RuntimeContext:
         self._client = client
         self.env: dict[str, str] = dict(os.environ if env is None else env)
         self.job_id = job_id or uuid.uuid4().hex[:12]
+        self.sleep = sleep
+        """How the wait between retry attempts is spent (None: a cancellable real wait);
+        tests pass a fake clock's ``sleep``."""
         self.cancel_token = CancelToken()
         """Set it (``cancel_token.cancel('why')``) to stop the action's run; see ``cancel()``."""
 

@@ -204,6 +204,7 @@ class BaseAction(Generic[P]):
             listeners=[*self.ctx.listeners, *listeners],
             completed=completed,
             cancel_token=self.ctx.cancel_token,
+            sleep=self.ctx.sleep,
         )
         summary = orchestrator.execute()
         steps = {r.step_name: r.data for r in context.step_results if r.step_name and not r.skipped}

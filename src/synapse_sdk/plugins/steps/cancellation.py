@@ -13,9 +13,10 @@ class StepInterrupted(Exception):
 class StepCancelled(StepInterrupted):
     """The run was cancelled (e.g. Ctrl-C, SIGTERM, ``Orchestrator.cancel()``)."""
 
-    def __init__(self, reason: str = 'cancelled') -> None:
+    def __init__(self, reason: str = 'cancelled', *, before_step: bool = False) -> None:
         super().__init__(f'the run was cancelled ({reason})')
         self.reason = reason
+        self.before_step = before_step  # raised between steps: the named step never began
 
 
 class StepTimeoutError(StepInterrupted, TimeoutError):

@@ -145,7 +145,7 @@ class Orchestrator(Generic[C]):
                 result: StepResult | None = None
                 try:
                     if token.reason is not None:
-                        raise StepCancelled(token.reason)
+                        raise StepCancelled(token.reason, before_step=True)
                     if completed and name in completed:
                         result = completed[name]
                         done.append((index, result))
@@ -359,10 +359,11 @@ class Orchestrator(Generic[C]):
         run.partial = {}
         run.index = None
         run.stop = None
-        self._notify_safely('on_step_end', None, context, info, result)
-
         entries = [(steps[i], run.info(i), done_result) for i, done_result in reversed(done)]
-        rollback_errors = self._rollback([(steps[index], info, result), *entries])
+        if not (isinstance(exc, StepCancelled) and exc.before_step):  # never began: did nothing
+            self._notify_safely('on_step_end', None, context, info, result)
+            entries.insert(0, (steps[index], info, result))
+        rollback_errors = self._rollback(entries)
         cancelled = isinstance(cause, StepCancelled)
         summary = RunSummary(
             False,

@@ -1,0 +1,92 @@
+"""An in-memory stand-in for the storage backend, with failures on demand."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from synapse_sdk.clients import FileNotFoundInStorageError, SourceFileError
+
+
+class FakeBackend:
+    """The ``LocalBackendClient`` API, kept in a dict.
+
+    ``fail_upload_at={3}`` makes the 3rd upload call raise ``ConnectionError``
+    (or ``upload_error``); ``calls`` lists every call in order.
+    """
+
+    def __init__(
+        self,
+        *,
+        fail_upload_at: set[int] | None = None,
+        upload_error: BaseException | None = None,
+        fail_delete_of: set[int] | None = None,
+    ) -> None:
+        self.files: dict[int, dict[str, Any]] = {}
+        self.keys: dict[str, int] = {}
+        self.calls: list[tuple[str, Any]] = []
+        self.fail_upload_at = set(fail_upload_at or ())
+        self.upload_error = upload_error
+        self.fail_delete_of = set(fail_delete_of or ())
+        self._uploads = 0
+        self._next_id = 1
+
+    def upload_file(self, path: str | os.PathLike[str], *, key: str | None = None) -> int:
+        self.calls.append(('upload_file', os.fspath(path)))
+        self._uploads += 1
+        if self._uploads in self.fail_upload_at:
+            raise self.upload_error or ConnectionError(f'upload {self._uploads} failed (injected)')
+        if key is not None and key in self.keys:
+            return self.keys[key]
+        source = Path(path)
+        if not source.is_file():
+            raise SourceFileError(os.fspath(path), 'no such file')
+        content = source.read_bytes()
+        file_id = self._next_id
+        self._next_id += 1
+        self.files[file_id] = {
+            'id': file_id,
+            'name': source.name,
+            'size': len(content),
+            'checksum': hashlib.sha256(content).hexdigest(),
+            'created_at': datetime.now(UTC).isoformat(),
+            'path': f'memory://{file_id}',
+            'content': content,
+            'key': key,
+        }
+        if key is not None:
+            self.keys[key] = file_id
+        return file_id
+
+    def find_file(self, key: str) -> int | None:
+        return self.keys.get(key)
+
+    def delete_file(self, file_id: int) -> None:
+        self.calls.append(('delete_file', file_id))
+        if file_id in self.fail_delete_of:
+            raise OSError(f'delete of {file_id} failed (injected)')
+        entry = self.files.pop(file_id, None)
+        if entry is None:
+            raise FileNotFoundInStorageError(file_id, 'memory')
+        if entry['key'] is not None:
+            self.keys.pop(entry['key'], None)
+
+    def get_file(self, file_id: int) -> dict[str, Any]:
+        entry = self.files.get(file_id)
+        if entry is None:
+            raise FileNotFoundInStorageError(file_id, 'memory')
+        return {k: v for k, v in entry.items() if k not in ('content', 'key')}
+
+    def list_files(self) -> list[dict[str, Any]]:
+        return [self.get_file(file_id) for file_id in sorted(self.files)]
+
+    def download_file(self, file_id: int, dest: str | os.PathLike[str]) -> Path:
+        info = self.get_file(file_id)
+        target = Path(dest)
+        if target.is_dir():
+            target = target / info['name']
+        target.write_bytes(self.files[file_id]['content'])
+        return target
