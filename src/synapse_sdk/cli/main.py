@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -83,17 +84,25 @@ def run(
     journal: Annotated[
         bool, typer.Option('--journal/--no-journal', help='Record the run in the run journal.')
     ] = True,
+    mode: Annotated[str, typer.Option('--mode', help="'local' (this process) or 'ray'.")] = 'local',
+    ray_address: Annotated[
+        str | None,
+        typer.Option('--ray-address', help='Ray cluster to connect to (default: start one).'),
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
-    """Run ACTION of the plugin in this process; the result is printed as JSON on stdout."""
+    """Run ACTION of the plugin; live progress on stderr, the result as JSON on stdout."""
     try:
         values = _read_params(params, params_file)
         plugin = Plugin.load(path)
         action_cls = plugin.load_action(action)
         action_cls.validate_params(values)
+        if mode not in ('local', 'ray'):
+            raise BadInput(f"--mode must be 'local' or 'ray', got {mode!r}")
         store = Journal() if journal else None
         if store is not None:
             store.db  # noqa: B018 - open it now: a bad journal is bad input, not a failed run
+        executor = _executor(mode, ray_address, store)
     except (BadInput, PluginError, ActionError, JournalError, JournalVersionError) as error:
         _fail(EXIT_BAD_INPUT, str(error), debug)
     runtime = default_runtime()
@@ -103,9 +112,7 @@ def run(
     run_id = runtime.job_id if store else None
     with cancel_on_signals(runtime.cancel_token) as signals:
         try:
-            result = LocalExecutor(journal=store).run(
-                action_cls, values, ctx=runtime, origin=origin
-            )
+            result = executor.run(action_cls, values, ctx=runtime, origin=origin)
         except RunCancelledError as error:
             _fail(signals.exit_code, _describe_failure(error, run_id), debug)
         except (KeyboardInterrupt, SystemExit) as error:
@@ -118,6 +125,20 @@ def run(
             message = f'action {action!r} failed: {type(error).__name__}: {error}'
             _fail(EXIT_FAILED, message, debug)
     _print_json(result)
+
+
+def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
+    if mode == 'local':
+        if address is not None:
+            raise BadInput('--ray-address goes with --mode ray')
+        return LocalExecutor(journal=store)
+    try:
+        from synapse_sdk.execution.on_ray import RayExecutor
+    except ImportError as error:
+        raise BadInput(str(error)) from error
+    if store is None:  # the driver rolls back a dead worker's run from a journal
+        store = Journal(Path(tempfile.mkdtemp(prefix='synapse-ray-')) / 'runs.db')
+    return RayExecutor(address, journal=store)
 
 
 def _print_json(value: Any) -> None:

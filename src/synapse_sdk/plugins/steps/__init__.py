@@ -8,6 +8,7 @@ from .base import BaseStep
 from .cancellation import CancelToken, StepCancelled, StepInterrupted, StepTimeoutError
 from .context import BaseStepContext, RuntimeContextLike
 from .errors import RunCancelledError, StepExecutionError
+from .fanout import MapBackend, MapItemError, register_backend
 from .listeners import RunListener, RunSummary, StepInfo
 from .orchestrator import Orchestrator
 from .policies import RetryPolicy
@@ -21,6 +22,8 @@ __all__ = [
     'BaseStepContext',
     'CancelToken',
     'LoggingStep',
+    'MapBackend',
+    'MapItemError',
     'Orchestrator',
     'ProgressCallback',
     'RetryPolicy',
@@ -38,4 +41,5 @@ __all__ = [
     'StepWrapper',
     'TimingStep',
     'ValidationStep',
+    'register_backend',
 ]

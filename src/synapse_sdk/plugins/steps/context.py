@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+from .fanout import MapItemError, backend_named
 from .result import StepResult
+
+T = TypeVar('T')
+R = TypeVar('R')
 
 if TYPE_CHECKING:
     from .run_state import ActiveRun
@@ -104,6 +109,53 @@ class BaseStepContext:
         """Append one item to the list ``rollback_data[key]``; cheap enough to call per file."""
         run = self._require_run('append_rollback')
         run.append_rollback(key, item)
+
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        *,
+        backend: str = 'threads',
+        max_workers: int | None = None,
+        rollback_key: str | None = None,
+        category: str | None = None,
+    ) -> list[R]:
+        """``[fn(item) for item in items]``, run concurrently; results in item order.
+
+        As items finish, the step's progress advances (``category``, default the
+        step's name) and, with ``rollback_key``, each result is appended to
+        ``rollback_data[rollback_key]`` (journaled as it happens), so a failure or
+        a crash rolls back exactly the items that were done. The first item that
+        raises stops the rest (items already running finish and are recorded)
+        and the step fails with :class:`MapItemError` naming that item.
+        ``backend``: ``'threads'`` (default), ``'serial'``, or ``'ray'`` once
+        ``synapse_sdk.execution.ray`` is imported.
+        """
+        sequence = list(items)
+        results: list[Any] = [None] * len(sequence)
+        total = len(sequence)
+        done = 0
+        failure: tuple[int, BaseException] | None = None
+        runner = backend_named(backend).run(fn, sequence, max_workers)
+        try:
+            for index, value, error in runner:
+                if error is not None:
+                    if failure is None:
+                        failure = (index, error)
+                    continue
+                results[index] = value
+                done += 1
+                if rollback_key is not None:
+                    self.append_rollback(rollback_key, value)
+                self.set_progress(done, total, category)
+        finally:
+            close = getattr(runner, 'close', None)
+            if close is not None:
+                close()
+        if failure is not None:
+            index, error = failure
+            raise MapItemError(index, sequence[index], error) from error
+        return results
 
     def _require_run(self, what: str) -> ActiveRun:
         run = self._active_run

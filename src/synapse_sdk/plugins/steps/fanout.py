@@ -1,0 +1,110 @@
+"""``context.map``: run a step's many items concurrently, with progress and rollback data.
+
+Backends: ``'threads'`` (here) and ``'serial'``; others (``'ray'``) are
+registered by the layers that bring them, so the core imports nothing of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar('T')
+R = TypeVar('R')
+
+
+class MapItemError(RuntimeError):
+    """One item of ``context.map`` failed; the others were stopped."""
+
+    def __init__(self, index: int, item: object, error: BaseException) -> None:
+        shown = repr(item)
+        if len(shown) > 120:
+            shown = shown[:117] + '...'
+        super().__init__(f'item {index} ({shown}) failed: {type(error).__name__}: {error}')
+        self.index = index
+        self.item = item
+
+
+class MapBackend(Protocol):
+    """Runs ``fn`` over ``items`` and yields ``(index, result)`` as each finishes.
+
+    On an error it yields ``(index, exception)`` and stops handing out the
+    rest once ``close()`` is called; items already running finish first.
+    """
+
+    def run(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], max_workers: int | None
+    ) -> Iterator[tuple[int, Any, BaseException | None]]: ...
+
+
+class _SerialBackend:
+    def run(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], max_workers: int | None
+    ) -> Iterator[tuple[int, Any, BaseException | None]]:
+        for index, item in enumerate(items):
+            try:
+                yield index, fn(item), None
+            except Exception as error:
+                yield index, None, error
+
+
+class _ThreadBackend:
+    def run(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], max_workers: int | None
+    ) -> Iterator[tuple[int, Any, BaseException | None]]:
+        workers = max(1, min(max_workers or 8, len(items) or 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix='synapse-map') as pool:
+            pending: dict[Future[Any], int] = {}
+            upcoming = iter(enumerate(items))
+            stopping = False
+
+            def fill() -> None:
+                while not stopping and len(pending) < workers * 2:
+                    nxt = next(upcoming, None)
+                    if nxt is None:
+                        return
+                    pending[pool.submit(fn, nxt[1])] = nxt[0]
+
+            fill()
+            try:
+                while pending:
+                    finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        index = pending.pop(future)
+                        error = future.exception()
+                        if error is not None:
+                            stopping = True
+                            yield index, None, error
+                        else:
+                            yield index, future.result(), None
+                    fill()
+            finally:
+                stopping = True
+                for future in pending:
+                    future.cancel()
+
+
+BACKENDS: dict[str, Callable[[], MapBackend]] = {
+    'serial': _SerialBackend,
+    'threads': _ThreadBackend,
+}
+
+
+def register_backend(name: str, factory: Callable[[], MapBackend]) -> None:
+    """Make ``context.map(..., backend=name)`` available (e.g. ``'ray'``)."""
+    BACKENDS[name] = factory
+
+
+def backend_named(name: str) -> MapBackend:
+    factory = BACKENDS.get(name)
+    if factory is None:
+        hint = (
+            ' (import synapse_sdk.execution.on_ray; it needs the ray extra)'
+            if name == 'ray'
+            else ''
+        )
+        raise ValueError(
+            f'unknown map backend {name!r}{hint}; available: {", ".join(sorted(BACKENDS))}'
+        )
+    return factory()
