@@ -8,11 +8,17 @@ idempotency key before storing the file, so that with the run journal a
 process killed mid-loop can still be rolled back or resumed exactly.
 """
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
 class FileUploadParams(BaseModel):
     source_path: str = Field(description='The folder whose files are uploaded.')
+    parallel: Literal['serial', 'threads', 'ray'] = Field(
+        default='serial', description='How the `upload` action uploads: one by one, or fanned out.'
+    )
+    workers: int = Field(default=4, ge=1, le=256, description='Concurrent uploads when fanned out.')
 
 
 # --- the specification's complete example, unchanged ---------------------------
@@ -115,23 +121,53 @@ class FileUploadAction(BaseUploadAction[FileUploadParams]):
 
 
 # --- the crash-safe variant used by the `upload` action ------------------------
+from typing import Any
+
 from synapse_sdk.clients import FileNotFoundInStorageError
+
+
+@dataclass
+class DurableUploadContext(FileUploadContext):
+    parallel: str = 'serial'
+    workers: int = 4
+
+
+def upload_one(job: tuple[Any, Path, str]) -> int:
+    """One upload, as a fan-out item (module level, so it can travel to Ray workers)."""
+    client, file, key = job
+    return int(client.upload_file(file, key=key))
 
 
 class DurableUploadFilesStep(UploadFilesStep):
     """UploadFilesStep whose every upload can be found again after a crash."""
 
-    def execute(self, context: FileUploadContext) -> StepResult:
-        total = len(context.files)
-        for i, file in enumerate(context.files):
-            assert context.source_path is not None
-            key = f'{context.runtime_ctx.job_id}:{file.relative_to(context.source_path)}'
-            # Intent first: if the process dies right after the upload, the key is
-            # already journaled and rollback finds the file by it.
-            context.append_rollback('upload_keys', key)
-            file_id = context.client.upload_file(file, key=key)
-            context.uploaded_ids.append(file_id)
-            context.set_progress(i + 1, total, 'upload')
+    def execute(self, context: DurableUploadContext) -> StepResult:
+        assert context.source_path is not None
+        keys = [
+            f'{context.runtime_ctx.job_id}:{file.relative_to(context.source_path)}'
+            for file in context.files
+        ]
+        if context.parallel != 'serial':
+            # All intents first, then the fan-out records each id as it finishes.
+            context.record_rollback(upload_keys=keys)
+            jobs = [(context.client, f, k) for f, k in zip(context.files, keys, strict=True)]
+            context.uploaded_ids = context.map(
+                upload_one,
+                jobs,
+                backend=context.parallel,
+                max_workers=context.workers,
+                rollback_key='uploaded_ids',
+                category='upload',
+            )
+        else:
+            total = len(context.files)
+            for i, (file, key) in enumerate(zip(context.files, keys, strict=True)):
+                # Intent first: if the process dies right after the upload, the key is
+                # already journaled and rollback finds the file by it.
+                context.append_rollback('upload_keys', key)
+                file_id = context.client.upload_file(file, key=key)
+                context.uploaded_ids.append(file_id)
+                context.set_progress(i + 1, total, 'upload')
         return StepResult(
             success=True,
             data={'uploaded': len(context.uploaded_ids)},
@@ -158,3 +194,13 @@ class DurableFileUploadAction(FileUploadAction):
         registry.register(LoggingStep(DiscoverFilesStep()))
         registry.register(LoggingStep(DurableUploadFilesStep()))
         registry.register(LoggingStep(FinalizeStep()))
+
+    def create_context(self) -> DurableUploadContext:
+        if self.params.parallel == 'ray':
+            import synapse_sdk.execution.on_ray  # noqa: F401 - registers the 'ray' backend
+        return DurableUploadContext(
+            runtime_ctx=self.ctx,
+            source_path=Path(self.params.source_path),
+            parallel=self.params.parallel,
+            workers=self.params.workers,
+        )
