@@ -83,7 +83,8 @@ class RuntimeContext:
 
     def set_progress(self, current: float, total: float, category: str | None = None) -> None:
         """Progress of ``category``; without one, the run's overall progress."""
-        check_progress(current, total)
+        if not (total > 0 and 0 <= current <= total):
+            check_progress(current, total)  # raises, with the message
         name = category or OVERALL
         for logger in self.loggers:
             logger.progress(current, total, name)

@@ -72,7 +72,8 @@ class BaseStepContext:
         figure here is a bug in the step, so it is an error, not a clamp.
         Without a category the runtime shows it under the step's name.
         """
-        check_progress(current, total)
+        if not (total > 0 and 0 <= current <= total):
+            check_progress(current, total)  # raises, with the message
         self.runtime_ctx.set_progress(current, total, category or self.current_step)
         run = self._active_run
         if run is not None:
