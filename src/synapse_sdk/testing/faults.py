@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from synapse_sdk.plugins.steps import (
@@ -47,7 +48,13 @@ class FaultyStep(StepWrapper[Any]):
         if failing and not self.after_execute:
             return self._fail()
         result = self.inner.execute(context)
+        if failing and inspect.isawaitable(result):
+            return self._fail_after(result)  # type: ignore[return-value]
         return self._fail() if failing else result
+
+    async def _fail_after(self, pending: Awaitable[StepResult]) -> StepResult:
+        await pending
+        return self._fail()
 
     def _fail(self) -> StepResult:
         error = self.error or ConnectionError(

@@ -16,8 +16,8 @@ Order of events for a run of steps ``a, b`` where ``b`` fails::
 
 A skipped step gets ``on_step_skip`` instead of start/end; a step whose
 result was carried over from an earlier run (resume) gets ``on_step_reused``;
-a failed attempt that will be retried gets ``on_step_retry`` (then that
-attempt's rollback runs, without rollback events).
+a failed attempt that will be retried gets ``on_step_retry`` once that
+attempt's own rollback has run (without rollback events).
 
 Errors raised by a listener: in ``on_step_start``/``on_step_end``/
 ``on_rollback_data``/``on_progress`` they count as the running step's failure
@@ -106,8 +106,8 @@ class RunListener:
         result: StepResult,
         delay: float,
     ) -> None:
-        """Attempt ``attempt`` failed (``result``); its partial work is rolled back next,
-        then the step runs again after ``delay`` seconds."""
+        """Attempt ``attempt`` failed (``result``) and its partial work was rolled back;
+        the step runs again after ``delay`` seconds."""
 
     def on_step_progress(self, context: BaseStepContext, step: StepInfo, fraction: float) -> None:
         """The running step reported its own progress (0.0..1.0)."""

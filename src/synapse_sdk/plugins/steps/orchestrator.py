@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import inspect
 import random
@@ -77,10 +78,13 @@ class Orchestrator(Generic[C]):
         loop. Cancelling the awaiting task cancels the run (after rollback).
         """
         self._loop = asyncio.get_running_loop()
+        worker = asyncio.ensure_future(asyncio.to_thread(self.execute))
         try:
-            return await asyncio.to_thread(self.execute)
+            return await asyncio.shield(worker)
         except asyncio.CancelledError:
             self.cancel('the awaiting task was cancelled')
+            with contextlib.suppress(BaseException):
+                await worker  # the rollback runs before the caller hears of the cancel
             raise
 
     def execute(self) -> dict[str, Any]:
@@ -239,14 +243,19 @@ class Orchestrator(Generic[C]):
         policy = step.retry
         attempt = 1
         while True:
+            run.attempt = attempt
             try:
                 with _Deadline(self, run, info, step.timeout):
                     returned = step.execute(self.context)
                     if not isinstance(returned, StepResult):
                         returned = self._settle(info.name, returned, step.timeout)
                 if run.stop is not None and not isinstance(run.stop, StepCancelled):
-                    raise run.stop  # out of time, even if it returned: its result is not trusted
+                    # out of time, even if it returned: its result is not trusted, but
+                    # what it says to undo is
+                    run.partial = {**run.partial, **returned.rollback_data}
+                    raise run.stop
                 returned.attempts = attempt
+                run.attempt = 1
                 return returned
             except (Exception, _HardStop) as exc:
                 error = _timeout_of(exc, run, info, step.timeout)
@@ -270,11 +279,13 @@ class Orchestrator(Generic[C]):
         failed = StepResult.from_exception(error, rollback_data=dict(run.partial))
         failed.step_name = info.name
         failed.attempts = attempt
+        # Undo the attempt first: if that raises, the retries end and the run's
+        # rollback still has this attempt's data (in memory and in the journal).
+        self._call(step.rollback, self.context, failed)
         run.partial = {}
         run.stop = None
         for listener in self.listeners:
             listener.on_step_retry(self.context, info, attempt, failed, delay)
-        self._call(step.rollback, self.context, failed)  # a raise ends the retries
         if self._sleep is not None:
             self._sleep(delay)
         elif self.cancel_token.wait(delay):
@@ -348,6 +359,7 @@ class Orchestrator(Generic[C]):
         elif result is None:  # raised by can_skip, execute, or a listener before it
             result = StepResult.from_exception(exc, rollback_data=dict(run.partial))
             result.step_name = info.name
+            result.attempts = run.attempt
             context.step_results.append(result)
         else:  # the step had finished; a listener or the progress report raised afterwards
             if done and done[-1][1] is result:
@@ -359,6 +371,7 @@ class Orchestrator(Generic[C]):
         run.partial = {}
         run.index = None
         run.stop = None
+        run.attempt = 1
         entries = [(steps[i], run.info(i), done_result) for i, done_result in reversed(done)]
         if not (isinstance(exc, StepCancelled) and exc.before_step):  # never began: did nothing
             self._notify_safely('on_step_end', None, context, info, result)
@@ -480,6 +493,7 @@ class _Deadline:
         self.thread = threading.get_ident()
         self.timers: list[threading.Timer] = []
         self.active = False
+        self.lock = threading.Lock()
         self.grace = getattr(owner, 'timeout_grace', self.GRACE)
 
     def __enter__(self) -> _Deadline:
@@ -489,7 +503,8 @@ class _Deadline:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.active = False
+        with self.lock:  # after this, _force can no longer strike
+            self.active = False
         for timer in self.timers:
             timer.cancel()
 
@@ -505,7 +520,8 @@ class _Deadline:
             self._start(self.grace, self._force)
 
     def _force(self) -> None:
-        if self.active:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(self.thread), ctypes.py_object(_HardStop)
-            )
+        with self.lock:
+            if self.active:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self.thread), ctypes.py_object(_HardStop)
+                )

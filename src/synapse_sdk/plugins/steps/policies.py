@@ -29,7 +29,11 @@ class RetryPolicy:
     predicate: Callable[[BaseException], bool] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+        if (
+            isinstance(self.max_attempts, bool)
+            or not isinstance(self.max_attempts, int)
+            or self.max_attempts < 1
+        ):
             raise ValueError(f'max_attempts must be an int >= 1, got {self.max_attempts!r}')
         for name in ('initial_delay', 'backoff', 'max_delay', 'jitter'):
             value = getattr(self, name)
@@ -50,7 +54,10 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed ``attempt`` (1-based)."""
-        base = min(self.initial_delay * self.backoff ** (attempt - 1), self.max_delay)
+        try:
+            base = min(self.initial_delay * self.backoff ** (attempt - 1), self.max_delay)
+        except OverflowError:  # a late attempt of a steep backoff: the cap
+            base = self.max_delay
         if self.jitter and base:
             spread = (rng or random).uniform(-self.jitter, self.jitter)
             base = max(0.0, base * (1 + spread))

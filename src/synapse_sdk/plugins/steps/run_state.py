@@ -63,6 +63,7 @@ class ActiveRun:
 
     __slots__ = (
         '_infos',
+        'attempt',
         'callback',
         'context',
         'index',
@@ -117,6 +118,7 @@ class ActiveRun:
         # set (from any thread) when the running step must stop: raised at its next
         # set_progress() or raise_if_cancelled()
         self.stop: StepInterrupted | None = None
+        self.attempt = 1  # of the running step, for its failed result
         self._infos: list[StepInfo] | None = None
 
     def infos(self) -> list[StepInfo]:

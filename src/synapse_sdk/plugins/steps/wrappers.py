@@ -46,7 +46,9 @@ class StepWrapper(BaseStep[C]):
         return self.inner.can_skip(context)
 
     def rollback(self, context: C, result: StepResult) -> None:
-        self.inner.rollback(context, result)
+        # returned, not dropped: an async inner rollback must reach the orchestrator
+        undo: Callable[[C, StepResult], object] = self.inner.rollback
+        return undo(context, result)  # type: ignore[return-value]
 
     def unwrap(self) -> BaseStep[C]:
         """The innermost step, through any number of wrappers."""
