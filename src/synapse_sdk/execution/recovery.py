@@ -59,8 +59,10 @@ def rollback_run(
     run = _recoverable(journal, run_id, ROLLBACK_FROM, 'rolled back')
     records = journal.steps(run_id)
     pending = [r for r in records if r.status in UNDONE_WORK]
-    if not pending:
-        return {'run_id': run_id, 'status': run.status, 'rolled_back': [], 'errors': []}
+    if not pending:  # nothing stands (or it was never begun): the run is rolled back
+        if run.status != 'rolled_back':
+            journal.set_run_status(run_id, 'rolled_back')
+        return {'run_id': run_id, 'status': 'rolled_back', 'rolled_back': [], 'errors': []}
     runtime = ctx if ctx is not None else default_runtime(run_id)
     with runtime:
         action = load_action_class(run)(run.params, runtime)
@@ -152,7 +154,7 @@ def _recoverable(journal: Journal, run_id: str, allowed: tuple[str, ...], verb: 
 def _check_plan(run: RunRecord, steps: list[BaseStep[Any]], records: list[StepRecord]) -> None:
     planned = [s.name for s in steps]
     recorded = [r.name for r in records]
-    if planned != recorded:
+    if recorded and planned != recorded:  # none recorded: it died before its first step
         raise RecoveryError(
             f"run '{run.id}' recorded the steps {recorded}, but the action now has {planned}; "
             'recover it with the plugin version that ran it'

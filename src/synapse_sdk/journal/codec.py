@@ -22,8 +22,13 @@ class SnapshotError(TypeError):
     """A value the journal cannot save; the message names it and says what to do."""
 
 
+_ENCODER = json.JSONEncoder(separators=(',', ':'), allow_nan=False)
+
+
 def to_json(value: Any, where: str) -> str:
-    return json.dumps(_encode(value, where), separators=(',', ':'), allow_nan=False)
+    if not value and type(value) is dict:  # the common case: nothing to say
+        return '{}'
+    return _ENCODER.encode(_encode(value, where))
 
 
 def from_json(text: str | None) -> Any:
@@ -77,19 +82,26 @@ def _decode(obj: dict[str, Any]) -> Any:
     return obj
 
 
-def snapshot_fields(context: BaseStepContext) -> list[str]:
+def snapshot_fields(context: BaseStepContext) -> tuple[str, ...]:
     """The context's own fields a snapshot keeps (not the runtime, not the bookkeeping)."""
-    return [
-        f.name
-        for f in dataclasses.fields(context)
-        if f.name not in _BASE_FIELDS and f.metadata.get(SNAPSHOT, True)
-    ]
+    cls = type(context)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in _BASE_FIELDS and f.metadata.get(SNAPSHOT, True)
+        )
+    return names
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def snapshot(context: BaseStepContext) -> str:
     name = type(context).__name__
     values = {field: getattr(context, field) for field in snapshot_fields(context)}
-    return to_json({k: v for k, v in values.items()}, f'{name}') if values else '{}'
+    return to_json(values, name)
 
 
 def restore(context: BaseStepContext, text: str | None) -> None:

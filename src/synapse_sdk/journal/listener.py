@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from time import monotonic
 from typing import Any
 
 from synapse_sdk.plugins.steps import BaseStepContext, RunListener, RunSummary, StepInfo, StepResult
@@ -14,20 +15,29 @@ from .store import Journal, now
 class JournalListener(RunListener):
     """One run's recorder.
 
-    - ``on_step_start`` commits the step as ``started`` before it executes;
+    - a step is committed as ``started`` before it executes: in the same
+      transaction that records the previous step's end (or the run's start),
+      so each step costs one commit;
     - rollback data recorded mid-step is committed as it is recorded, so a
       process killed in the middle of a loop still knows what it did;
-    - ``on_step_end`` commits the result, its rollback data and a snapshot
-      of the context before the next step starts.
+    - a step's result, its rollback data and a snapshot of the context are
+      committed before the next step starts;
+    - the run's overall progress is written at most every half second.
     """
+
+    PROGRESS_INTERVAL = 0.5
 
     def __init__(self, journal: Journal, run_id: str) -> None:
         self.journal = journal
         self.run_id = run_id
         self._recorded: set[int] = set()  # steps with rows in rollback_items
+        self._steps = 0
+        self._premarked: int | None = None  # the step already committed as started
         self._progress_at = 0.0
+        self._progress: int | None = None  # not yet written
 
     def on_run_start(self, context: BaseStepContext, steps: Sequence[StepInfo]) -> None:
+        self._steps = len(steps)
         with self.journal.transaction() as db:
             db.executemany(
                 'INSERT INTO steps (run_id, idx, name, weight, status) VALUES (?, ?, ?, ?, ?)'
@@ -35,13 +45,14 @@ class JournalListener(RunListener):
                 ' weight = excluded.weight',
                 [(self.run_id, s.index, s.name, s.weight, 'pending') for s in steps],
             )
+            if steps:
+                db.execute(_START_STEP, (now(), self.run_id, 0))
+                self._premarked = 0
 
     def on_step_start(self, context: BaseStepContext, step: StepInfo) -> None:
-        self.journal.db.execute(
-            "UPDATE steps SET status = 'started', started_at = ?, ended_at = NULL, error = NULL,"
-            ' attempts = attempts + 1 WHERE run_id = ? AND idx = ?',
-            (now(), self.run_id, step.index),
-        )
+        if self._premarked != step.index:  # not announced ahead: write it now
+            self.journal.db.execute(_START_STEP, (now(), self.run_id, step.index))
+        self._premarked = None
 
     def on_rollback_data(
         self,
@@ -87,31 +98,44 @@ class JournalListener(RunListener):
             )
 
     def on_progress(self, context: BaseStepContext, current: int, total: int) -> None:
-        self.journal.db.execute(
-            'UPDATE runs SET progress = ? WHERE id = ?', (current * 100 // total, self.run_id)
-        )
+        self._progress = current * 100 // total
+        moment = monotonic()
+        if moment - self._progress_at >= self.PROGRESS_INTERVAL:
+            self._write_progress()
+            self._progress_at = moment
+
+    def _write_progress(self) -> None:
+        if self._progress is not None:
+            self.journal.db.execute(
+                'UPDATE runs SET progress = ? WHERE id = ?', (self._progress, self.run_id)
+            )
+            self._progress = None
 
     def on_step_end(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
         where = f"step '{step.name}'"
         data = to_json(result.data, f'{where} result.data')
         rollback_data = to_json(result.rollback_data, f'{where} result.rollback_data')
         state = snapshot(context) if result.success else None
+        row = (
+            'succeeded' if result.success else 'failed',
+            now(),
+            result.duration_seconds,
+            data,
+            rollback_data,
+            result.error,
+            state,
+            self.run_id,
+            step.index,
+        )
+        if result.success and step.index not in self._recorded:
+            # one statement, its own transaction: this step's end, the next one's start
+            self._conclude(step, row)
+            return
         with self.journal.transaction() as db:
-            db.execute(
-                'UPDATE steps SET status = ?, ended_at = ?, duration = ?, data = ?,'
-                ' rollback_data = ?, error = ?, snapshot = ? WHERE run_id = ? AND idx = ?',
-                (
-                    'succeeded' if result.success else 'failed',
-                    now(),
-                    result.duration_seconds,
-                    data,
-                    rollback_data,
-                    result.error,
-                    state,
-                    self.run_id,
-                    step.index,
-                ),
-            )
+            if result.success:
+                self._conclude(step, row)
+            else:
+                db.execute(_END_STEP, row)
             if step.index in self._recorded:  # now part of the final rollback_data
                 db.execute(
                     'DELETE FROM rollback_items WHERE run_id = ? AND idx = ?',
@@ -125,10 +149,43 @@ class JournalListener(RunListener):
                 )
 
     def on_step_skip(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self._mark(step, 'skipped')
+        self._conclude(step, None, 'skipped')
 
     def on_step_reused(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self._mark(step, 'reused')
+        self._conclude(step, None, 'reused')
+
+    def _conclude(
+        self, step: StepInfo, row: tuple[Any, ...] | None, status: str = 'succeeded'
+    ) -> None:
+        """End ``step`` and announce the next one as started, in one statement."""
+        following = step.index + 1 if step.index + 1 < self._steps else -1
+        moment = now()
+        if row is None:  # skipped or reused: nothing new to record but the status
+            values: dict[str, Any] = {
+                'status': status,
+                'ended': moment,
+                'duration': None,
+                'data': None,
+                'rollback_data': None,
+                'error': None,
+                'snapshot': None,
+                'undo_start': 1,  # it was announced as started: take that back
+            }
+        else:
+            status, ended, duration, data, rollback_data, error, state, _, _ = row
+            values = {
+                'status': status,
+                'ended': ended,
+                'duration': duration,
+                'data': data,
+                'rollback_data': rollback_data,
+                'error': error,
+                'snapshot': state,
+                'undo_start': 0,
+            }
+        values.update(run=self.run_id, index=step.index, next=following, now=moment)
+        self.journal.db.execute(_CONCLUDE_STEP, values)
+        self._premarked = following if following >= 0 else None
 
     def on_rollback_end(
         self, context: BaseStepContext, step: StepInfo, error: BaseException | None
@@ -139,6 +196,7 @@ class JournalListener(RunListener):
             self._mark(step, 'rollback_failed', f'{type(error).__name__}: {error}')
 
     def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
+        self._write_progress()
         if summary.success:
             status = 'succeeded'
         elif summary.interrupted or summary.cancelled:
@@ -160,3 +218,31 @@ class JournalListener(RunListener):
 
     def _mark(self, step: StepInfo, status: str, error: str | None = None) -> None:
         self.journal.set_step_status(self.run_id, step.index, status, error)
+
+
+_START_STEP = (
+    "UPDATE steps SET status = 'started', started_at = ?, ended_at = NULL, error = NULL,"
+    ' attempts = attempts + 1 WHERE run_id = ? AND idx = ?'
+)
+# Ends step :index (keeping what a skipped or reused step already holds) and marks
+# step :next started, in one statement and so one commit.
+_CONCLUDE_STEP = """
+UPDATE steps SET
+    status = CASE idx WHEN :index THEN :status ELSE 'started' END,
+    started_at = CASE idx WHEN :index THEN
+        CASE :undo_start WHEN 1 THEN NULL ELSE started_at END ELSE :now END,
+    ended_at = CASE idx WHEN :index THEN
+        CASE :undo_start WHEN 1 THEN NULL ELSE :ended END ELSE NULL END,
+    duration = CASE idx WHEN :index THEN COALESCE(:duration, duration) ELSE duration END,
+    data = CASE idx WHEN :index THEN COALESCE(:data, data) ELSE data END,
+    rollback_data = CASE idx WHEN :index THEN COALESCE(:rollback_data, rollback_data)
+        ELSE rollback_data END,
+    error = CASE idx WHEN :index THEN :error ELSE NULL END,
+    snapshot = CASE idx WHEN :index THEN COALESCE(:snapshot, snapshot) ELSE snapshot END,
+    attempts = CASE idx WHEN :index THEN attempts - :undo_start ELSE attempts + 1 END
+WHERE run_id = :run AND idx IN (:index, :next)
+"""
+_END_STEP = (
+    'UPDATE steps SET status = ?, ended_at = ?, duration = ?, data = ?,'
+    ' rollback_data = ?, error = ?, snapshot = ? WHERE run_id = ? AND idx = ?'
+)

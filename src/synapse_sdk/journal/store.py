@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -59,15 +60,24 @@ class Journal:
     @property
     def db(self) -> sqlite3.Connection:
         if self._connection is None or self._pid != os.getpid():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-            connection.execute('PRAGMA journal_mode = WAL')
-            connection.execute(f'PRAGMA synchronous = {"FULL" if self.durable else "NORMAL"}')
+            self._connection, self._pid = self._open(), os.getpid()
+        return self._connection
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(
+            self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+        )
+        try:
             connection.execute('PRAGMA busy_timeout = 30000')
+            _enter_wal(connection)
+            connection.execute(f'PRAGMA synchronous = {"FULL" if self.durable else "NORMAL"}')
             connection.execute('PRAGMA foreign_keys = ON')
             prepare(connection, self.path)
-            self._connection, self._pid = connection, os.getpid()
-        return self._connection
+        except BaseException:
+            connection.close()
+            raise
+        return connection
 
     def close(self) -> None:
         if self._connection is not None and self._pid == os.getpid():
@@ -239,6 +249,22 @@ class Journal:
             'UPDATE steps SET status = ?, error = COALESCE(?, error) WHERE run_id = ? AND idx = ?',
             (status, error, run_id, index),
         )
+
+
+def _enter_wal(connection: sqlite3.Connection) -> None:
+    """Switch to WAL; that needs a moment alone with the file and ignores the busy timeout,
+    so wait while another process is creating the same journal."""
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            (mode,) = connection.execute('PRAGMA journal_mode').fetchone()
+            if str(mode).lower() != 'wal':
+                connection.execute('PRAGMA journal_mode = WAL')
+            return
+        except sqlite3.OperationalError as error:
+            if 'locked' not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 _RUN_COLUMNS = (

@@ -1,0 +1,1 @@
+"""Tests of the run journal: records, write-ahead, crash detection, snapshots, recovery."""

@@ -1,0 +1,352 @@
+"""Helpers for the run journal tests.
+
+Every test gets its own ``SYNAPSE_HOME`` under ``tmp_path`` (the journal is
+``$SYNAPSE_HOME/runs.db``, the storage ``$SYNAPSE_HOME/storage``); nothing
+touches ``~/.synapse``. Subprocesses get the same home through their
+environment, and ``PYTHONDONTWRITEBYTECODE`` so that no ``__pycache__`` is
+left in a plugin folder of the repository.
+
+- ``FnStep`` / ``make_action``: in-test actions made of steps given as functions;
+- ``dispatch``: run an action journaled, in this process;
+- ``peek_*``: read the journal with a second, independent sqlite3 connection
+  (what another process, or the next process, would see);
+- ``cli``: the ``synapse`` console script as a subprocess;
+- ``plugin_dir``: a copy of ``tests/journal/plugin`` (action ``store``: prepare,
+  store, finalize; crash points set through the environment).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from synapse_sdk.clients import LocalBackendClient
+from synapse_sdk.journal import Journal
+from synapse_sdk.plugins.actions import ActionContext, ActionOrigin, BaseAction
+from synapse_sdk.plugins.steps import BaseStep, RunListener, StepRegistry, StepResult
+from synapse_sdk.runtime import MemoryLogger, RuntimeContext
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / 'examples' / 'file_upload'
+PLUGIN_SOURCE = Path(__file__).resolve().parent / 'plugin'
+SYNAPSE = str(Path(sys.executable).parent / 'synapse')
+
+RUN_COLUMNS = {
+    'id',
+    'entrypoint',
+    'action',
+    'plugin_path',
+    'params',
+    'status',
+    'started_at',
+    'ended_at',
+    'progress',
+    'error',
+    'host',
+    'pid',
+    'attempts',
+}
+STEP_COLUMNS = {
+    'index',
+    'name',
+    'weight',
+    'status',
+    'started_at',
+    'ended_at',
+    'duration',
+    'data',
+    'rollback_data',
+    'error',
+    'attempts',
+    'has_snapshot',
+}
+
+
+# --------------------------------------------------------------- in-test actions
+
+
+class Params(BaseModel):
+    tag: str = 'default'
+
+
+Fn = Callable[..., Any]
+
+
+class FnStep(BaseStep[Any]):
+    """A step whose ``execute``/``rollback``/``can_skip`` are the given functions.
+
+    ``execute(context)`` may return a StepResult or None (a plain success);
+    every call is recorded in ``calls`` as ``('execute' | 'rollback', name)``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        weight: float = 1.0,
+        *,
+        execute: Fn | None = None,
+        rollback: Fn | None = None,
+        skip: Fn | None = None,
+        resumable: bool = True,
+        calls: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self._name = name
+        self._weight = weight
+        self._execute = execute
+        self._rollback = rollback
+        self._skip = skip
+        self._resumable = resumable
+        self.calls = calls if calls is not None else []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def progress_weight(self) -> float:
+        return self._weight
+
+    @property
+    def resumable(self) -> bool:
+        return self._resumable
+
+    def can_skip(self, context: Any) -> bool:
+        return bool(self._skip(context)) if self._skip is not None else False
+
+    def execute(self, context: Any) -> StepResult:
+        self.calls.append(('execute', self._name))
+        returned = self._execute(context) if self._execute is not None else None
+        return returned if returned is not None else StepResult()
+
+    def rollback(self, context: Any, result: StepResult) -> None:
+        self.calls.append(('rollback', self._name))
+        if self._rollback is not None:
+            self._rollback(context, result)
+
+
+def make_action(
+    *steps: BaseStep[Any], context_class: type[ActionContext] = ActionContext
+) -> type[BaseAction[Params]]:
+    """An action class running ``steps`` on a ``context_class`` context."""
+
+    class InTestAction(BaseAction[Params]):
+        def setup_steps(self, registry: StepRegistry[Any]) -> None:
+            for step in steps:
+                registry.register(step)
+
+    InTestAction.context_class = context_class  # type: ignore[assignment]
+    return InTestAction
+
+
+@dataclass
+class Dispatched:
+    run_id: str
+    result: dict[str, Any] | None
+    error: BaseException | None
+    logger: MemoryLogger
+
+
+def dispatch(
+    action: type[BaseAction[Any]],
+    journal: Journal,
+    params: dict[str, Any] | None = None,
+    *,
+    origin: ActionOrigin | None = None,
+    listeners: Iterable[RunListener] = (),
+    client: Any = None,
+) -> Dispatched:
+    """Run ``action`` journaled in this process; an exception is returned, not raised.
+
+    ``KeyboardInterrupt`` is caught too, so a test can check what the journal
+    says about an interrupted run.
+    """
+    logger = MemoryLogger()
+    runtime = RuntimeContext(logger=logger, client=client)
+    try:
+        result = action.dispatch(
+            params or {}, runtime, journal=journal, origin=origin, listeners=listeners
+        )
+    except BaseException as error:  # noqa: BLE001 - the test inspects it
+        return Dispatched(runtime.job_id, None, error, logger)
+    return Dispatched(runtime.job_id, result, None, logger)
+
+
+# --------------------------------------------------------------- the database, read directly
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A second connection to the journal, independent of the Journal object."""
+    return sqlite3.connect(path, timeout=30.0, isolation_level=None)
+
+
+def peek(path: Path, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+    conn = connect(path)
+    try:
+        return conn.execute(sql, tuple(args)).fetchall()
+    finally:
+        conn.close()
+
+
+def peek_steps(path: Path, run_id: str) -> dict[str, dict[str, Any]]:
+    """``{step name: row as dict}`` of the run, as committed right now."""
+    conn = connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute('SELECT * FROM steps WHERE run_id = ? ORDER BY idx', (run_id,))
+        return {row['name']: dict(row) for row in rows}
+    finally:
+        conn.close()
+
+
+def peek_run(path: Path, run_id: str) -> dict[str, Any] | None:
+    conn = connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        row = conn.execute('SELECT * FROM runs WHERE id = ?', (run_id,)).fetchone()
+        return None if row is None else dict(row)
+    finally:
+        conn.close()
+
+
+def peek_items(path: Path, run_id: str) -> list[tuple[int, str, Any, int]]:
+    """``(step index, key, decoded value, append)`` rows of rollback_items, in order."""
+    rows = peek(
+        path,
+        'SELECT idx, key, value, append FROM rollback_items WHERE run_id = ? ORDER BY seq',
+        (run_id,),
+    )
+    return [(idx, key, json.loads(value), append) for idx, key, value, append in rows]
+
+
+# --------------------------------------------------------------- storage
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_files(folder: Path, count: int, seed: int, prefix: str = 'f') -> dict[str, str]:
+    """``count`` small files with unique names and random content; ``{name: sha256}``."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    for i in range(count):
+        path = folder / f'{prefix}{i:04d}.bin'
+        path.write_bytes(rng.randbytes(rng.randint(1, 256)))
+        files[path.name] = sha256(path)
+    return files
+
+
+def stored(home: Path) -> list[tuple[int, str, str]]:
+    """``(id, name, checksum)`` of every indexed file; each blob is checked against its sum."""
+    client = LocalBackendClient(home / 'storage')
+    entries = []
+    for info in client.list_files():
+        blob = Path(info['path'])
+        assert blob.is_file(), f'file {info["id"]} is indexed but its blob is missing'
+        assert sha256(blob) == info['checksum'], f'blob of file {info["id"]} is damaged'
+        entries.append((info['id'], info['name'], info['checksum']))
+    return entries
+
+
+def pre_store(home: Path, tmp: Path, count: int = 3) -> list[tuple[int, str, str]]:
+    """Store ``count`` files unrelated to any run; returns them as ``stored`` lists them."""
+    folder = tmp / 'unrelated'
+    make_files(folder, count, seed=99, prefix='unrelated_')
+    client = LocalBackendClient(home / 'storage')
+    for path in sorted(folder.iterdir()):
+        client.upload_file(path)
+    return stored(home)
+
+
+# --------------------------------------------------------------- subprocesses
+
+
+def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env['SYNAPSE_HOME'] = str(home)
+    env['PYTHONDONTWRITEBYTECODE'] = '1'
+    env['COLUMNS'] = '200'
+    for name in ('FORCE_COLOR', 'TTY_COMPATIBLE', 'TTY_INTERACTIVE'):
+        env.pop(name, None)
+    for name in ('JT_CRASH_AFTER', 'JT_CRASH_IN', 'JT_FAIL_IN'):  # the test plugin's switches
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    home: Path, *args: str | Path, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``synapse ARGS`` with ``SYNAPSE_HOME=home`` (extra keyword arguments: environment)."""
+    return subprocess.run(
+        [SYNAPSE, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd or home.parent,
+        env=subprocess_env(home, **env),
+        timeout=120,
+        check=False,
+    )
+
+
+def cli_json(home: Path, *args: str | Path) -> Any:
+    """Run a command that prints JSON and must exit 0; the parsed output."""
+    done = run_cli(home, *args)
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    return json.loads(done.stdout)
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The stderr of a command that exited 2, checked to be one ``error:`` line."""
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith('error: '), lines[0]
+    assert 'Traceback' not in done.stderr
+    return lines[0]
+
+
+def journal_run_ids(home: Path) -> list[str]:
+    db = home / 'runs.db'
+    if not db.exists():
+        return []
+    return [row[0] for row in peek(db, 'SELECT id FROM runs ORDER BY started_at')]
+
+
+# --------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / 'home'
+    monkeypatch.setenv('SYNAPSE_HOME', str(home))
+    return home
+
+
+@pytest.fixture
+def journal(home: Path) -> Iterator[Journal]:
+    store = Journal(home / 'runs.db')
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def plugin_dir(tmp_path: Path) -> Path:
+    """A copy of the test plugin (so loading it leaves nothing in the repository)."""
+    target = tmp_path / 'plugin'
+    shutil.copytree(PLUGIN_SOURCE, target, ignore=shutil.ignore_patterns('__pycache__'))
+    return target

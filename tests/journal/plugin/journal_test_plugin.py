@@ -1,0 +1,155 @@
+"""A small upload plugin for the journal tests, loaded the way the CLI loads plugins.
+
+Crash and failure points come from the environment, not the params, so that a
+resumed run (which reuses the recorded params) does not crash again:
+
+- ``JT_CRASH_AFTER=N``: ``store`` kills its own process with SIGKILL after
+  storing N files (``0``: before the first);
+- ``JT_CRASH_IN=<step>``: that step kills its process before doing anything
+  (``prepare.can_skip``: before the first step has started);
+- ``JT_FAIL_IN=<step>``: that step raises ``RuntimeError``;
+- ``JT_FIRST_ATTEMPT_FAILS_AFTER=N``: the first attempt of ``store`` raises
+  ``ConnectionError`` after storing N files (the ``store_retry`` action retries it).
+
+Every step execution appends ``<step>`` as a line to ``params.trace_path``
+(when given), so a test can tell which steps really ran in which process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from synapse_sdk.clients import FileNotFoundInStorageError
+from synapse_sdk.plugins.actions import ActionContext, BaseAction
+from synapse_sdk.plugins.steps import BaseStep, RetryPolicy, StepRegistry, StepResult
+
+
+class StoreParams(BaseModel):
+    source_path: str
+    trace_path: str | None = None
+
+
+@dataclass(kw_only=True)
+class StoreContext(ActionContext):
+    files: list[Path] = field(default_factory=list)
+    stored_ids: list[int] = field(default_factory=list)
+    finalized: bool = False
+
+
+def _trace(context: StoreContext, step: str) -> None:
+    trace = context.params.get('trace_path')
+    if trace:
+        with open(trace, 'a', encoding='utf-8') as out:
+            out.write(f'{step}\n')
+
+
+def _checkpoint(step: str) -> None:
+    if os.environ.get('JT_FAIL_IN') == step:
+        raise RuntimeError(f'{step} failed on purpose')
+    if os.environ.get('JT_CRASH_IN') == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PrepareStep(BaseStep[StoreContext]):
+    name = 'prepare'
+    progress_weight = 1.0
+
+    def execute(self, context: StoreContext) -> StepResult:
+        _trace(context, self.name)
+        _checkpoint(self.name)
+        source = Path(context.params['source_path'])
+        context.files = sorted(p for p in source.rglob('*') if p.is_file())
+        return StepResult(data={'count': len(context.files)})
+
+    def can_skip(self, context: StoreContext) -> bool:
+        _checkpoint('prepare.can_skip')  # after the run's steps are journaled, before any starts
+        return False
+
+
+class VolatilePrepareStep(PrepareStep):
+    @property
+    def resumable(self) -> bool:
+        return False
+
+
+class StoreStep(BaseStep[StoreContext]):
+    name = 'store'
+    progress_weight = 8.0
+
+    def execute(self, context: StoreContext) -> StepResult:
+        _trace(context, self.name)
+        _checkpoint(self.name)
+        crash_after = os.environ.get('JT_CRASH_AFTER')
+        fail_after = os.environ.get('JT_FIRST_ATTEMPT_FAILS_AFTER')
+        first_attempt = not getattr(self, '_attempted', False)
+        self._attempted = True
+        job = context.runtime_ctx.job_id  # type: ignore[attr-defined]
+        context.stored_ids = []  # this attempt's
+        total = len(context.files)
+        for i, path in enumerate(context.files):
+            if crash_after is not None and i == int(crash_after):
+                os.kill(os.getpid(), signal.SIGKILL)
+            if fail_after is not None and first_attempt and i == int(fail_after):
+                raise ConnectionError('the backend went away')
+            key = f'{job}:{path.name}'
+            context.append_rollback('keys', key)
+            context.stored_ids.append(context.client.upload_file(path, key=key))
+            context.set_progress(i + 1, total)
+        return StepResult(data={'stored': total}, rollback_data={'ids': list(context.stored_ids)})
+
+    def rollback(self, context: StoreContext, result: StepResult) -> None:
+        _checkpoint('store.rollback')
+        ids = set(result.rollback_data.get('ids', []))
+        for key in result.rollback_data.get('keys', []):
+            found = context.client.find_file(key)
+            if found is not None:
+                ids.add(found)
+        for file_id in sorted(ids):
+            try:
+                context.client.delete_file(file_id)
+            except FileNotFoundInStorageError:
+                pass
+
+
+class RetryingStoreStep(StoreStep):
+    retry = RetryPolicy(max_attempts=2, initial_delay=0.0, jitter=0.0)
+
+
+class FinalizeStep(BaseStep[StoreContext]):
+    name = 'finalize'
+    progress_weight = 1.0
+
+    def execute(self, context: StoreContext) -> StepResult:
+        _trace(context, self.name)
+        _checkpoint(self.name)
+        context.finalized = True
+        return StepResult(data={'files': len(context.stored_ids)})
+
+
+class StoreAction(BaseAction[StoreParams]):
+    context_class: ClassVar[Any] = StoreContext
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(PrepareStep())
+        registry.register(StoreStep())
+        registry.register(FinalizeStep())
+
+
+class VolatileStoreAction(StoreAction):
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(VolatilePrepareStep())
+        registry.register(StoreStep())
+        registry.register(FinalizeStep())
+
+
+class RetryingStoreAction(StoreAction):
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(PrepareStep())
+        registry.register(RetryingStoreStep())
+        registry.register(FinalizeStep())

@@ -1,0 +1,278 @@
+"""Fault injection: SIGKILL the example upload anywhere, then roll back or resume; exact.
+
+Each trial gets a fresh ``SYNAPSE_HOME`` holding three unrelated files, a
+source folder of 300 small files, and starts
+
+    synapse plugin run upload --path examples/file_upload --params {...}
+
+as a subprocess, which is killed with SIGKILL at a point drawn from a
+seeded ``random.Random(1234)``: after a random time within the measured
+duration of an uninterrupted run (so it may land before the run started or
+in any step), as soon as the run is journaled, right after
+``discover_files`` succeeded, in the middle of the upload once a random
+number of upload keys is journaled, or right after ``upload_files``
+succeeded. Then half of the trials run ``synapse runs rollback RUN_ID``
+(the storage must hold exactly the three unrelated files: ids, names,
+checksums) and the other half ``synapse runs resume RUN_ID`` (every source
+file stored exactly once, by name and checksum, plus the three). A trial
+whose process finished before the kill is checked for consistency too; at
+least 15 of the 20 must be real kills in the middle of a run. Two trials
+run at a time, each in its own home (where each kill landed is observed from
+the journal, not assumed, so this only shortens the wall time).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synapse_sdk.journal import Journal
+
+from .conftest import (
+    EXAMPLE,
+    SYNAPSE,
+    journal_run_ids,
+    make_files,
+    peek_steps,
+    pre_store,
+    run_cli,
+    stored,
+    subprocess_env,
+)
+
+SEED = 1234
+TRIALS = 20
+FILES = 300
+MIN_MID_RUN_KILLS = 15
+PARALLEL = 2
+# how a kill point is chosen, drawn with these weights
+MODES = {'timer': 4, 'journaled': 2, 'discovered': 2, 'items': 10, 'uploaded': 2}
+
+
+@dataclass
+class Trial:
+    number: int
+    mode: str
+    arg: float
+    recovery: str
+    seed: int
+    outcome: str = ''
+    at_kill: dict[str, str] = field(default_factory=dict)
+    leftovers: int = 0  # files the killed run left in the storage
+
+    def __str__(self) -> str:
+        return (
+            f'trial {self.number}: kill {self.mode}({self.arg:g}) -> {self.outcome} '
+            f'steps={self.at_kill} leftovers={self.leftovers}, then {self.recovery}'
+        )
+
+
+def start_upload(home: Path, source: Path, workdir: Path) -> subprocess.Popen[bytes]:
+    # stdout/stderr go to files: a full pipe must never block the child
+    log = workdir / 'run.log'
+    with log.open('wb') as out:
+        return subprocess.Popen(
+            [
+                SYNAPSE,
+                'plugin',
+                'run',
+                'upload',
+                '--path',
+                str(EXAMPLE),
+                '--params',
+                json.dumps({'source_path': str(source)}),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=subprocess_env(home),
+        )
+
+
+def step_status(conn: sqlite3.Connection, name: str) -> str | None:
+    row = conn.execute('SELECT status FROM steps WHERE name = ?', (name,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def reached(conn: sqlite3.Connection, mode: str, arg: float) -> bool:
+    if mode == 'journaled':
+        return bool(conn.execute('SELECT count(*) FROM runs').fetchone()[0])
+    if mode == 'discovered':
+        return step_status(conn, 'discover_files') == 'succeeded'
+    if mode == 'items':
+        return bool(conn.execute('SELECT count(*) FROM rollback_items').fetchone()[0] >= arg)
+    if mode == 'uploaded':
+        return step_status(conn, 'upload_files') == 'succeeded'
+    raise AssertionError(mode)
+
+
+def kill_at(proc: subprocess.Popen[bytes], db: Path, mode: str, arg: float) -> None:
+    """Poll until the trial's kill point, then SIGKILL (unless the run already ended)."""
+    started = time.monotonic()
+    conn: sqlite3.Connection | None = None
+    try:
+        while proc.poll() is None and time.monotonic() - started < 60:
+            if mode == 'timer':
+                if time.monotonic() - started >= arg:
+                    break
+            else:
+                if conn is None and db.exists():
+                    conn = sqlite3.connect(db, timeout=30.0, isolation_level=None)
+                if conn is not None:
+                    try:
+                        if reached(conn, mode, arg):
+                            break
+                    except sqlite3.OperationalError:
+                        pass  # the tables are not created yet
+            time.sleep(0.0005)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+    finally:
+        if conn is not None:
+            conn.close()
+    proc.wait(timeout=60)
+
+
+def calibrate(workdir: Path) -> float:
+    """Seconds an uninterrupted run takes (process start to exit), with PARALLEL runs at
+    once as in the trials; checks that each of them is exact."""
+
+    def one(folder: Path) -> float:
+        home = folder / 'home'
+        source = make_files(folder / 'source', FILES, seed=SEED)
+        before = pre_store(home, folder)
+        began = time.monotonic()
+        proc = start_upload(home, folder / 'source', folder)
+        assert proc.wait(timeout=120) == 0, (folder / 'run.log').read_text()
+        elapsed = time.monotonic() - began
+        check_all_stored_once(home, before, source)
+        return elapsed
+
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        return max(pool.map(one, [workdir / str(i) for i in range(PARALLEL)]))
+
+
+def check_all_stored_once(
+    home: Path, before: list[tuple[int, str, str]], source: dict[str, str]
+) -> None:
+    now = stored(home)
+    assert now[: len(before)] == before, 'the unrelated files were changed'
+    added = Counter((name, checksum) for _, name, checksum in now[len(before) :])
+    missing = Counter(source.items()) - added
+    extra = added - Counter(source.items())
+    assert not missing and not extra, f'missing {len(missing)}, extra {len(extra)}: {extra}'
+
+
+def run_status(home: Path, run_id: str) -> str:
+    journal = Journal(home / 'runs.db')
+    try:
+        return journal.get_run(run_id).status
+    finally:
+        journal.close()
+
+
+def run_trial(trial: Trial, workdir: Path) -> None:
+    home = workdir / 'home'
+    source_dir = workdir / 'source'
+    source = make_files(source_dir, FILES, seed=trial.seed)
+    before = pre_store(home, workdir)
+
+    proc = start_upload(home, source_dir, workdir)
+    kill_at(proc, home / 'runs.db', trial.mode, trial.arg)
+    log = (workdir / 'run.log').read_text(errors='replace')
+    ids = journal_run_ids(home)
+    trial.leftovers = len(stored(home)) - len(before)
+
+    if proc.returncode == 0:
+        trial.outcome = 'finished'
+        (run_id,) = ids
+        status = run_status(home, run_id)
+        assert status == 'succeeded', f'finished, but the run is {status}'
+        check_all_stored_once(home, before, source)
+        refused = run_cli(home, 'runs', trial.recovery, run_id)  # nothing to recover
+        assert refused.returncode == 2, f'{trial.recovery} of a succeeded run: {refused.stderr}'
+        check_all_stored_once(home, before, source)
+        return
+    assert proc.returncode == -signal.SIGKILL, (trial, proc.returncode, log)
+    if not ids:
+        trial.outcome = 'before the run'
+        assert stored(home) == before, 'killed before the run, yet the storage changed'
+        return
+
+    trial.outcome = 'mid-run'
+    (run_id,) = ids
+    steps = peek_steps(home / 'runs.db', run_id)
+    trial.at_kill = {name: row['status'] for name, row in steps.items()}
+    status = run_status(home, run_id)
+    assert status == 'crashed', f'killed mid-run, but the run is {status}'
+
+    done = run_cli(home, 'runs', trial.recovery, run_id)
+    assert done.returncode == 0, f'{trial.recovery} exited {done.returncode}: {done.stderr.strip()}'
+    report: dict[str, Any] = json.loads(done.stdout)
+    if trial.recovery == 'rollback':
+        assert stored(home) == before, f'rollback left {stored(home)[len(before) :]}'
+        assert report['errors'] == [], report
+        status = run_status(home, run_id)
+        assert status == 'rolled_back', f'rolled back, but the run is {status}'
+    else:
+        assert report['success'] is True, report
+        check_all_stored_once(home, before, source)
+        status = run_status(home, run_id)
+        assert status == 'succeeded', f'resumed, but the run is {status}'
+
+
+def test_sigkill_anywhere_then_rollback_or_resume_is_exact(tmp_path: Path) -> None:
+    rng = random.Random(SEED)
+    full = calibrate(tmp_path / 'calibration')
+
+    recoveries = ['rollback', 'resume'] * (TRIALS // 2)
+    rng.shuffle(recoveries)
+    modes = rng.choices(list(MODES), weights=list(MODES.values()), k=TRIALS)
+    trials = []
+    for number, (mode, recovery) in enumerate(zip(modes, recoveries, strict=True)):
+        if mode == 'timer':
+            arg = round(rng.uniform(0.0, full), 3)
+        elif mode == 'items':
+            arg = rng.randint(1, FILES - 1)
+        else:
+            arg = 0
+        trials.append(Trial(number, mode, arg, recovery, seed=rng.randrange(2**32)))
+
+    def attempt(trial: Trial) -> str | None:
+        try:
+            run_trial(trial, tmp_path / f'trial{trial.number:02d}')
+        except Exception as error:  # keep going: every trial is evidence
+            first = (str(error).splitlines() or [''])[0]
+            return f'{trial}\n    {type(error).__name__}: {first}'
+        return None
+
+    # Two trials at a time (each in its own home): the kill points are observed, not
+    # assumed, so the parallelism only shortens the wall time.
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        failures = [f for f in pool.map(attempt, trials) if f is not None]
+
+    summary = '\n'.join(map(str, trials))
+    assert not failures, (
+        f'{len(failures)} of {TRIALS} trials failed:\n'
+        + '\n'.join(failures)
+        + f'\nall trials:\n{summary}'
+    )
+    outcomes = Counter(t.outcome for t in trials)
+    mid_run = [t for t in trials if t.outcome == 'mid-run']
+    assert len(mid_run) >= MIN_MID_RUN_KILLS, f'{outcomes}\n{summary}'
+    # the kills landed in different places: inside the upload with partial work
+    # stored, and where no step was running (between steps / at the very start)
+    in_upload = [t for t in mid_run if t.at_kill.get('upload_files') == 'started']
+    assert len([t for t in in_upload if 0 < t.leftovers < FILES]) >= 5, summary
+    between = [t for t in mid_run if 'started' not in t.at_kill.values()]
+    assert between, summary
+    assert {t.recovery for t in mid_run} == {'rollback', 'resume'}, summary

@@ -1,0 +1,185 @@
+"""Schema versions: newer and foreign databases are refused; older ones are migrated."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from synapse_sdk.journal import SCHEMA_VERSION, Journal, JournalVersionError
+from synapse_sdk.journal import schema as journal_schema
+
+from .conftest import EXAMPLE, make_files, one_line_error, peek, run_cli
+
+
+def user_version(path: Path) -> int:
+    return int(peek(path, 'PRAGMA user_version')[0][0])
+
+
+def columns(path: Path, table: str) -> list[str]:
+    return [row[1] for row in peek(path, f'PRAGMA table_info({table})')]
+
+
+def make_journal_with_a_run(path: Path) -> None:
+    journal = Journal(path)
+    journal.start_run('old-run', entrypoint='tests:x', params={'a': 1})
+    journal.set_run_status('old-run', 'succeeded')
+    journal.close()
+
+
+def test_a_new_journal_gets_the_current_version(home: Path) -> None:
+    make_journal_with_a_run(home / 'runs.db')
+    assert SCHEMA_VERSION == 1
+    assert user_version(home / 'runs.db') == SCHEMA_VERSION
+    assert {'runs', 'steps', 'rollback_items'} <= {
+        row[0]
+        for row in peek(home / 'runs.db', "SELECT name FROM sqlite_master WHERE type='table'")
+    }
+
+
+def test_a_journal_of_a_newer_version_is_refused(home: Path) -> None:
+    path = home / 'runs.db'
+    make_journal_with_a_run(path)
+    peek(path, 'PRAGMA user_version = 99')
+
+    with pytest.raises(JournalVersionError) as caught:
+        Journal(path).get_run('old-run')
+    message = str(caught.value)
+    assert str(path) in message
+    assert 'newer synapse-sdk' in message
+    assert 'journal schema 99' in message
+    assert f'reads up to {SCHEMA_VERSION}' in message
+    assert 'upgrade synapse-sdk' in message
+    assert user_version(path) == 99  # left as it was
+
+    line = one_line_error(run_cli(home, 'runs', 'list'))
+    assert 'newer synapse-sdk' in line
+    assert 'journal schema 99' in line
+    for command in (('runs', 'show', 'old-run'), ('runs', 'rollback', 'old-run')):
+        assert 'newer synapse-sdk' in one_line_error(run_cli(home, *command))
+
+
+def test_plugin_run_refuses_a_newer_journal_before_running_anything(
+    home: Path, tmp_path: Path
+) -> None:
+    path = home / 'runs.db'
+    make_journal_with_a_run(path)
+    peek(path, 'PRAGMA user_version = 99')
+    make_files(tmp_path / 'source', 2, seed=1)
+    done = run_cli(
+        home,
+        'plugin',
+        'run',
+        'upload',
+        '--path',
+        EXAMPLE,
+        '--params',
+        f'{{"source_path": "{tmp_path / "source"}"}}',
+    )
+    assert 'newer synapse-sdk' in one_line_error(done)
+    assert not (home / 'storage').exists()  # nothing was uploaded
+
+
+def test_a_foreign_sqlite_database_is_refused_and_left_alone(home: Path) -> None:
+    path = home / 'runs.db'
+    path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(path)
+    conn.execute('CREATE TABLE recipes (name TEXT)')
+    conn.execute("INSERT INTO recipes VALUES ('soup')")
+    conn.commit()
+    conn.close()
+
+    with pytest.raises(JournalVersionError, match='not a run journal'):
+        Journal(path).list_runs()
+    assert peek(path, 'SELECT name FROM recipes') == [('soup',)]
+    assert peek(path, "SELECT name FROM sqlite_master WHERE type = 'table'") == [('recipes',)]
+    assert user_version(path) == 0
+
+    line = one_line_error(run_cli(home, 'runs', 'list', '--json'))
+    assert 'not a run journal' in line
+    assert str(path) in line
+
+
+def test_an_older_journal_is_migrated_and_keeps_its_runs(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = home / 'runs.db'
+    make_journal_with_a_run(path)
+    assert 'note' not in columns(path, 'runs')
+
+    monkeypatch.setattr(journal_schema, 'SCHEMA_VERSION', 2)
+    monkeypatch.setattr(journal_schema, 'MIGRATIONS', {1: 'ALTER TABLE runs ADD COLUMN note TEXT'})
+    journal = Journal(path)
+    try:
+        run = journal.get_run('old-run')
+        assert (run.status, run.params) == ('succeeded', {'a': 1})
+        assert user_version(path) == 2
+        assert 'note' in columns(path, 'runs')
+        journal.start_run('new-run', entrypoint='tests:x', params={})
+        assert {r.id for r in journal.list_runs()} == {'old-run', 'new-run'}
+    finally:
+        journal.close()
+
+    # opened again at version 2: nothing more to do
+    again = Journal(path)
+    try:
+        assert again.get_run('old-run').status == 'succeeded'
+        assert user_version(path) == 2
+    finally:
+        again.close()
+
+
+def test_a_migration_runs_step_by_step_through_versions(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = home / 'runs.db'
+    make_journal_with_a_run(path)
+    monkeypatch.setattr(journal_schema, 'SCHEMA_VERSION', 3)
+    monkeypatch.setattr(
+        journal_schema,
+        'MIGRATIONS',
+        {
+            1: 'ALTER TABLE runs ADD COLUMN note TEXT',
+            2: "ALTER TABLE runs ADD COLUMN tag TEXT; UPDATE runs SET tag = 'migrated'",
+        },
+    )
+    journal = Journal(path)
+    try:
+        assert journal.get_run('old-run').status == 'succeeded'
+    finally:
+        journal.close()
+    assert user_version(path) == 3
+    assert peek(path, 'SELECT note, tag FROM runs') == [(None, 'migrated')]
+
+
+def test_a_failing_migration_leaves_the_journal_as_it_was(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = home / 'runs.db'
+    make_journal_with_a_run(path)
+    monkeypatch.setattr(journal_schema, 'SCHEMA_VERSION', 2)
+    monkeypatch.setattr(
+        journal_schema,
+        'MIGRATIONS',
+        {1: 'ALTER TABLE runs ADD COLUMN note TEXT; ALTER TABLE no_such_table ADD COLUMN x'},
+    )
+    with pytest.raises(sqlite3.OperationalError):
+        Journal(path).db  # noqa: B018
+    assert user_version(path) == 1
+    assert 'note' not in columns(path, 'runs')
+    monkeypatch.undo()
+    assert Journal(path).get_run('old-run').status == 'succeeded'
+
+
+def test_a_version_without_a_migration_is_refused(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = home / 'runs.db'
+    make_journal_with_a_run(path)
+    monkeypatch.setattr(journal_schema, 'SCHEMA_VERSION', 3)
+    monkeypatch.setattr(journal_schema, 'MIGRATIONS', {1: 'ALTER TABLE runs ADD COLUMN note TEXT'})
+    with pytest.raises(JournalVersionError, match='journal schema 2, which cannot be migrated'):
+        Journal(path).db  # noqa: B018
+    assert user_version(path) == 1  # all or nothing
+    assert 'note' not in columns(path, 'runs')
