@@ -19,9 +19,9 @@ LAYERS = {
     'synapse_sdk.clients': 2,
     'synapse_sdk.plugins': 3,
     'synapse_sdk.journal': 2,
-    'synapse_sdk.execution': 5,
-    'synapse_sdk.testing': 6,
-    'synapse_sdk.cli': 6,
+    'synapse_sdk.execution': 4,
+    'synapse_sdk.testing': 5,
+    'synapse_sdk.cli': 5,
 }
 
 
