@@ -1,0 +1,85 @@
+"""``synapse plugin run --mode ray``, end to end in a subprocess (which starts its own Ray)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from synapse_sdk.clients import LocalBackendClient
+from synapse_sdk.journal import Journal
+
+REPO = Path(__file__).resolve().parents[2]
+SYNAPSE = str(Path(sys.executable).parent / 'synapse')
+EXAMPLE = REPO / 'examples' / 'file_upload'
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / 'home'
+
+
+def synapse(
+    home: Path, cwd: Path, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env['SYNAPSE_HOME'] = str(home)
+    env['PYTHONDONTWRITEBYTECODE'] = '1'  # no __pycache__ in the repository's example
+    env['COLUMNS'] = '200'
+    for name in ('FORCE_COLOR', 'TTY_COMPATIBLE', 'TTY_INTERACTIVE', 'RAY_ADDRESS'):
+        env.pop(name, None)
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [SYNAPSE, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+    )
+
+
+def test_plugin_run_in_ray_mode_uploads_and_prints_the_result(
+    home: Path, source: Path, tmp_path: Path
+) -> None:
+    cache = EXAMPLE / '__pycache__'
+    had_cache = cache.exists()
+    params = json.dumps({'source_path': str(source)})
+    args = ['plugin', 'run', 'upload', '--mode', 'ray', '--path', str(EXAMPLE), '--params', params]
+
+    done = synapse(home, tmp_path / 'cwd', *args, timeout=180)
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result['success'] is True
+    assert result['steps']['upload_files'] == {'uploaded': 7}
+    names = sorted(p.name for p in source.rglob('*') if p.is_file())
+    assert sorted(f['name'] for f in LocalBackendClient(home / 'storage').list_files()) == names
+    record = Journal(home / 'runs.db').get_run(result['run_id'])
+    assert record.status == 'succeeded'
+    assert record.plugin_path == str(EXAMPLE)
+    assert cache.exists() == had_cache  # the run left nothing in the repository
+
+
+def test_ray_address_without_ray_mode_is_bad_input(home: Path, tmp_path: Path) -> None:
+    params = json.dumps({'source_path': str(tmp_path)})
+    args = ['plugin', 'run', 'upload', '--path', str(EXAMPLE), '--params', params]
+
+    done = synapse(
+        home, tmp_path / 'cwd', *args, '--mode', 'local', '--ray-address', '1.2.3.4:6379'
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert '--ray-address goes with --mode ray' in done.stderr
+    assert done.stdout == ''
+    assert not (home / 'storage').exists()
+
+
+def test_an_unknown_mode_is_bad_input(home: Path, tmp_path: Path) -> None:
+    params = json.dumps({'source_path': str(tmp_path)})
+    args = ['plugin', 'run', 'upload', '--path', str(EXAMPLE), '--params', params]
+
+    done = synapse(home, tmp_path / 'cwd', *args, '--mode', 'bogus')
+
+    assert done.returncode == 2, done.stderr
+    assert "--mode must be 'local' or 'ray', got 'bogus'" in done.stderr
+    assert done.stdout == ''
