@@ -110,7 +110,8 @@ def run(
         stderr.print(Text(f'run {runtime.job_id} (journal: {store.path})', style='dim'))
     origin = ActionOrigin(str(plugin.path), action)
     run_id = runtime.job_id if store else None
-    with cancel_on_signals(runtime.cancel_token) as signals:
+    grace = None if mode == 'ray' else 10.0  # the Ray driver waits for the worker itself
+    with cancel_on_signals(runtime.cancel_token, grace=grace) as signals:
         try:
             result = executor.run(action_cls, values, ctx=runtime, origin=origin)
         except RunCancelledError as error:

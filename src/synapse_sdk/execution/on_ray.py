@@ -9,13 +9,17 @@ instance and for clusters on a shared filesystem).
 
 from __future__ import annotations
 
+import functools
 import os
+import pickle
+import re
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +74,17 @@ def ensure_ray(
 
 
 def _ship_by_value(obj: object) -> None:
-    """Code the workers cannot import (a plugin module, a test file) travels pickled by value."""
-    module = sys.modules.get(getattr(obj, '__module__', '') or '')
-    if module is None or module.__name__.split('.')[0] in ('synapse_sdk', 'builtins'):
+    """The user's own code (a plugin module, a test file) travels pickled by value:
+    the workers may not be able to import it. Installed packages travel by name."""
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    name = getattr(obj, '__module__', None) or ''
+    module = sys.modules.get(name)
+    top = name.split('.')[0]
+    if module is None or top in sys.stdlib_module_names or top in ('synapse_sdk', '__main__'):
+        return
+    path = getattr(module, '__file__', None) or ''
+    if 'site-packages' in path or 'dist-packages' in path:
         return
     ray.cloudpickle.register_pickle_by_value(module)
 
@@ -141,8 +153,32 @@ class RelayLogger(Logger):
     ) -> None:
         self._add(('on_rollback_end', _info(step), None if error is None else str(error)))
 
+    def on_step_retry(
+        self,
+        context: BaseStepContext,
+        step: StepInfo,
+        attempt: int,
+        result: StepResult,
+        delay: float,
+    ) -> None:
+        self._add(('on_step_retry', _info(step), attempt, _result(result), delay))
+
     def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
-        self._add(('on_run_end', summary.success, summary.failed_step))
+        fields = {f.name: getattr(summary, f.name) for f in dataclass_fields(summary)}
+        error = fields['error']
+        fields['error'] = None if error is None else _portable_any(error)
+        self._add(('on_run_end', fields))
+
+
+def _portable_any(error: BaseException) -> BaseException:
+    if isinstance(error, Exception):
+        return _portable(error)
+    return RuntimeError(f'{type(error).__name__}: {error}')
+
+
+def _first_line(error: BaseException) -> str:
+    text = re.sub(r'\x1b\[[0-9;]*m', '', str(error))  # no terminal colours in a message
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 def _info(step: StepInfo) -> tuple[int, str, float]:
@@ -169,7 +205,7 @@ class RunHost:
 
     def run(
         self,
-        action: type[BaseAction[Any]],
+        shipped_action: bytes,
         params: dict[str, Any],
         run_id: str,
         client: Any,
@@ -180,6 +216,11 @@ class RunHost:
         host, cwd = driver
         if host == socket.gethostname() and os.path.isdir(cwd):
             os.chdir(cwd)  # same machine: relative paths mean what they mean to the driver
+        folder = origin.plugin_path if origin is not None else None
+        if folder and os.path.isdir(folder) and folder not in sys.path:
+            sys.path.insert(0, folder)  # its sibling modules import as they do locally
+        # unpickled here, after the path is set: the class may import its siblings
+        action: type[BaseAction[Any]] = ray.cloudpickle.loads(shipped_action)
         self.runtime = RuntimeContext(logger=[self.relay], client=client, job_id=run_id)
         journal = Journal(journal_path) if journal_path else None
         try:
@@ -190,6 +231,8 @@ class RunHost:
             return _outcome('failed', error)
         except (KeyboardInterrupt, SystemExit) as error:
             return {'status': 'cancelled', 'message': f'stopped by {type(error).__name__}'}
+        except Exception as error:  # bad params, a plain execute() raising: as themselves
+            return {'status': 'error', 'error': _portable(error)}
         return {'status': 'succeeded', 'result': result}
 
     def drain(self) -> list[Event]:
@@ -198,6 +241,15 @@ class RunHost:
     def cancel(self, reason: str) -> None:
         if self.runtime is not None:
             self.runtime.cancel(reason)
+
+
+def _portable(error: Exception) -> Exception:
+    """The exception if it survives pickling, else a RuntimeError that says what it was."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(f'{type(error).__name__}: {error}')
+    return error
 
 
 def _outcome(status: str, error: StepExecutionError) -> dict[str, Any]:
@@ -249,6 +301,8 @@ class RayExecutor:
     ) -> dict[str, Any]:
         values = action.validate_params(params).model_dump(mode='json')  # bad input stays local
         runtime = ctx if ctx is not None else default_runtime(console=self.console)
+        # Starting Ray here: the plugin folder travels as the job's working_dir.
+        # Ray already up: a worker on this machine finds the folder where it is.
         working_dir = origin.plugin_path if origin is not None else None
         ensure_ray(self.address, num_cpus=self.num_cpus, working_dir=working_dir)
         _ship_by_value(action)
@@ -256,7 +310,7 @@ class RayExecutor:
         with runtime:
             driver = (socket.gethostname(), os.getcwd())
             ref = host.run.remote(
-                action,
+                ray.cloudpickle.dumps(action),
                 values,
                 runtime.job_id,
                 runtime.client,
@@ -281,8 +335,10 @@ class RayExecutor:
                 if cancelled_at is not None and time.monotonic() - cancelled_at > self.stop_timeout:
                     ray.kill(host)
                     return {'status': 'killed', 'message': 'the worker did not stop in time'}
-        except (RayActorError, RayTaskError) as error:
-            return {'status': 'crashed', 'message': str(error).splitlines()[0]}
+        except RayActorError as error:
+            return {'status': 'crashed', 'message': _first_line(error)}
+        except RayTaskError as error:  # raised by Ray around the run, not by a step
+            return {'status': 'error', 'error': _cause(error)}
         except (KeyboardInterrupt, SystemExit):
             ray.kill(host)
             self._mark_pending(runtime.job_id)
@@ -306,6 +362,8 @@ class RayExecutor:
         self, outcome: dict[str, Any], runtime: RuntimeContext, action: type[BaseAction[Any]]
     ) -> dict[str, Any]:
         status = outcome['status']
+        if status == 'error':
+            raise outcome['error']
         if status == 'succeeded':
             result = dict(outcome['result'])
             result['run_id'] = runtime.job_id
@@ -320,14 +378,18 @@ class RayExecutor:
                 raise StepExecutionError(outcome['step'], failed, outcome['rollback_errors'])
             raise KeyboardInterrupt(outcome.get('message', 'cancelled'))
         # the worker died or was killed: roll back from the journal, here
-        step = self._running_step(runtime.job_id)
+        step = self._running_step(runtime.job_id) or '?'
         report = self._rollback_after_crash(runtime)
+        if status == 'killed':  # it was asked to stop and did not: still a cancel
+            failed = StepResult(success=False, error=outcome['message'], step_name=step)
+            reason = runtime.cancel_token.reason or 'cancelled'
+            raise RunCancelledError(step, failed, report, reason)
         failed = StepResult(
             success=False,
             error=f'the Ray worker died while running it ({outcome.get("message")})',
             step_name=step,
         )
-        raise StepExecutionError(step or '?', failed, report)
+        raise StepExecutionError(step, failed, report)
 
     def _running_step(self, run_id: str) -> str | None:
         try:
@@ -377,8 +439,13 @@ def _replay_lifecycle(
     elif kind == 'on_rollback_end':
         error = None if args[1] is None else RuntimeError(args[1])
         logger.on_rollback_end(context, StepInfo(*args[0]), error)
+    elif kind == 'on_step_retry':
+        info, attempt, result, delay = args
+        logger.on_step_retry(context, StepInfo(*info), attempt, StepResult(**result), delay)
     elif kind == 'on_run_end':
-        logger.on_run_end(context, RunSummary(args[0], 0, 0, 0, 0, failed_step=args[1]))
+        fields = dict(args[0])
+        fields['rollback_errors'] = tuple(fields['rollback_errors'])
+        logger.on_run_end(context, RunSummary(**fields))
 
 
 # --- context.map(..., backend='ray') -------------------------------------------
@@ -386,22 +453,25 @@ class RayMapBackend:
     """Items as Ray tasks; results collected in batches as they finish."""
 
     def run(
-        self, fn: Callable[[Any], Any], items: Sequence[Any], max_workers: int | None
+        self,
+        fn: Callable[[Any], Any],
+        items: Sequence[Any],
+        max_workers: int | None,
+        stop: threading.Event,
     ) -> Iterator[tuple[int, Any, BaseException | None]]:
         ensure_ray()
         _ship_by_value(fn)
-        remote = ray.remote(fn)
+        shipped = ray.put(fn)  # once, not with every item
         limit = max_workers or len(items) or 1
         pending: dict[Any, int] = {}
         upcoming = iter(enumerate(items))
-        stopping = False
 
         def fill() -> None:
-            while not stopping and len(pending) < limit:
+            while not stop.is_set() and len(pending) < limit:
                 nxt = next(upcoming, None)
                 if nxt is None:
                     return
-                pending[remote.remote(nxt[1])] = nxt[0]
+                pending[_apply.remote(shipped, nxt[1])] = nxt[0]
 
         fill()
         try:
@@ -411,14 +481,22 @@ class RayMapBackend:
                 if rest:
                     more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
                     ready += more
-                for index, value, error in _collect(ready, pending):
-                    if error is not None:
-                        stopping = True
-                    yield index, value, error
+                yield from _collect(ready, pending)
                 fill()
         finally:
             for ref in pending:
                 ray.cancel(ref)
+
+
+@ray.remote  # type: ignore[untyped-decorator]
+def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
+
+
+def _cause(error: RayTaskError) -> BaseException:
+    """The item's own exception, not Ray's wrapper with the remote traceback in its text."""
+    cause = getattr(error, 'cause', None)
+    return cause if isinstance(cause, BaseException) else error.as_instanceof_cause()
 
 
 def _collect(
@@ -432,10 +510,10 @@ def _collect(
             try:
                 yield index, ray.get(ref), None
             except RayTaskError as error:
-                yield index, None, error.as_instanceof_cause()
+                yield index, None, _cause(error)
         return
     for index, value in zip(indices, values, strict=True):
         yield index, value, None
 
 
-register_backend('ray', RayMapBackend)
+register_backend('ray', RayMapBackend)  # the class builds a backend: a factory

@@ -26,7 +26,7 @@ class SignalState:
 
 
 @contextmanager
-def cancel_on_signals(token: CancelToken, *, grace: float = 10.0) -> Iterator[SignalState]:
+def cancel_on_signals(token: CancelToken, *, grace: float | None = 10.0) -> Iterator[SignalState]:
     """While the block runs (in the main thread), SIGINT and SIGTERM cancel ``token``.
 
     The first signal asks the run to stop: the running step is interrupted at
@@ -34,7 +34,8 @@ def cancel_on_signals(token: CancelToken, *, grace: float = 10.0) -> Iterator[Si
     back. A step that does not stop within ``grace`` seconds gets a
     ``KeyboardInterrupt``, and so does everything after a second signal: a
     second Ctrl-C during rollback stops it at once (the run journal then keeps
-    the rest of the rollback for ``synapse runs rollback``).
+    the rest of the rollback for ``synapse runs rollback``). ``grace=None``: no
+    forced stop (a Ray driver waits for its worker's rollback by itself).
     """
     state = SignalState()
     timers: list[threading.Timer] = []
@@ -43,10 +44,11 @@ def cancel_on_signals(token: CancelToken, *, grace: float = 10.0) -> Iterator[Si
         if state.first is None:
             state.first = signal.Signals(signum).name
             token.cancel(state.first)
-            timer = threading.Timer(grace, _thread.interrupt_main)
-            timer.daemon = True
-            timers.append(timer)
-            timer.start()
+            if grace is not None:
+                timer = threading.Timer(grace, _thread.interrupt_main)
+                timer.daemon = True
+                timers.append(timer)
+                timer.start()
             return
         raise KeyboardInterrupt(signal.Signals(signum).name)
 

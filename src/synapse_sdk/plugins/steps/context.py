@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -130,25 +131,34 @@ class BaseStepContext:
         raises stops the rest (items already running finish and are recorded)
         and the step fails with :class:`MapItemError` naming that item.
         ``backend``: ``'threads'`` (default), ``'serial'``, or ``'ray'`` once
-        ``synapse_sdk.execution.ray`` is imported.
+        ``synapse_sdk.execution.on_ray`` is imported. A cancel or timeout stops
+        the rest the same way, after recording the items that ran.
         """
         sequence = list(items)
         results: list[Any] = [None] * len(sequence)
         total = len(sequence)
         done = 0
         failure: tuple[int, BaseException] | None = None
-        runner = backend_named(backend).run(fn, sequence, max_workers)
+        interrupted: Exception | None = None
+        stop = threading.Event()
+        runner = backend_named(backend).run(fn, sequence, max_workers, stop)
         try:
             for index, value, error in runner:
                 if error is not None:
                     if failure is None:
                         failure = (index, error)
+                    stop.set()
                     continue
                 results[index] = value
                 done += 1
                 if rollback_key is not None:
-                    self.append_rollback(rollback_key, value)
-                self.set_progress(done, total, category)
+                    self.append_rollback(rollback_key, value)  # even while stopping
+                if interrupted is None:
+                    try:
+                        self.set_progress(done, total, category)
+                    except Exception as exc:  # asked to stop: let the running items land
+                        interrupted = exc
+                        stop.set()
         finally:
             close = getattr(runner, 'close', None)
             if close is not None:
@@ -156,6 +166,8 @@ class BaseStepContext:
         if failure is not None:
             index, error = failure
             raise MapItemError(index, sequence[index], error) from error
+        if interrupted is not None:
+            raise interrupted
         return results
 
     def _require_run(self, what: str) -> ActiveRun:

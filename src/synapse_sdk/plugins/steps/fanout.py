@@ -6,6 +6,7 @@ registered by the layers that bring them, so the core imports nothing of them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
@@ -27,22 +28,32 @@ class MapItemError(RuntimeError):
 
 
 class MapBackend(Protocol):
-    """Runs ``fn`` over ``items`` and yields ``(index, result)`` as each finishes.
+    """Runs ``fn`` over ``items`` and yields ``(index, result, error)`` as each finishes.
 
-    On an error it yields ``(index, exception)`` and stops handing out the
-    rest once ``close()`` is called; items already running finish first.
+    Once ``stop`` is set it hands out no more items, but still yields the
+    items already running as they finish (their work must be recorded).
     """
 
     def run(
-        self, fn: Callable[[Any], Any], items: Sequence[Any], max_workers: int | None
+        self,
+        fn: Callable[[Any], Any],
+        items: Sequence[Any],
+        max_workers: int | None,
+        stop: threading.Event,
     ) -> Iterator[tuple[int, Any, BaseException | None]]: ...
 
 
 class _SerialBackend:
     def run(
-        self, fn: Callable[[Any], Any], items: Sequence[Any], max_workers: int | None
+        self,
+        fn: Callable[[Any], Any],
+        items: Sequence[Any],
+        max_workers: int | None,
+        stop: threading.Event,
     ) -> Iterator[tuple[int, Any, BaseException | None]]:
         for index, item in enumerate(items):
+            if stop.is_set():
+                return
             try:
                 yield index, fn(item), None
             except Exception as error:
@@ -51,16 +62,19 @@ class _SerialBackend:
 
 class _ThreadBackend:
     def run(
-        self, fn: Callable[[Any], Any], items: Sequence[Any], max_workers: int | None
+        self,
+        fn: Callable[[Any], Any],
+        items: Sequence[Any],
+        max_workers: int | None,
+        stop: threading.Event,
     ) -> Iterator[tuple[int, Any, BaseException | None]]:
         workers = max(1, min(max_workers or 8, len(items) or 1))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix='synapse-map') as pool:
             pending: dict[Future[Any], int] = {}
             upcoming = iter(enumerate(items))
-            stopping = False
 
             def fill() -> None:
-                while not stopping and len(pending) < workers * 2:
+                while not stop.is_set() and len(pending) < workers * 2:
                     nxt = next(upcoming, None)
                     if nxt is None:
                         return
@@ -74,13 +88,11 @@ class _ThreadBackend:
                         index = pending.pop(future)
                         error = future.exception()
                         if error is not None:
-                            stopping = True
                             yield index, None, error
                         else:
                             yield index, future.result(), None
                     fill()
             finally:
-                stopping = True
                 for future in pending:
                     future.cancel()
 
