@@ -197,6 +197,13 @@ class JournalListener(RunListener):
 
     def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
         self._write_progress()
+        if self._premarked is not None:  # announced, but the run ended before it began
+            self.journal.db.execute(
+                "UPDATE steps SET status = 'pending', started_at = NULL,"
+                " attempts = attempts - 1 WHERE run_id = ? AND idx = ? AND status = 'started'",
+                (self.run_id, self._premarked),
+            )
+            self._premarked = None
         if summary.success:
             status = 'succeeded'
         elif summary.interrupted or summary.cancelled:
