@@ -443,6 +443,37 @@ def test_a_worker_deaf_to_cancel_is_killed_after_stop_timeout_and_rolled_back(
     assert journal.get_run(runtime.job_id).status == 'rolled_back'
 
 
+OVERDUE = STUBBORN.replace("    name = 'block'\n", "    name = 'block'\n    timeout = 0.5\n")
+
+
+def test_a_step_stuck_past_its_timeout_has_its_worker_killed_and_is_rolled_back(
+    plugin_factory: Any,
+    source: Path,
+    tmp_path: Path,
+    journal: Journal,
+    store: LocalBackendClient,
+    runtime: RuntimeContext,
+    alarm: Any,
+) -> None:
+    """Blocked in C (time.sleep) past its timeout: no thread can stop it, the process can."""
+    assert 'timeout = 0.5' in OVERDUE
+    plugin = plugin_factory('overdue_upload', OVERDUE)
+    before = preexisting(store, tmp_path)
+    alarm(90)
+    started = time.monotonic()
+    with pytest.raises(StepExecutionError) as caught:
+        RayExecutor(journal=journal, console=False).run(
+            plugin.action, {'source_path': str(source)}, ctx=runtime, origin=plugin.origin
+        )
+    assert time.monotonic() - started < 60  # timeout + two grace periods, not the 120 s sleep
+    error = caught.value
+    assert not isinstance(error, RunCancelledError)  # a timeout is a failure, not a cancel
+    assert error.step_name == 'block'
+    assert 'exceeded its timeout of 0.5s and did not stop' in (error.result.error or '')
+    assert stored(store) == before  # rolled back on the driver, from the journal
+    assert journal.get_run(runtime.job_id).status == 'rolled_back'
+
+
 # --- what is not a worker crash ---------------------------------------------------
 PLAIN = """\
 from pydantic import BaseModel

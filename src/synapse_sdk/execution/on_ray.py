@@ -163,6 +163,9 @@ class RelayLogger(Logger):
     ) -> None:
         self._add(('on_step_retry', _info(step), attempt, _result(result), delay))
 
+    def on_step_overdue(self, context: BaseStepContext, step: StepInfo, limit: float) -> None:
+        self._add(('overdue', step.name, limit))
+
     def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
         fields = {f.name: getattr(summary, f.name) for f in dataclass_fields(summary)}
         error = fields['error']
@@ -326,9 +329,19 @@ class RayExecutor:
         try:
             while True:
                 ready, _ = ray.wait([ref], timeout=self.poll_interval)
-                self._replay(ray.get(host.drain.remote()), runtime)
+                events = ray.get(host.drain.remote())
+                self._replay(events, runtime)
                 if ready:
                     return dict(ray.get(ref))
+                overdue = [e for e in events if e[0] == 'overdue']
+                if overdue:  # stuck past its timeout where no thread can stop it: end it
+                    ray.kill(host)
+                    _, step, limit = overdue[0]
+                    return {
+                        'status': 'killed',
+                        'message': f"step '{step}' exceeded its timeout of {limit:g}s and "
+                        'did not stop; its Ray worker was killed',
+                    }
                 if runtime.cancel_token.cancelled and cancelled_at is None:
                     cancelled_at = time.monotonic()
                     host.cancel.remote(runtime.cancel_token.reason or 'cancelled')
@@ -348,6 +361,8 @@ class RayExecutor:
         context = BaseStepContext(runtime_ctx=runtime)
         for event in events:
             kind = event[0]
+            if kind == 'overdue':
+                continue
             if kind == 'log':
                 runtime.log(event[1], event[2], event[3], event[4])
             elif kind == 'progress':
@@ -380,10 +395,11 @@ class RayExecutor:
         # the worker died or was killed: roll back from the journal, here
         step = self._running_step(runtime.job_id) or '?'
         report = self._rollback_after_crash(runtime)
-        if status == 'killed':  # it was asked to stop and did not: still a cancel
+        if status == 'killed':
             failed = StepResult(success=False, error=outcome['message'], step_name=step)
-            reason = runtime.cancel_token.reason or 'cancelled'
-            raise RunCancelledError(step, failed, report, reason)
+            if runtime.cancel_token.reason is None:  # killed for its timeout: a failure
+                raise StepExecutionError(step, failed, report)
+            raise RunCancelledError(step, failed, report, runtime.cancel_token.reason)
         failed = StepResult(
             success=False,
             error=f'the Ray worker died while running it ({outcome.get("message")})',

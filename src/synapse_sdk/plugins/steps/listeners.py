@@ -109,6 +109,10 @@ class RunListener:
         """Attempt ``attempt`` failed (``result``) and its partial work was rolled back;
         the step runs again after ``delay`` seconds."""
 
+    def on_step_overdue(self, context: BaseStepContext, step: StepInfo, limit: float) -> None:
+        """The step ran past its timeout and could not be stopped in its thread (blocked in
+        C code). Called from a timer thread; only the process's owner can end it now."""
+
     def on_step_progress(self, context: BaseStepContext, step: StepInfo, fraction: float) -> None:
         """The running step reported its own progress (0.0..1.0)."""
 

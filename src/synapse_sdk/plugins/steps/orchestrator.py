@@ -479,7 +479,10 @@ class _Deadline:
     running ``grace`` seconds later, the exception is raised inside its thread
     at the next Python instruction. Code blocked in C (a socket read, a
     ``time.sleep``) is only stopped when that call returns: threads cannot be
-    killed. Async steps are cancelled with ``asyncio.wait_for`` instead.
+    killed. If it is *still* running another ``grace`` seconds later,
+    listeners get ``on_step_overdue``: whoever owns the process (the Ray
+    driver) can end it for real. Async steps are cancelled with
+    ``asyncio.wait_for`` instead.
     """
 
     GRACE = 2.0
@@ -495,6 +498,7 @@ class _Deadline:
         self.active = False
         self.lock = threading.Lock()
         self.grace = getattr(owner, 'timeout_grace', self.GRACE)
+        self.owner = owner
 
     def __enter__(self) -> _Deadline:
         if self.limit is not None:
@@ -525,3 +529,10 @@ class _Deadline:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(self.thread), ctypes.py_object(_HardStop)
                 )
+                self._start(self.grace, self._overdue)
+
+    def _overdue(self) -> None:
+        if self.active and self.limit is not None:
+            for listener in list(self.owner.listeners):
+                with contextlib.suppress(Exception):  # a timer thread: nobody to tell
+                    listener.on_step_overdue(self.owner.context, self.info, self.limit)

@@ -114,6 +114,12 @@ class ConsoleLogger(Logger):
     def on_step_reused(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
         self.console.print(f'[dim]reused {escape(step.name)} (from the earlier attempt)[/dim]')
 
+    def on_step_overdue(self, context: BaseStepContext, step: StepInfo, limit: float) -> None:
+        self.console.print(
+            f'[bold red]{escape(step.name)} is past its {limit:g}s timeout and blocked where '
+            'it cannot be interrupted; it stops when that call returns[/bold red]'
+        )
+
     def on_rollback_start(
         self, context: BaseStepContext, step: StepInfo, result: StepResult
     ) -> None:
