@@ -142,17 +142,21 @@ class Orchestrator(Generic[C]):
 
         token.subscribe(on_cancel)
         context._active_run = run
+        # bound once: the loop below is the hot path
+        record = context.step_results.append
+        keep = done.append
+        clock = perf_counter
+        result_type = StepResult
         try:
-            for index, step in enumerate(steps):
-                name = names[index]
+            for index, (step, name) in enumerate(zip(steps, names, strict=True)):
                 context.current_step = name
                 result: StepResult | None = None
                 try:
-                    if token.reason is not None:
-                        raise StepCancelled(token.reason, before_step=True)
+                    if run.stop is not None:  # set by a cancel
+                        raise StepCancelled(token.reason or 'cancelled', before_step=True)
                     if completed and name in completed:
                         result = completed[name]
-                        done.append((index, result))
+                        keep((index, result))
                         reused += 1
                         if listeners:
                             info = run.info(index)
@@ -162,7 +166,7 @@ class Orchestrator(Generic[C]):
                         skip is not False and _is_true(skip, self)
                     ):
                         result = StepResult(skipped=True, step_name=name)
-                        context.step_results.append(result)
+                        record(result)
                         skipped += 1
                         if listeners:
                             info = run.info(index)
@@ -174,23 +178,23 @@ class Orchestrator(Generic[C]):
                             info = run.info(index)
                             for listener in listeners:
                                 listener.on_step_start(context, info)
-                        started = perf_counter()
+                        started = clock()
                         if step.retry is None and step.timeout is None:
                             returned = step.execute(context)
-                            if not isinstance(returned, StepResult):
+                            if not isinstance(returned, result_type):
                                 returned = self._settle(name, returned)
                         else:
                             returned = self._execute_guarded(step, run.info(index), run)
                         result = returned
                         result.step_name = name
-                        result.duration_seconds = perf_counter() - started
+                        result.duration_seconds = clock() - started
                         if run.partial:
                             result.rollback_data = {**run.partial, **result.rollback_data}
                             run.partial = {}
-                        context.step_results.append(result)
+                        record(result)
                         if not result.success:
                             raise _ReturnedFailure
-                        done.append((index, result))
+                        keep((index, result))
                         executed += 1
                         run.index = None
                         if listeners:
