@@ -114,15 +114,8 @@ class Orchestrator(Generic[C]):
         context = self.context
         listeners = self.listeners
         completed = self.completed
-        steps = self.registry.get_steps()
-        names = [step.name for step in steps]
-        run = ActiveRun(
-            context,
-            names,
-            [float(step.progress_weight) for step in steps],
-            self.progress_callback,
-            listeners,
-        )
+        steps, names, weights = self.registry.plan()
+        run = ActiveRun(context, names, weights, self.progress_callback, listeners)
         marks = run.marks
         # (index, result) of executed or reused steps, newest last: what a failure rolls back
         done: list[tuple[int, StepResult]] = []
@@ -230,14 +223,14 @@ class Orchestrator(Generic[C]):
         results as recorded then. Returns the rollback errors (also in
         ``context.errors``); listeners get the rollback events.
         """
-        steps = self.registry.get_steps()
-        unknown = set(results) - {step.name for step in steps}
+        steps, names, weights = self.registry.plan()
+        unknown = set(results) - set(names)
         if unknown:
             raise ValueError(f'no such steps in the registry: {", ".join(sorted(unknown))}')
         entries = [
-            (step, StepInfo(index, step.name, float(step.progress_weight)), results[step.name])
-            for index, step in reversed(list(enumerate(steps)))
-            if step.name in results
+            (steps[index], StepInfo(index, names[index], weights[index]), results[names[index]])
+            for index in reversed(range(len(steps)))
+            if names[index] in results
         ]
         return self._rollback(entries)
 

@@ -15,11 +15,14 @@ class StepRegistry(Generic[C]):
     """Steps in run order, addressable by name.
 
     Every step is checked when it is added (name, weight), so a bad step is
-    reported where it was written rather than in the middle of a run.
+    reported where it was written rather than in the middle of a run. Name and
+    weight are read then, once: a run does not ask each step again.
     """
 
     def __init__(self) -> None:
         self._steps: list[BaseStep[C]] = []
+        self._order: list[str] = []  # names, in step order
+        self._weights: list[float] = []
         self._names: set[str] = set()
 
     def register(self, step: BaseStep[C]) -> None:
@@ -29,7 +32,7 @@ class StepRegistry(Generic[C]):
     def unregister(self, name: str) -> None:
         """Remove the step called ``name``."""
         index = self._index_of(name)
-        del self._steps[index]
+        del self._steps[index], self._order[index], self._weights[index]
         self._names.discard(name)
 
     def insert_before(self, name: str, step: BaseStep[C]) -> None:
@@ -44,13 +47,17 @@ class StepRegistry(Generic[C]):
         """The steps in order (a copy: changing it does not change the registry)."""
         return list(self._steps)
 
+    def plan(self) -> tuple[list[BaseStep[C]], list[str], list[float]]:
+        """Steps, names and weights, in order (copies), as read at registration."""
+        return list(self._steps), list(self._order), list(self._weights)
+
     @property
     def names(self) -> list[str]:
-        return [step.name for step in self._steps]
+        return list(self._order)
 
     @property
     def total_weight(self) -> float:
-        return math.fsum(step.progress_weight for step in self._steps)
+        return math.fsum(self._weights)
 
     def __len__(self) -> int:
         return len(self._steps)
@@ -68,20 +75,21 @@ class StepRegistry(Generic[C]):
 
     def _insert(self, index: int, step: BaseStep[C]) -> None:
         name = _checked_name(step)
-        _check_weight(name, step.progress_weight)
+        weight = step.progress_weight
+        _check_weight(name, weight)
         _check_policies(name, step)
         if name in self._names:
             raise ValueError(
                 f"a step named '{name}' is already registered; step names must be unique"
             )
         self._steps.insert(index, step)
+        self._order.insert(index, name)
+        self._weights.insert(index, float(weight))
         self._names.add(name)
 
     def _index_of(self, name: str) -> int:
         if name in self._names:
-            for index, step in enumerate(self._steps):
-                if step.name == name:
-                    return index
+            return self._order.index(name)
         known = ', '.join(f"'{n}'" for n in self.names) or 'none'
         raise ValueError(f"no step named '{name}' in the registry; registered steps: {known}")
 
