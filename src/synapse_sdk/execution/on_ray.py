@@ -42,6 +42,7 @@ from synapse_sdk.plugins.steps import (
     StepResult,
     register_backend,
 )
+from synapse_sdk.plugins.steps.fanout import windowed
 from synapse_sdk.runtime import Logger, RuntimeContext
 
 from .local import default_runtime
@@ -478,30 +479,14 @@ class RayMapBackend:
         ensure_ray()
         _ship_by_value(fn)
         shipped = ray.put(fn)  # once, not with every item
-        limit = max_workers or len(items) or 1
-        pending: dict[Any, int] = {}
-        upcoming = iter(enumerate(items))
-
-        def fill() -> None:
-            while not stop.is_set() and len(pending) < limit:
-                nxt = next(upcoming, None)
-                if nxt is None:
-                    return
-                pending[_apply.remote(shipped, nxt[1])] = nxt[0]
-
-        fill()
-        try:
-            while pending:
-                refs = list(pending)
-                ready, rest = ray.wait(refs, num_returns=1)
-                if rest:
-                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
-                    ready += more
-                yield from _collect(ready, pending)
-                fill()
-        finally:
-            for ref in pending:
-                ray.cancel(ref)
+        return windowed(
+            items,
+            max_workers or len(items) or 1,
+            stop,
+            lambda item: _apply.remote(shipped, item),
+            _settle,
+            ray.cancel,
+        )
 
 
 @ray.remote  # type: ignore[untyped-decorator]
@@ -515,21 +500,22 @@ def _cause(error: RayTaskError) -> BaseException:
     return cause if isinstance(cause, BaseException) else error.as_instanceof_cause()
 
 
-def _collect(
-    ready: list[Any], pending: dict[Any, int]
-) -> Iterator[tuple[int, Any, BaseException | None]]:
-    indices = [pending.pop(ref) for ref in ready]
+def _settle(refs: list[Any]) -> Iterator[tuple[Any, Any, BaseException | None]]:
+    """Wait for one task, take all that are done by then, fetch their results in one go."""
+    ready, rest = ray.wait(refs, num_returns=1)
+    if rest:
+        more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+        ready += more
     try:
         values = ray.get(ready)
-    except RayTaskError:
-        for ref, index in zip(ready, indices, strict=True):
+    except RayTaskError:  # one of them failed: find which, one by one
+        for ref in ready:
             try:
-                yield index, ray.get(ref), None
+                yield ref, ray.get(ref), None
             except RayTaskError as error:
-                yield index, None, _cause(error)
+                yield ref, None, _cause(error)
         return
-    for index, value in zip(indices, values, strict=True):
-        yield index, value, None
+    yield from ((ref, value, None) for ref, value in zip(ready, values, strict=True))
 
 
 register_backend('ray', RayMapBackend)  # the class builds a backend: a factory

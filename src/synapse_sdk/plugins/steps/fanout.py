@@ -7,12 +7,13 @@ registered by the layers that bring them, so the core imports nothing of them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar('T')
 R = TypeVar('R')
+H = TypeVar('H', bound=Hashable)
 
 
 class MapItemError(RuntimeError):
@@ -60,6 +61,43 @@ class _SerialBackend:
                 yield index, None, error
 
 
+def windowed(
+    items: Sequence[Any],
+    limit: int,
+    stop: threading.Event,
+    submit: Callable[[Any], H],
+    settle: Callable[[list[H]], Iterable[tuple[H, Any, BaseException | None]]],
+    cancel: Callable[[H], object],
+) -> Iterator[tuple[int, Any, BaseException | None]]:
+    """The loop every concurrent backend shares: keep up to ``limit`` items in flight.
+
+    ``submit(item)`` starts one and returns its handle; ``settle(handles)``
+    waits for some to finish and reports ``(handle, value, error)`` for each;
+    ``cancel(handle)`` drops one not yet finished when the caller stops
+    listening. Once ``stop`` is set no item is started, but those running are
+    still settled and reported.
+    """
+    pending: dict[H, int] = {}
+    upcoming = iter(enumerate(items))
+
+    def fill() -> None:
+        while not stop.is_set() and len(pending) < limit:
+            nxt = next(upcoming, None)
+            if nxt is None:
+                return
+            pending[submit(nxt[1])] = nxt[0]
+
+    fill()
+    try:
+        while pending:
+            for handle, value, error in settle(list(pending)):
+                yield pending.pop(handle), value, error
+            fill()
+    finally:
+        for handle in pending:
+            cancel(handle)
+
+
 class _ThreadBackend:
     def run(
         self,
@@ -69,32 +107,24 @@ class _ThreadBackend:
         stop: threading.Event,
     ) -> Iterator[tuple[int, Any, BaseException | None]]:
         workers = max(1, min(max_workers or 8, len(items) or 1))
+
+        def settle(
+            futures: list[Future[Any]],
+        ) -> Iterator[tuple[Future[Any], Any, BaseException | None]]:
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in finished:
+                error = future.exception()
+                yield future, None if error is not None else future.result(), error
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix='synapse-map') as pool:
-            pending: dict[Future[Any], int] = {}
-            upcoming = iter(enumerate(items))
-
-            def fill() -> None:
-                while not stop.is_set() and len(pending) < workers * 2:
-                    nxt = next(upcoming, None)
-                    if nxt is None:
-                        return
-                    pending[pool.submit(fn, nxt[1])] = nxt[0]
-
-            fill()
-            try:
-                while pending:
-                    finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        index = pending.pop(future)
-                        error = future.exception()
-                        if error is not None:
-                            yield index, None, error
-                        else:
-                            yield index, future.result(), None
-                    fill()
-            finally:
-                for future in pending:
-                    future.cancel()
+            yield from windowed(
+                items,
+                workers * 2,
+                stop,
+                lambda item: pool.submit(fn, item),
+                settle,
+                Future.cancel,
+            )
 
 
 BACKENDS: dict[str, Callable[[], MapBackend]] = {
