@@ -30,17 +30,16 @@ higher cost per commit; these figures are for the default.
 from __future__ import annotations
 
 import argparse
-import gc
 import itertools
 import platform
 import sqlite3
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from time import perf_counter
 from typing import Any
+
+from _common import NoOpStep, timed
 
 from synapse_sdk.journal import Journal, JournalListener
 from synapse_sdk.plugins.steps import (
@@ -83,22 +82,6 @@ class BenchContext(BaseStepContext):
     source: str = '/data/in'
 
 
-class NoOpStep(BaseStep[BenchContext]):
-    def __init__(self, index: int) -> None:
-        self._name = f'step_{index}'
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def progress_weight(self) -> float:
-        return 1.0
-
-    def execute(self, context: BenchContext) -> StepResult:
-        return StepResult(success=True)
-
-
 class ItemLoopStep(BaseStep[BenchContext]):
     """One step that reports progress and records a rollback item per item."""
 
@@ -123,19 +106,6 @@ def _registry(steps: list[BaseStep[BenchContext]]) -> StepRegistry[BenchContext]
     return registry
 
 
-def _timed(run: Callable[[], object]) -> float:
-    gc.collect()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        started = perf_counter()
-        run()
-        return perf_counter() - started
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def best_of(
     samples: int, registry: StepRegistry[BenchContext], folder: Path, journaled: bool
 ) -> float:
@@ -152,7 +122,7 @@ def best_of(
             listeners.append(JournalListener(journal, run_id))
         orchestrator = Orchestrator(registry, context, listeners=listeners)
         try:
-            best = min(best, _timed(orchestrator.execute))
+            best = min(best, timed(orchestrator.execute))
         finally:
             if journal is not None:
                 journal.close()
@@ -171,7 +141,7 @@ def commit_floor(folder: Path, samples: int, commits: int = 1_000) -> float:
             db.execute(update, (i % 100, 'floor'))
 
     try:
-        return min(_timed(run) for _ in range(samples)) / commits
+        return min(timed(run) for _ in range(samples)) / commits
     finally:
         journal.close()
 

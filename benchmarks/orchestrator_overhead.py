@@ -22,16 +22,15 @@ per-step cost at 100k within 20% of its cost at 1k.
 from __future__ import annotations
 
 import argparse
-import gc
 import platform
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from time import perf_counter
 from typing import Any
 
+from _common import NoOpStep, timed
+
 from synapse_sdk.plugins.pipelines.steps import (
-    BaseStep,
     BaseStepContext,
     Orchestrator,
     StepRegistry,
@@ -64,25 +63,6 @@ class BenchContext(BaseStepContext):
     pass
 
 
-class NoOpStep(BaseStep[BenchContext]):
-    def __init__(self, index: int) -> None:
-        self._name = f'step_{index}'
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def progress_weight(self) -> float:
-        return 1.0
-
-    def can_skip(self, context: BenchContext) -> bool:
-        return False
-
-    def execute(self, context: BenchContext) -> StepResult:
-        return StepResult(success=True)
-
-
 def _progress(current: int, total: int) -> None:
     pass
 
@@ -109,20 +89,12 @@ def _run_orchestrator(registry: StepRegistry[BenchContext], ctx: BenchContext) -
 def _sample(run: Callable[[BenchContext], None], runs: int) -> float:
     """Seconds for ``runs`` workflows, each on a fresh (untimed) context."""
     contexts = [_new_context() for _ in range(runs)]
-    gc.collect()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        started = perf_counter()
+
+    def all_runs() -> None:
         for ctx in contexts:
             run(ctx)
-        elapsed = perf_counter() - started
-    finally:
-        if was_enabled:
-            gc.enable()
-    del contexts
-    gc.collect()
-    return elapsed
+
+    return timed(all_runs)
 
 
 def measure(n: int, repeats: int) -> tuple[float, float]:
