@@ -1,10 +1,21 @@
-"""Running actions: in this process, and recovering journaled runs."""
+"""Running actions: in this process or on Ray; recovering journaled runs.
+
+``RayExecutor`` is loaded on first use, so that Ray stays an optional extra.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .local import LocalExecutor, default_runtime, new_run_id
 from .recovery import RecoveryError, RecoveryFailed, load_action_class, resume_run, rollback_run
 
+if TYPE_CHECKING:
+    from .on_ray import RayExecutor
+
 __all__ = [
     'LocalExecutor',
+    'RayExecutor',
     'RecoveryError',
     'RecoveryFailed',
     'default_runtime',
@@ -13,3 +24,11 @@ __all__ = [
     'resume_run',
     'rollback_run',
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == 'RayExecutor':
+        from .on_ray import RayExecutor
+
+        return RayExecutor
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
