@@ -509,3 +509,23 @@ def test_the_spec_copy_matches_the_shared_original_when_present() -> None:
         assert shared.read_text(encoding='utf-8') == SPEC.read_text(encoding='utf-8')
     else:
         assert SPEC.stat().st_size > 10_000
+
+
+def _code_only(source: str) -> list[str]:
+    """The code of a block without its comments and string contents (what translation changes)."""
+    source = re.sub(r'"""[\s\S]*?"""', '""', source)
+    source = re.sub(r'#.*', '', source)
+    source = re.sub(r"'[^'\n]*'", "''", source)
+    source = re.sub(r'"[^"\n]*"', '""', source)
+    return [line.rstrip() for line in source.splitlines() if line.strip()]
+
+
+def test_the_english_blocks_are_the_korean_originals_code() -> None:
+    """The Korean original stands: the blocks run here are its code, translated only in
+    comments and strings."""
+    original = SPEC.with_name('step-orchestration.ko.md').read_text(encoding='utf-8')
+    korean = re.findall(r'```python\n(.*?)```', original, re.S)
+    assert len(korean) == len(BLOCKS)
+    for english_block, korean_block in zip(BLOCKS, korean, strict=True):
+        assert _code_only(english_block) == _code_only(korean_block)
+        compile(korean_block.replace('return ', 'pass  # '), 'ko', 'exec', dont_inherit=True)
