@@ -324,6 +324,9 @@ def journal_run_ids(home: Path) -> list[str]:
     db = home / 'runs.db'
     if not db.exists():
         return []
+    tables = peek(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'runs'")
+    if not tables:  # killed while the journal was being created: no run was recorded
+        return []
     return [row[0] for row in peek(db, 'SELECT id FROM runs ORDER BY started_at')]
 
 
