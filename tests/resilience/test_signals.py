@@ -280,3 +280,99 @@ def test_a_second_signal_during_rollback_leaves_the_rest_for_runs_rollback(
     again = synapse(home, 'runs', 'rollback', run_id)  # safe to repeat
     assert again.returncode == 0, again.stderr
     assert stored_files(home) == []
+
+
+def test_ctrl_c_during_runs_rollback_leaves_the_rest_pending(home: Path, tmp_path: Path) -> None:
+    plugin = tmp_path / 'slow_plugin'
+    plugin.mkdir()
+    (plugin / 'config.yaml').write_text(SLOW_PLUGIN_CONFIG, encoding='utf-8')
+    (plugin / 'slow_rollback_plugin.py').write_text(SLOW_PLUGIN, encoding='utf-8')
+    source = tmp_path / 'source'
+    make_files(source, 6)
+    markers = tmp_path / 'markers'
+    markers.mkdir()
+    params = {'source_path': str(source), 'marker_dir': str(markers)}
+
+    run = Run(home, plugin, 'upload', params)
+    try:
+        run.wait_until(lambda: (markers / 'uploaded').exists(), 'the upload')
+        run.process.send_signal(signal.SIGKILL)  # a crash: everything left to `runs rollback`
+        run.finish()
+    finally:
+        run.kill()
+    run_id = run.run_id()
+    assert run_id is not None
+    assert len(stored_files(home)) == 6
+
+    err = tmp_path / 'rollback.stderr'
+    with err.open('wb') as stderr:
+        rollback = subprocess.Popen(
+            synapse_command('runs', 'rollback', run_id),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=cli_env(home, SLOW_ROLLBACK_DELAY='0.3'),
+        )
+    try:
+        wait_for(lambda: (markers / 'rollback-started').exists(), 30, 'the rollback to begin')
+        rollback.send_signal(signal.SIGINT)
+        code = rollback.wait(30)
+    finally:
+        if rollback.poll() is None:
+            rollback.kill()
+    message = err.read_text(encoding='utf-8')
+    assert code == 130, message
+    assert 'Traceback' not in message
+    assert f'rollback interrupted; the rest is pending: synapse runs rollback {run_id}' in message
+    record = show(home, run_id)
+    assert record['status'] == 'cancelled'
+    assert 0 < len(stored_files(home)) <= 6
+
+    done = synapse(home, 'runs', 'rollback', run_id)
+    assert done.returncode == 0, done.stderr
+    assert stored_files(home) == []
+    assert show(home, run_id)['status'] == 'rolled_back'
+
+
+def test_ctrl_c_during_runs_resume_cancels_it_with_rollback(home: Path, tmp_path: Path) -> None:
+    plugin = tmp_path / 'slow_plugin'
+    plugin.mkdir()
+    (plugin / 'config.yaml').write_text(SLOW_PLUGIN_CONFIG, encoding='utf-8')
+    (plugin / 'slow_rollback_plugin.py').write_text(SLOW_PLUGIN, encoding='utf-8')
+    source = tmp_path / 'source'
+    make_files(source, 4)
+    markers = tmp_path / 'markers'
+    markers.mkdir()
+    params = {'source_path': str(source), 'marker_dir': str(markers)}
+
+    run = Run(home, plugin, 'upload', params)
+    try:
+        run.wait_until(lambda: (markers / 'uploaded').exists(), 'the upload')
+        run.process.send_signal(signal.SIGKILL)
+        run.finish()
+    finally:
+        run.kill()
+    run_id = run.run_id()
+    assert run_id is not None
+    (markers / 'uploaded').unlink()
+
+    err = tmp_path / 'resume.stderr'
+    with err.open('wb') as stderr:
+        resume = subprocess.Popen(
+            synapse_command('runs', 'resume', run_id),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=cli_env(home),
+        )
+    try:
+        wait_for(lambda: (markers / 'uploaded').exists(), 30, 'the resumed upload')
+        resume.send_signal(signal.SIGINT)
+        code = resume.wait(30)
+    finally:
+        if resume.poll() is None:
+            resume.kill()
+    message = err.read_text(encoding='utf-8')
+    assert code == 130, message
+    assert 'Traceback' not in message
+    assert 'StepCancelled: the run was cancelled (SIGINT)' in message
+    assert show(home, run_id)['status'] == 'cancelled'
+    assert stored_files(home) == []  # the resumed step was rolled back on the way out

@@ -21,7 +21,7 @@ from synapse_sdk.execution import (
     resume_run,
     rollback_run,
 )
-from synapse_sdk.execution.signals import cancel_on_signals
+from synapse_sdk.execution.signals import EXIT_CODES, cancel_on_signals
 from synapse_sdk.journal import Journal, JournalError, JournalVersionError
 from synapse_sdk.plugins.actions import ActionError, ActionOrigin
 from synapse_sdk.plugins.loader import Plugin, PluginError
@@ -291,6 +291,9 @@ def runs_rollback(
         report = rollback_run(journal, run_id)
     except (JournalError, JournalVersionError, PluginError, ActionError) as error:
         _fail(EXIT_BAD_INPUT, str(error), debug)
+    except KeyboardInterrupt:
+        message = f'rollback interrupted; the rest is pending: synapse runs rollback {run_id}'
+        _fail(EXIT_CODES['SIGINT'], message, debug)
     _print_json(report)
     if report['errors']:
         _fail(EXIT_FAILED, f"rollback of run '{run_id}' left errors; run it again", debug)
@@ -303,14 +306,20 @@ def runs_resume(
 ) -> None:
     """Run a failed or crashed run again from the first step that did not succeed."""
     journal = _journal()
-    try:
-        result = resume_run(journal, run_id)
-    except RecoveryFailed as error:
-        _fail(EXIT_FAILED, str(error), debug)
-    except (JournalError, JournalVersionError, PluginError, ActionError) as error:
-        _fail(EXIT_BAD_INPUT, str(error), debug)
-    except StepExecutionError as error:
-        _fail(EXIT_FAILED, _describe_failure(error, run_id), debug)
+    runtime = default_runtime(run_id)
+    with cancel_on_signals(runtime.cancel_token) as signals:
+        try:
+            result = resume_run(journal, run_id, runtime)
+        except RecoveryFailed as error:
+            _fail(EXIT_FAILED, str(error), debug)
+        except (JournalError, JournalVersionError, PluginError, ActionError) as error:
+            _fail(EXIT_BAD_INPUT, str(error), debug)
+        except RunCancelledError as error:
+            _fail(signals.exit_code, _describe_failure(error, run_id), debug)
+        except (KeyboardInterrupt, SystemExit) as error:
+            _fail(signals.exit_code, _describe_interrupt(error, journal, run_id), debug)
+        except StepExecutionError as error:
+            _fail(EXIT_FAILED, _describe_failure(error, run_id), debug)
     _print_json(result)
 
 

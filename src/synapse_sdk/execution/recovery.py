@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from synapse_sdk.journal import (
@@ -73,7 +75,10 @@ def rollback_run(
         journal.claim_run(run_id, status='failed')
         listeners = [*runtime.listeners, JournalListener(journal, run_id)]
         orchestrator = Orchestrator(registry, context, listeners=listeners)
-        errors = orchestrator.rollback({r.name: _result_of(journal, run_id, r) for r in pending})
+        with _pending_if_interrupted(journal, run_id):
+            errors = orchestrator.rollback(
+                {r.name: _result_of(journal, run_id, r) for r in pending}
+            )
     status = 'rollback_failed' if errors else 'rolled_back'
     journal.set_run_status(run_id, status, '; '.join(errors) or None)
     return {
@@ -121,7 +126,8 @@ def resume_run(journal: Journal, run_id: str, ctx: RuntimeContext | None = None)
         }
         if leftovers:
             orchestrator = Orchestrator(registry, context, listeners=[*runtime.listeners, listener])
-            errors = orchestrator.rollback(leftovers)
+            with _pending_if_interrupted(journal, run_id):
+                errors = orchestrator.rollback(leftovers)
             if errors:
                 journal.set_run_status(run_id, 'rollback_failed', '; '.join(errors))
                 raise RecoveryFailed(
@@ -135,6 +141,20 @@ def resume_run(journal: Journal, run_id: str, ctx: RuntimeContext | None = None)
     result['run_id'] = run_id
     result['resumed_from'] = steps[start].name if start < len(steps) else None
     return result
+
+
+@contextmanager
+def _pending_if_interrupted(journal: Journal, run_id: str) -> Iterator[None]:
+    """Stopped (Ctrl-C) in the middle of undoing: say so, and what finishes the job."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        journal.set_run_status(
+            run_id,
+            'cancelled',
+            f'rollback interrupted; the rest is pending: synapse runs rollback {run_id}',
+        )
+        raise
 
 
 def _recoverable(journal: Journal, run_id: str, allowed: tuple[str, ...], verb: str) -> RunRecord:
