@@ -25,7 +25,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,9 @@ from pydantic import BaseModel
 from synapse_sdk.clients import LocalBackendClient
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.actions import ActionContext, ActionOrigin, BaseAction
-from synapse_sdk.plugins.steps import BaseStep, RunListener, StepRegistry, StepResult
+from synapse_sdk.plugins.steps import BaseStep, RunListener, StepRegistry
 from synapse_sdk.runtime import MemoryLogger, RuntimeContext
+from synapse_sdk.testing import FunctionStep
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / 'examples' / 'file_upload'
@@ -82,59 +83,7 @@ class Params(BaseModel):
     tag: str = 'default'
 
 
-Fn = Callable[..., Any]
-
-
-class FnStep(BaseStep[Any]):
-    """A step whose ``execute``/``rollback``/``can_skip`` are the given functions.
-
-    ``execute(context)`` may return a StepResult or None (a plain success);
-    every call is recorded in ``calls`` as ``('execute' | 'rollback', name)``.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        weight: float = 1.0,
-        *,
-        execute: Fn | None = None,
-        rollback: Fn | None = None,
-        skip: Fn | None = None,
-        resumable: bool = True,
-        calls: list[tuple[str, str]] | None = None,
-    ) -> None:
-        self._name = name
-        self._weight = weight
-        self._execute = execute
-        self._rollback = rollback
-        self._skip = skip
-        self._resumable = resumable
-        self.calls = calls if calls is not None else []
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def progress_weight(self) -> float:
-        return self._weight
-
-    @property
-    def resumable(self) -> bool:
-        return self._resumable
-
-    def can_skip(self, context: Any) -> bool:
-        return bool(self._skip(context)) if self._skip is not None else False
-
-    def execute(self, context: Any) -> StepResult:
-        self.calls.append(('execute', self._name))
-        returned = self._execute(context) if self._execute is not None else None
-        return returned if returned is not None else StepResult()
-
-    def rollback(self, context: Any, result: StepResult) -> None:
-        self.calls.append(('rollback', self._name))
-        if self._rollback is not None:
-            self._rollback(context, result)
+FnStep = FunctionStep  # the testing kit's step made of functions
 
 
 def make_action(

@@ -27,62 +27,19 @@ from synapse_sdk.plugins.steps import (
     BaseStep,
     BaseStepContext,
     Orchestrator,
-    RetryPolicy,
     RunListener,
     RunSummary,
     StepInfo,
     StepRegistry,
     StepResult,
 )
-from synapse_sdk.testing import RecordingRuntime
+from synapse_sdk.testing import FunctionStep, RecordingRuntime
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / 'examples' / 'file_upload'
 
-Fn = Callable[..., Any]
 
-
-class FnStep(BaseStep[Any]):
-    """``execute(context)`` may return a StepResult or None (success); calls go to ``calls``."""
-
-    def __init__(
-        self,
-        name: str,
-        weight: float = 1.0,
-        *,
-        execute: Fn | None = None,
-        rollback: Fn | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-        calls: list[tuple[str, str]] | None = None,
-    ) -> None:
-        self._name = name
-        self._weight = weight
-        self._execute = execute
-        self._rollback = rollback
-        self.retry = retry
-        self.timeout = timeout
-        self.calls = calls if calls is not None else []
-        self.rollback_results: list[StepResult] = []
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def progress_weight(self) -> float:
-        return self._weight
-
-    def execute(self, context: Any) -> StepResult:
-        self.calls.append(('execute', self._name))
-        returned = self._execute(context) if self._execute is not None else None
-        return returned if returned is not None else StepResult()
-
-    def rollback(self, context: Any, result: StepResult) -> None:
-        self.calls.append(('rollback', self._name))
-        self.rollback_results.append(result)
-        if self._rollback is not None:
-            self._rollback(context, result)
+FnStep = FunctionStep  # the testing kit's step made of functions
 
 
 class Events(RunListener):

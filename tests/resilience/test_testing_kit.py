@@ -397,3 +397,18 @@ def test_the_docs_example_is_the_tested_file() -> None:
     block = section.split('```python\n', 1)[1].split('\n```', 1)[0] + '\n'
     tested = (here / 'test_docs_example.py').read_text(encoding='utf-8')
     assert block == tested, 'docs/testing.md and test_docs_example.py have drifted apart'
+
+
+def test_function_step_runs_its_functions_and_records_the_calls() -> None:
+    from synapse_sdk.testing import FunctionStep
+
+    calls: list[tuple[str, str]] = []
+    done = FunctionStep('a', calls=calls, execute=lambda c: StepResult(data={'n': 1}))
+    skipped = FunctionStep('s', calls=calls, skip=lambda c: True)
+    failing = FunctionStep('b', calls=calls, execute=lambda c: StepResult(success=False, error='x'))
+    run = run_workflow([done, skipped, failing])
+    assert run.error is not None
+    assert calls == [('execute', 'a'), ('execute', 'b'), ('rollback', 'b'), ('rollback', 'a')]
+    assert [r.data for r in done.rollback_results] == [{'n': 1}]
+    assert skipped.rollback_results == []
+    assert not FunctionStep('r', resumable=False).resumable

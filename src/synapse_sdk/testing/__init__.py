@@ -19,12 +19,14 @@ from .clock import FakeClock
 from .faults import CancelAt, FaultyStep
 from .harness import WorkflowRun, run_workflow
 from .runtime import RecordingRuntime
+from .steps import FunctionStep
 
 __all__ = [
     'CancelAt',
     'FakeBackend',
     'FakeClock',
     'FaultyStep',
+    'FunctionStep',
     'RecordingRuntime',
     'WorkflowRun',
     'assert_progress_monotonic',
