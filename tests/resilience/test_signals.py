@@ -232,17 +232,23 @@ class SlowRollbackAction(BaseAction[Params]):
 '''
 
 
-def test_a_second_signal_during_rollback_leaves_the_rest_for_runs_rollback(
-    home: Path, tmp_path: Path
-) -> None:
+def slow_plugin(tmp_path: Path, files: int) -> tuple[Path, Path, Path]:
+    """The slow-rollback plugin, a source folder of ``files`` files, a marker folder."""
     plugin = tmp_path / 'slow_plugin'
     plugin.mkdir()
     (plugin / 'config.yaml').write_text(SLOW_PLUGIN_CONFIG, encoding='utf-8')
     (plugin / 'slow_rollback_plugin.py').write_text(SLOW_PLUGIN, encoding='utf-8')
     source = tmp_path / 'source'
-    make_files(source, 6)
+    make_files(source, files)
     markers = tmp_path / 'markers'
     markers.mkdir()
+    return plugin, source, markers
+
+
+def test_a_second_signal_during_rollback_leaves_the_rest_for_runs_rollback(
+    home: Path, tmp_path: Path
+) -> None:
+    plugin, source, markers = slow_plugin(tmp_path, 6)
 
     params = {'source_path': str(source), 'marker_dir': str(markers)}
     run = Run(home, plugin, 'upload', params, SLOW_ROLLBACK_DELAY='0.2')
@@ -283,14 +289,7 @@ def test_a_second_signal_during_rollback_leaves_the_rest_for_runs_rollback(
 
 
 def test_ctrl_c_during_runs_rollback_leaves_the_rest_pending(home: Path, tmp_path: Path) -> None:
-    plugin = tmp_path / 'slow_plugin'
-    plugin.mkdir()
-    (plugin / 'config.yaml').write_text(SLOW_PLUGIN_CONFIG, encoding='utf-8')
-    (plugin / 'slow_rollback_plugin.py').write_text(SLOW_PLUGIN, encoding='utf-8')
-    source = tmp_path / 'source'
-    make_files(source, 6)
-    markers = tmp_path / 'markers'
-    markers.mkdir()
+    plugin, source, markers = slow_plugin(tmp_path, 6)
     params = {'source_path': str(source), 'marker_dir': str(markers)}
 
     run = Run(home, plugin, 'upload', params)
@@ -334,14 +333,7 @@ def test_ctrl_c_during_runs_rollback_leaves_the_rest_pending(home: Path, tmp_pat
 
 
 def test_ctrl_c_during_runs_resume_cancels_it_with_rollback(home: Path, tmp_path: Path) -> None:
-    plugin = tmp_path / 'slow_plugin'
-    plugin.mkdir()
-    (plugin / 'config.yaml').write_text(SLOW_PLUGIN_CONFIG, encoding='utf-8')
-    (plugin / 'slow_rollback_plugin.py').write_text(SLOW_PLUGIN, encoding='utf-8')
-    source = tmp_path / 'source'
-    make_files(source, 4)
-    markers = tmp_path / 'markers'
-    markers.mkdir()
+    plugin, source, markers = slow_plugin(tmp_path, 4)
     params = {'source_path': str(source), 'marker_dir': str(markers)}
 
     run = Run(home, plugin, 'upload', params)
