@@ -494,7 +494,7 @@ class _Deadline:
         self.timers: list[threading.Timer] = []
         self.active = False
         self.lock = threading.Lock()
-        self.grace = getattr(owner, 'timeout_grace', self.GRACE)
+        self.grace = owner.timeout_grace
         self.owner = owner
 
     def __enter__(self) -> _Deadline:
