@@ -6,9 +6,14 @@ For N no-op steps (N = 1,000, 10,000, 100,000) this times:
 
 * the floor: a plain loop over the step objects that does the least a runner
   must do: ``step.can_skip(ctx)``, ``step.execute(ctx)`` (which builds a
-  ``StepResult``), append the result to a list, call the progress callback;
+  ``StepResult``), append the result to ``ctx.step_results`` (the list the
+  orchestrator keeps them in, so both keep the same objects alive for as
+  long), call the progress callback;
 * the orchestrator: creating an ``Orchestrator`` over a prebuilt registry and
-  calling ``execute()`` (registering the steps is not timed).
+  calling ``execute()`` (registering the steps is not timed), with its
+  defaults: no listeners, so results are not timed (``timing=None``);
+* for information, the orchestrator with ``timing=True`` (every action run
+  times its steps): what measuring ``duration_seconds`` adds.
 
 Each figure is the best of several samples (``time.perf_counter``, garbage
 collection off while timing, as ``timeit`` does); a sample runs enough
@@ -34,7 +39,6 @@ from synapse_sdk.plugins.pipelines.steps import (
     BaseStepContext,
     Orchestrator,
     StepRegistry,
-    StepResult,
 )
 
 SIZES = (1_000, 10_000, 100_000)
@@ -72,8 +76,7 @@ def _new_context() -> BenchContext:
 
 
 def _run_floor(steps: list[NoOpStep], ctx: BenchContext) -> None:
-    results: list[StepResult] = []
-    append = results.append
+    append = ctx.step_results.append  # kept as long as the orchestrator's results are
     callback = _progress
     total = len(steps)
     for index, step in enumerate(steps, 1):
@@ -82,8 +85,10 @@ def _run_floor(steps: list[NoOpStep], ctx: BenchContext) -> None:
         callback(index, total)
 
 
-def _run_orchestrator(registry: StepRegistry[BenchContext], ctx: BenchContext) -> None:
-    Orchestrator(registry, ctx, _progress).execute()
+def _run_orchestrator(
+    registry: StepRegistry[BenchContext], ctx: BenchContext, timing: bool | None = None
+) -> None:
+    Orchestrator(registry, ctx, _progress, timing=timing).execute()
 
 
 def _sample(run: Callable[[BenchContext], None], runs: int) -> float:
@@ -97,8 +102,8 @@ def _sample(run: Callable[[BenchContext], None], runs: int) -> float:
     return timed(all_runs)
 
 
-def measure(n: int, repeats: int) -> tuple[float, float]:
-    """Best floor and orchestrator cost per step, in microseconds, for ``n`` steps."""
+def measure(n: int, repeats: int) -> tuple[float, float, float]:
+    """Best floor, orchestrator and timed-orchestrator cost per step, in µs, for ``n`` steps."""
     steps = [NoOpStep(i) for i in range(n)]
     registry: StepRegistry[BenchContext] = StepRegistry()
     for step in steps:
@@ -111,14 +116,18 @@ def measure(n: int, repeats: int) -> tuple[float, float]:
     def orchestrated(ctx: BenchContext) -> None:
         _run_orchestrator(registry, ctx)
 
-    floor(_new_context())  # warm up both paths
-    orchestrated(_new_context())
-    best_floor = best_orch = float('inf')
-    for _ in range(repeats):  # interleaved, so both see the same machine state
-        best_floor = min(best_floor, _sample(floor, runs))
-        best_orch = min(best_orch, _sample(orchestrated, runs))
+    def orchestrated_timed(ctx: BenchContext) -> None:
+        _run_orchestrator(registry, ctx, timing=True)
+
+    paths = (floor, orchestrated, orchestrated_timed)
+    for path in paths:  # warm up
+        path(_new_context())
+    best = [float('inf')] * len(paths)
+    for _ in range(repeats):  # interleaved, so all see the same machine state
+        for i, path in enumerate(paths):
+            best[i] = min(best[i], _sample(path, runs))
     per_step = 1e6 / (runs * n)
-    return best_floor * per_step, best_orch * per_step
+    return best[0] * per_step, best[1] * per_step, best[2] * per_step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,14 +141,20 @@ def main(argv: list[str] | None = None) -> int:
         f'best of {repeats}, ~{STEPS_PER_SAMPLE:,} steps per sample'
         + (' [--quick]' if args.quick else '')
     )
-    header = f'{"N":>9}  {"floor us/step":>14}  {"orch us/step":>13}  {"orch/floor":>10}'
+    header = (
+        f'{"N":>9}  {"floor us/step":>14}  {"orch us/step":>13}  {"orch/floor":>10}'
+        f'  {"timed us/step":>14}  {"timed/floor":>11}'
+    )
     print(header)
     print('-' * len(header))
     results: dict[int, tuple[float, float]] = {}
     for n in SIZES:
-        floor_us, orch_us = measure(n, repeats)
+        floor_us, orch_us, timed_us = measure(n, repeats)
         results[n] = (floor_us, orch_us)
-        print(f'{n:>9,}  {floor_us:>14.3f}  {orch_us:>13.3f}  {orch_us / floor_us:>9.2f}x')
+        print(
+            f'{n:>9,}  {floor_us:>14.3f}  {orch_us:>13.3f}  {orch_us / floor_us:>9.2f}x'
+            f'  {timed_us:>14.3f}  {timed_us / floor_us:>10.2f}x'
+        )
 
     ratios = {n: orch / floor for n, (floor, orch) in results.items()}
     linearity = results[SIZES[-1]][1] / results[SIZES[0]][1]

@@ -379,6 +379,15 @@ def test_step_mode_runs_every_step_and_collects_their_data() -> None:
     ]
 
 
+def test_step_results_carry_durations_without_any_logger() -> None:
+    seen: list[Any] = []
+    three_step_action([], seen).dispatch({'count': 1, 'name': 'a'}, RuntimeContext(logger=[]))
+    [context] = seen
+    assert [r.step_name for r in context.step_results] == ['first', 'second', 'third']
+    for result in context.step_results:
+        assert isinstance(result.duration_seconds, float) and result.duration_seconds >= 0
+
+
 def test_overall_progress_reaches_the_runtime_and_ends_at_100() -> None:
     ctx, logger = memory_ctx()
     three_step_action([]).dispatch({'count': 1, 'name': 'a'}, ctx)

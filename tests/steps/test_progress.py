@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synapse_sdk.plugins.steps import BaseStepContext, StepExecutionError, StepResult
-from synapse_sdk.plugins.steps.run_state import _EPSILON
+from synapse_sdk.plugins.steps.progress import EPSILON as _EPSILON
 
 from .conftest import Recorder, RecordingListener, RecordingRuntime, Step, raising, run
 

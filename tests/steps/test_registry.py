@@ -8,9 +8,16 @@ from typing import Any
 
 import pytest
 
-from synapse_sdk.plugins.steps import StepRegistry, StepResult
+from synapse_sdk.plugins.steps import (
+    BaseStepContext,
+    Orchestrator,
+    RetryPolicy,
+    StepExecutionError,
+    StepRegistry,
+    StepResult,
+)
 
-from .conftest import Step, make_registry
+from .conftest import RecordingRuntime, Step, make_registry, raising
 
 
 def names(registry: StepRegistry[Any]) -> list[str]:
@@ -286,3 +293,50 @@ def test_non_string_name_is_rejected(bad_name: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
         registry.register(Step(bad_name))
     assert len(registry) == 0
+
+
+# ------------------------------------------------------------ what a run reads
+
+
+def _executed(registry: StepRegistry[Any], journal: list[str]) -> list[str]:
+    journal.clear()
+    Orchestrator(registry, BaseStepContext(runtime_ctx=RecordingRuntime())).execute()
+    return [e.split(':')[1] for e in journal if e.startswith('execute:')]
+
+
+def test_each_run_sees_the_registry_as_it_is_now() -> None:
+    journal: list[str] = []
+    registry = make_registry(Step('a', journal=journal), Step('c', journal=journal))
+    assert _executed(registry, journal) == ['a', 'c']
+    registry.insert_after('a', Step('b', journal=journal))
+    assert _executed(registry, journal) == ['a', 'b', 'c']
+    registry.unregister('a')
+    assert _executed(registry, journal) == ['b', 'c']
+    registry.insert_before('b', Step('z', journal=journal))
+    registry.register(Step('d', journal=journal))
+    assert _executed(registry, journal) == ['z', 'b', 'c', 'd']
+
+
+def test_progress_follows_the_registry_after_a_change() -> None:
+    registry = make_registry(Step('a', 1), Step('b', 1))
+    seen: list[int] = []
+
+    def callback(current: int, total: int) -> None:
+        seen.append(current)
+
+    context = BaseStepContext(runtime_ctx=RecordingRuntime())
+    Orchestrator(registry, context, callback).execute()
+    assert seen == [50, 100]
+    registry.register(Step('c', 2))
+    seen.clear()
+    Orchestrator(registry, BaseStepContext(runtime_ctx=RecordingRuntime()), callback).execute()
+    assert seen == [25, 50, 100]
+
+
+def test_retry_and_timeout_are_read_at_registration() -> None:
+    step = Step('a', action=raising(ConnectionError('down')))
+    registry = make_registry(step)
+    step.retry = RetryPolicy(max_attempts=5, initial_delay=0)  # too late: already registered
+    with pytest.raises(StepExecutionError):
+        Orchestrator(registry, BaseStepContext(runtime_ctx=RecordingRuntime())).execute()
+    assert step.journal.count('execute:a') == 1

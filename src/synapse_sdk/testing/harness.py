@@ -59,6 +59,7 @@ def run_workflow(
         listeners=[*runtime.listeners, *listeners],
         cancel_token=runtime.cancel_token,
         sleep=runtime.sleep,
+        timing=True,
     )
     try:
         run.result = orchestrator.execute()

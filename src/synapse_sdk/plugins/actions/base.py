@@ -205,6 +205,7 @@ class BaseAction(Generic[P]):
             completed=completed,
             cancel_token=self.ctx.cancel_token,
             sleep=self.ctx.sleep,
+            timing=True,  # results carry their durations whoever listens
         )
         summary = orchestrator.execute()
         steps = {r.step_name: r.data for r in context.step_results if r.step_name and not r.skipped}

@@ -16,7 +16,7 @@ from .base import BaseStep, C
 from .cancellation import CancelToken, StepCancelled, StepInterrupted, StepTimeoutError
 from .errors import RunCancelledError, StepExecutionError
 from .listeners import RunListener, RunSummary, StepInfo
-from .registry import StepRegistry
+from .registry import Guard, RunPlan, StepRegistry
 from .result import StepResult, describe_exception
 from .run_state import ActiveRun, ProgressCallback
 
@@ -37,6 +37,12 @@ class Orchestrator(Generic[C]):
     ``cancel_token`` lets the outside stop the run (``cancel()`` does the
     same); ``sleep`` replaces the wait between retry attempts (tests pass a
     fake clock's); ``rng`` draws the retry jitter.
+
+    ``timing``: whether to measure each result's ``duration_seconds``.
+    By default a run measures when it has listeners (the loggers and the
+    journal show durations; every action run has them) and skips the clock
+    otherwise, as it is a good part of the per-step cost of a bare run.
+    ``clock`` (seconds, default ``time.perf_counter``) is what it reads.
     """
 
     def __init__(
@@ -50,6 +56,8 @@ class Orchestrator(Generic[C]):
         cancel_token: CancelToken | None = None,
         sleep: Callable[[float], None] | None = None,
         rng: random.Random | None = None,
+        timing: bool | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.registry = registry
         self.context = context
@@ -58,11 +66,20 @@ class Orchestrator(Generic[C]):
         self.completed: dict[str, StepResult] = dict(completed or {})
         self.cancel_token = cancel_token if cancel_token is not None else CancelToken()
         self._sleep = sleep
-        self._rng = rng if rng is not None else random.Random()
+        self._rng = rng
+        self.timing = timing
+        self._clock = clock if clock is not None else perf_counter
         self._started = False
         self.timeout_grace = _Deadline.GRACE
         self._runner: asyncio.Runner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the caller's, in execute_async()
+
+    @property
+    def rng(self) -> random.Random:
+        """Draws the retry jitter; made on first need (seeding one costs more than a step)."""
+        if self._rng is None:
+            self._rng = random.Random()
+        return self._rng
 
     def cancel(self, reason: str = 'cancelled') -> None:
         """Ask the run to stop (thread-safe): the running step is interrupted, then rollback."""
@@ -114,12 +131,17 @@ class Orchestrator(Generic[C]):
         context = self.context
         listeners = self.listeners
         completed = self.completed
-        steps, names, weights = self.registry.plan()
-        run = ActiveRun(context, names, weights, self.progress_callback, listeners)
-        marks = run.marks
-        # (index, result) of executed or reused steps, newest last: what a failure rolls back
-        done: list[tuple[int, StepResult]] = []
-        executed = skipped = reused = 0
+        plan = self.registry.plan()
+        progress = plan.progress
+        run = ActiveRun(
+            context, plan.names, plan.weights, progress, self.progress_callback, listeners
+        )
+        # the result of each executed or reused step, by index: what a failure rolls back
+        outcomes: list[StepResult | None] = [None] * len(plan.steps)
+        skipped = reused = 0
+        mark_steps = iter(progress.mark_steps)
+        mark_percents = iter(progress.mark_percents)
+        next_mark = next(mark_steps, -1)
 
         # The loop below runs once per step: keep it lean. Listener events are
         # guarded by ``if listeners:`` (the list is live: a listener may add
@@ -137,27 +159,65 @@ class Orchestrator(Generic[C]):
         context._active_run = run
         # bound once: the loop below is the hot path
         record = context.step_results.append
-        keep = done.append
-        clock = perf_counter
+        clock = self._clock
         result_type = StepResult
+        # A step's duration runs from its can_skip() to the return of execute(); one clock
+        # reading per step serves as the end of one and the start of the next. It is read
+        # again wherever listener or callback time would otherwise be counted.
+        timed = self.timing if self.timing is not None else bool(listeners)
+        last = clock()
         try:
-            for index, (step, name) in enumerate(zip(steps, names, strict=True)):
+            for index, step, name, guard in plan.entries:
                 context.current_step = name
                 result: StepResult | None = None
                 try:
                     if run.stop is not None:  # set by a cancel
                         raise StepCancelled(token.reason or 'cancelled', before_step=True)
+                    if listeners:
+                        last = clock()
                     if completed and name in completed:
-                        result = completed[name]
-                        keep((index, result))
+                        result = outcomes[index] = completed[name]
                         reused += 1
                         if listeners:
                             info = run.info(index)
                             for listener in listeners:
                                 listener.on_step_reused(context, info, result)
-                    elif (skip := step.can_skip(context)) is True or (
-                        skip is not False and _is_true(skip, self)
-                    ):
+                        last = clock()
+                    elif (skip := step.can_skip(context)) is False or not _is_true(skip, self):
+                        if listeners:
+                            paused = clock()
+                            info = run.info(index)
+                            for listener in listeners:
+                                listener.on_step_start(context, info)
+                            last += clock() - paused
+                        run.index = index
+                        if guard is None:
+                            returned = step.execute(context)
+                            if returned.__class__ is not result_type and not isinstance(
+                                returned, result_type
+                            ):
+                                returned = self._settle(name, returned)
+                        else:
+                            returned = self._execute_guarded(step, guard, run.info(index), run)
+                        result = returned
+                        if timed:
+                            ended = clock()
+                            result.duration_seconds = ended - last
+                            last = ended
+                        result.step_name = name
+                        run.index = None
+                        if run.partial:
+                            result.rollback_data = {**run.partial, **result.rollback_data}
+                            run.partial = {}
+                        record(result)
+                        if not result.success:
+                            raise _ReturnedFailure
+                        outcomes[index] = result
+                        if listeners:
+                            info = run.info(index)
+                            for listener in listeners:
+                                listener.on_step_end(context, info, result)
+                    else:
                         result = StepResult(skipped=True, step_name=name)
                         record(result)
                         skipped += 1
@@ -165,44 +225,18 @@ class Orchestrator(Generic[C]):
                             info = run.info(index)
                             for listener in listeners:
                                 listener.on_step_skip(context, info, result)
-                    else:
-                        run.index = index
-                        if listeners:
-                            info = run.info(index)
-                            for listener in listeners:
-                                listener.on_step_start(context, info)
-                        started = clock()
-                        if step.retry is None and step.timeout is None:
-                            returned = step.execute(context)
-                            if not isinstance(returned, result_type):
-                                returned = self._settle(name, returned)
-                        else:
-                            returned = self._execute_guarded(step, run.info(index), run)
-                        result = returned
-                        result.step_name = name
-                        result.duration_seconds = clock() - started
-                        if run.partial:
-                            result.rollback_data = {**run.partial, **result.rollback_data}
-                            run.partial = {}
-                        record(result)
-                        if not result.success:
-                            raise _ReturnedFailure
-                        keep((index, result))
-                        executed += 1
-                        run.index = None
-                        if listeners:
-                            info = run.info(index)
-                            for listener in listeners:
-                                listener.on_step_end(context, info, result)
-                    if index in marks:
-                        run.emit(marks[index])
+                        last = clock()
+                    if index == next_mark:
+                        run.emit(next(mark_percents))
+                        next_mark = next(mark_steps, -1)
+                        last = clock()
                 except BaseException as exc:
-                    counts = [executed, skipped, reused]
-                    self._fail(steps, index, run, done, result, exc, counts)
+                    self._fail(plan, index, run, outcomes, result, exc, skipped)
                     raise  # not reached: _fail always raises
 
             self._report_done(run)
-            summary = RunSummary(True, executed, skipped, reused, len(steps))
+            executed = len(outcomes) - skipped - reused
+            summary = RunSummary(True, executed, skipped, reused, len(outcomes))
             self._notify_safely('on_run_end', None, context, summary)
         finally:
             token.unsubscribe(on_cancel)
@@ -211,7 +245,7 @@ class Orchestrator(Generic[C]):
         return {
             'success': True,
             'steps_executed': executed,
-            'steps_total': len(steps),
+            'steps_total': len(outcomes),
             'steps_skipped': skipped,
             'steps_reused': reused,
         }
@@ -223,29 +257,31 @@ class Orchestrator(Generic[C]):
         results as recorded then. Returns the rollback errors (also in
         ``context.errors``); listeners get the rollback events.
         """
-        steps, names, weights = self.registry.plan()
-        unknown = set(results) - set(names)
+        plan = self.registry.plan()
+        unknown = set(results) - set(plan.names)
         if unknown:
             raise ValueError(f'no such steps in the registry: {", ".join(sorted(unknown))}')
         entries = [
-            (steps[index], StepInfo(index, names[index], weights[index]), results[names[index]])
-            for index in reversed(range(len(steps)))
-            if names[index] in results
+            (step, StepInfo(index, name, plan.weights[index]), results[name])
+            for index, step, name, _ in reversed(plan.entries)
+            if name in results
         ]
         return self._rollback(entries)
 
     # the slow path: retries, timeouts, async -------------------------------------
-    def _execute_guarded(self, step: BaseStep[C], info: StepInfo, run: ActiveRun) -> StepResult:
+    def _execute_guarded(
+        self, step: BaseStep[C], guard: Guard, info: StepInfo, run: ActiveRun
+    ) -> StepResult:
         """``step.execute`` under its retry policy and timeout."""
-        policy = step.retry
+        policy, timeout = guard
         attempt = 1
         while True:
             run.attempt = attempt
             try:
-                with _Deadline(self, run, info, step.timeout):
+                with _Deadline(self, run, info, timeout):
                     returned = step.execute(self.context)
                     if not isinstance(returned, StepResult):
-                        returned = self._settle(info.name, returned, step.timeout)
+                        returned = self._settle(info.name, returned, timeout)
                 if run.stop is not None and not isinstance(run.stop, StepCancelled):
                     # out of time, even if it returned: its result is not trusted, but
                     # what it says to undo is
@@ -255,12 +291,12 @@ class Orchestrator(Generic[C]):
                 run.attempt = 1
                 return returned
             except (Exception, _HardStop) as exc:
-                error = _timeout_of(exc, run, info, step.timeout)
+                error = _timeout_of(exc, run, info, timeout)
                 if policy is None or isinstance(error, StepCancelled):
                     raise error from (None if error is exc else exc)
                 if not policy.should_retry(error, attempt):
                     raise error from (None if error is exc else exc)
-                self._retry(step, info, run, attempt, error, policy.delay(attempt, self._rng))
+                self._retry(step, info, run, attempt, error, policy.delay(attempt, self.rng))
                 attempt += 1
 
     def _retry(
@@ -333,18 +369,15 @@ class Orchestrator(Generic[C]):
 
     def _fail(
         self,
-        steps: list[BaseStep[C]],
+        plan: RunPlan[C],
         index: int,
         run: ActiveRun,
-        done: list[tuple[int, StepResult]],
+        outcomes: list[StepResult | None],
         result: StepResult | None,
         exc: BaseException,
-        counts: list[int],
+        skipped: int,
     ) -> None:
-        """Turn whatever went wrong into the step's failed result, roll back, then raise.
-
-        ``counts`` is ``[executed, skipped, reused]`` so far.
-        """
+        """Turn whatever went wrong into the step's failed result, roll back, then raise."""
         context = self.context
         info = run.info(index)
         cause: BaseException | None = exc
@@ -359,9 +392,7 @@ class Orchestrator(Generic[C]):
             result.attempts = run.attempt
             context.step_results.append(result)
         else:  # the step had finished; a listener or the progress report raised afterwards
-            if done and done[-1][1] is result:
-                done.pop()
-                counts[2 if info.name in self.completed else 0] -= 1
+            outcomes[index] = None  # it is rolled back below as the failed step
             result.success = False
             result.error = describe_exception(exc)
             result.exception = exc
@@ -369,18 +400,24 @@ class Orchestrator(Generic[C]):
         run.index = None
         run.stop = None
         run.attempt = 1
-        entries = [(steps[i], run.info(i), done_result) for i, done_result in reversed(done)]
+        entries = [
+            (plan.steps[i], run.info(i), earlier)
+            for i in reversed(range(index))
+            if (earlier := outcomes[i]) is not None
+        ]
+        done = len(entries)
+        reused = sum(1 for _, step_info, _ in entries if step_info.name in self.completed)
         if not (isinstance(exc, StepCancelled) and exc.before_step):  # never began: did nothing
             self._notify_safely('on_step_end', None, context, info, result)
-            entries.insert(0, (steps[index], info, result))
+            entries.insert(0, (plan.steps[index], info, result))
         rollback_errors = self._rollback(entries)
         cancelled = isinstance(cause, StepCancelled)
         summary = RunSummary(
             False,
-            counts[0],
-            counts[1],
-            counts[2],
-            len(steps),
+            done - reused,
+            skipped,
+            reused,
+            len(outcomes),
             failed_step=info.name,
             error=cause,
             rollback_errors=tuple(rollback_errors),

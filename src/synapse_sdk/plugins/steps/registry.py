@@ -5,10 +5,41 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from numbers import Real
-from typing import Any, Generic
+from typing import Any, Generic, NamedTuple
 
 from .base import BaseStep, C
 from .policies import RetryPolicy
+from .progress import ProgressPlan
+
+
+class Guard(NamedTuple):
+    """A step's retry policy and timeout, as read at registration."""
+
+    retry: RetryPolicy | None
+    timeout: float | None
+
+
+class RunPlan(Generic[C]):
+    """The registry as a run reads it: built on first need, kept until the registry changes.
+
+    ``entries`` holds ``(index, step, name, guard)`` per step, ``guard``
+    being None for a step with neither retry nor timeout (the fast path).
+    """
+
+    __slots__ = ('entries', 'names', 'progress', 'steps', 'weights')
+
+    def __init__(
+        self,
+        steps: list[BaseStep[C]],
+        names: list[str],
+        weights: list[float],
+        guards: list[Guard | None],
+    ) -> None:
+        self.steps = tuple(steps)
+        self.names = tuple(names)
+        self.weights = tuple(weights)
+        self.entries = tuple(zip(range(len(steps)), steps, names, guards, strict=True))
+        self.progress = ProgressPlan(weights)
 
 
 class StepRegistry(Generic[C]):
@@ -16,14 +47,17 @@ class StepRegistry(Generic[C]):
 
     Every step is checked when it is added (name, weight), so a bad step is
     reported where it was written rather than in the middle of a run. Name and
-    weight are read then, once: a run does not ask each step again.
+    weight (and ``retry``/``timeout``) are read then, once: a run does not ask
+    each step again.
     """
 
     def __init__(self) -> None:
         self._steps: list[BaseStep[C]] = []
         self._order: list[str] = []  # names, in step order
         self._weights: list[float] = []
+        self._guards: list[Guard | None] = []
         self._names: set[str] = set()
+        self._plan: RunPlan[C] | None = None
 
     def register(self, step: BaseStep[C]) -> None:
         """Add a step at the end of the workflow."""
@@ -32,8 +66,9 @@ class StepRegistry(Generic[C]):
     def unregister(self, name: str) -> None:
         """Remove the step called ``name``."""
         index = self._index_of(name)
-        del self._steps[index], self._order[index], self._weights[index]
+        del self._steps[index], self._order[index], self._weights[index], self._guards[index]
         self._names.discard(name)
+        self._plan = None
 
     def insert_before(self, name: str, step: BaseStep[C]) -> None:
         """Insert ``step`` just before the step called ``name``."""
@@ -47,9 +82,11 @@ class StepRegistry(Generic[C]):
         """The steps in order (a copy: changing it does not change the registry)."""
         return list(self._steps)
 
-    def plan(self) -> tuple[list[BaseStep[C]], list[str], list[float]]:
-        """Steps, names and weights, in order (copies), as read at registration."""
-        return list(self._steps), list(self._order), list(self._weights)
+    def plan(self) -> RunPlan[C]:
+        """Steps, names, weights and policies as read at registration, and the progress plan."""
+        if self._plan is None:
+            self._plan = RunPlan(self._steps, self._order, self._weights, self._guards)
+        return self._plan
 
     @property
     def names(self) -> list[str]:
@@ -77,7 +114,7 @@ class StepRegistry(Generic[C]):
         name = _checked_name(step)
         weight = step.progress_weight
         _check_weight(name, weight)
-        _check_policies(name, step)
+        guard = _checked_guard(name, step)
         if name in self._names:
             raise ValueError(
                 f"a step named '{name}' is already registered; step names must be unique"
@@ -85,7 +122,9 @@ class StepRegistry(Generic[C]):
         self._steps.insert(index, step)
         self._order.insert(index, name)
         self._weights.insert(index, float(weight))
+        self._guards.insert(index, guard)
         self._names.add(name)
+        self._plan = None
 
     def _index_of(self, name: str) -> int:
         if name in self._names:
@@ -114,8 +153,9 @@ def _check_weight(name: str, weight: object) -> None:
         )
 
 
-def _check_policies(name: str, step: BaseStep[Any]) -> None:
+def _checked_guard(name: str, step: BaseStep[Any]) -> Guard | None:
     timeout = step.timeout
+    retry = step.retry
     if timeout is not None and (
         isinstance(timeout, bool)
         or not isinstance(timeout, Real)
@@ -123,7 +163,8 @@ def _check_policies(name: str, step: BaseStep[Any]) -> None:
         or timeout <= 0
     ):
         raise ValueError(f"step '{name}': timeout must be a number of seconds > 0, got {timeout!r}")
-    if step.retry is not None and not isinstance(step.retry, RetryPolicy):
-        raise ValueError(
-            f"step '{name}': retry must be a RetryPolicy, got {type(step.retry).__name__}"
-        )
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ValueError(f"step '{name}': retry must be a RetryPolicy, got {type(retry).__name__}")
+    if retry is None and timeout is None:
+        return None
+    return Guard(retry, None if timeout is None else float(timeout))
