@@ -179,16 +179,12 @@ class Orchestrator(Generic[C]):
                         result = outcomes[index] = completed[name]
                         reused += 1
                         if listeners:
-                            info = run.info(index)
-                            for listener in listeners:
-                                listener.on_step_reused(context, info, result)
+                            self._tell(run, 'on_step_reused', index, result)
                         last = clock()
                     elif (skip := step.can_skip(context)) is False or not _is_true(skip, self):
                         if listeners:
                             paused = clock()
-                            info = run.info(index)
-                            for listener in listeners:
-                                listener.on_step_start(context, info)
+                            self._tell(run, 'on_step_start', index)
                             last += clock() - paused
                         run.index = index
                         if guard is None:
@@ -214,17 +210,13 @@ class Orchestrator(Generic[C]):
                             raise _ReturnedFailure
                         outcomes[index] = result
                         if listeners:
-                            info = run.info(index)
-                            for listener in listeners:
-                                listener.on_step_end(context, info, result)
+                            self._tell(run, 'on_step_end', index, result)
                     else:
                         result = StepResult(skipped=True, step_name=name)
                         record(result)
                         skipped += 1
                         if listeners:
-                            info = run.info(index)
-                            for listener in listeners:
-                                listener.on_step_skip(context, info, result)
+                            self._tell(run, 'on_step_skip', index, result)
                         last = clock()
                     if index == next_mark:
                         run.emit(next(mark_percents))
@@ -462,6 +454,12 @@ class Orchestrator(Generic[C]):
                 message = f'progress callback failed: {describe_exception(exc)}'
                 self.context.errors.append(message)
         self._notify_safely('on_progress', None, self.context, 100, 100)
+
+    def _tell(self, run: ActiveRun, event: str, index: int, *args: object) -> None:
+        """A step event for every listener; one that raises fails the step."""
+        info = run.info(index)
+        for listener in self.listeners:
+            getattr(listener, event)(self.context, info, *args)
 
     def _notify_safely(self, event: str, errors: list[str] | None, *args: Any) -> None:
         for listener in self.listeners:
