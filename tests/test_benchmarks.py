@@ -1,0 +1,63 @@
+"""The benchmarks still run against the current API (tiny sizes; no figure is judged here).
+
+Timing targets live in ``benchmarks/`` and are read by people, never asserted:
+these tests only keep the scripts from rotting as the code under them changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / 'benchmarks'
+
+
+@pytest.fixture
+def bench() -> Iterator[ModuleType]:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module('_common')
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_orchestrator_overhead_measures_all_three_paths(
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = importlib.import_module('orchestrator_overhead')
+    monkeypatch.setattr(module, 'STEPS_PER_SAMPLE', 200)
+    figures = module.measure(100, 1)
+    assert len(figures) == 3 and all(f > 0 for f in figures)
+
+
+def test_orchestrator_overhead_floor_keeps_what_the_orchestrator_keeps(bench: ModuleType) -> None:
+    module = importlib.import_module('orchestrator_overhead')
+    steps = [bench.NoOpStep(i) for i in range(5)]
+    floor_context, orchestrated_context = module._new_context(), module._new_context()
+    module._run_floor(steps, floor_context)
+    registry = module.StepRegistry()
+    for step in steps:
+        registry.register(step)
+    module._run_orchestrator(registry, orchestrated_context)
+    assert len(floor_context.step_results) == len(orchestrated_context.step_results) == 5
+
+
+def test_journal_overhead_runs_with_and_without_the_journal(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    module = importlib.import_module('journal_overhead')
+    registry = module._registry([bench.NoOpStep(i) for i in range(20)])
+    assert module.best_of(1, registry, tmp_path, journaled=False) > 0
+    assert module.best_of(1, registry, tmp_path, journaled=True) > 0
+    assert module.commit_floor(tmp_path, 1, commits=10) > 0
+
+
+def test_console_progress_runs_with_and_without_reports(bench: ModuleType) -> None:
+    module = importlib.import_module('console_progress')
+    assert module.run_once(50, False, 0.1) > 0
+    assert module.run_once(50, True, 0.1) > 0
