@@ -7,8 +7,11 @@ back on the driver from the journal).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,95 @@ def preexisting(store: LocalBackendClient, tmp_path: Path) -> list[tuple[int, st
 
 def executor(journal: Journal) -> RayExecutor:
     return RayExecutor(journal=journal, console=False, stop_timeout=30.0)
+
+
+@dataclass
+class Driver:
+    """The driver's side of a run on Ray: the plugin loader (``plugin_factory``), the
+    source folder, and the store (holding ``before``, one file older than the run),
+    journal, logger and runtime the run reports to."""
+
+    load: Callable[..., Any]
+    source: Path
+    store: LocalBackendClient
+    journal: Journal
+    memory: MemoryLogger
+    runtime: RuntimeContext
+    before: list[tuple[int, str]]
+
+    def run(self, plugin: Any, runner: RayExecutor | None = None) -> dict[str, Any]:
+        """Runs ``plugin`` on the source folder, by ``runner`` (default: :func:`executor`)."""
+        return (runner or executor(self.journal)).run(
+            plugin.action, {'source_path': str(self.source)}, ctx=self.runtime, origin=plugin.origin
+        )
+
+
+@pytest.fixture
+def driver(
+    plugin_factory: Any,
+    source: Path,
+    tmp_path: Path,
+    journal: Journal,
+    memory: MemoryLogger,
+    store: LocalBackendClient,
+    runtime: RuntimeContext,
+) -> Driver:
+    return Driver(
+        plugin_factory, source, store, journal, memory, runtime, preexisting(store, tmp_path)
+    )
+
+
+def cancel_when(
+    condition: Callable[[], object], runtime: RuntimeContext, reason: str, within: float = 60
+) -> threading.Thread:
+    """Starts a daemon thread that cancels ``runtime`` for ``reason`` as soon as
+    ``condition()`` holds (asked every 0.05 s, for ``within`` seconds at most)."""
+
+    def cancel() -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if condition():
+                runtime.cancel(reason)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=cancel, daemon=True)
+    thread.start()
+    return thread
+
+
+# --- the test plugins: shared imports, Params, the steps, an Action registering them
+PLUGIN_IMPORTS = """\
+import os
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from synapse_sdk.plugins import BaseUploadAction
+from synapse_sdk.plugins.actions.upload import UploadContext
+from synapse_sdk.plugins.pipelines.steps import BaseStep, StepRegistry, StepResult
+"""
+
+
+def step_plugin(
+    *steps: str, params: Sequence[str] = ('source_path: str',), imports: str = ''
+) -> str:
+    """A plugin module: :data:`PLUGIN_IMPORTS` (and ``imports``), ``Params`` with the
+    fields ``params``, the step classes ``steps`` (their sources) and an ``Action``
+    that registers one of each, in that order."""
+    names = []
+    for step in steps:
+        found = re.match(r'class (\w+)\(', step)
+        assert found is not None, f'not a class: {step[:40]!r}'
+        names.append(found.group(1))
+    action = 'class Action(BaseUploadAction[Params]):\n'
+    action += '    def setup_steps(self, registry: StepRegistry) -> None:\n'
+    action += ''.join(f'        registry.register({name}())\n' for name in names)
+    fields = ''.join(f'    {field}\n' for field in params)
+    return '\n\n'.join(
+        [PLUGIN_IMPORTS + imports, f'class Params(BaseModel):\n{fields}', *steps, action]
+    )
 
 
 # --- success -------------------------------------------------------------------
@@ -100,20 +192,7 @@ def test_bad_params_fail_on_the_driver_before_ray_is_asked(
 
 
 # --- a failing step -----------------------------------------------------------
-FAILING = """\
-from pathlib import Path
-
-from pydantic import BaseModel
-
-from synapse_sdk.plugins import BaseUploadAction
-from synapse_sdk.plugins.actions.upload import UploadContext
-from synapse_sdk.plugins.pipelines.steps import BaseStep, StepRegistry, StepResult
-
-
-class Params(BaseModel):
-    source_path: str
-
-
+STORE = """\
 class Store(BaseStep[UploadContext]):
     name = 'store'
     progress_weight = 0.6
@@ -128,8 +207,9 @@ class Store(BaseStep[UploadContext]):
     def rollback(self, context, result):
         for file_id in result.rollback_data.get('ids', []):
             context.client.delete_file(file_id)
+"""
 
-
+PUBLISH = """\
 class Publish(BaseStep[UploadContext]):
     name = 'publish'
     progress_weight = 0.4
@@ -137,31 +217,16 @@ class Publish(BaseStep[UploadContext]):
     def execute(self, context):
         context.log('publishing', {'to': 'nowhere'})
         raise ConnectionError('the catalogue refused the files')
-
-
-class Action(BaseUploadAction[Params]):
-    def setup_steps(self, registry: StepRegistry) -> None:
-        registry.register(Store())
-        registry.register(Publish())
 """
 
+FAILING = step_plugin(STORE, PUBLISH)
 
-def test_a_failing_step_is_rolled_back_on_the_worker(
-    plugin_factory: Any,
-    source: Path,
-    tmp_path: Path,
-    journal: Journal,
-    memory: MemoryLogger,
-    store: LocalBackendClient,
-    runtime: RuntimeContext,
-) -> None:
-    plugin = plugin_factory('failing_upload', FAILING)
-    before = preexisting(store, tmp_path)
+
+def test_a_failing_step_is_rolled_back_on_the_worker(driver: Driver) -> None:
+    plugin = driver.load('failing_upload', FAILING)
 
     with pytest.raises(StepExecutionError) as caught:
-        executor(journal).run(
-            plugin.action, {'source_path': str(source)}, ctx=runtime, origin=plugin.origin
-        )
+        driver.run(plugin)
 
     error = caught.value
     assert type(error) is StepExecutionError
@@ -170,37 +235,23 @@ def test_a_failing_step_is_rolled_back_on_the_worker(
     assert 'the catalogue refused the files' in error.result.error
     assert "Step 'publish' failed" in str(error)
     assert error.rollback_errors == []
-    assert stored(store) == before  # the 7 uploads were deleted, the older file kept
+    assert stored(driver.store) == driver.before  # the 7 uploads were deleted, the older file kept
 
+    memory, journal, job_id = driver.memory, driver.journal, driver.runtime.job_id
     assert 'publishing' in memory.event_names()
     assert ('rollback_end', 'store') in memory.lifecycle
     assert memory.lifecycle[-1] == ('run_end', 'failed')
     assert memory.progress_of('store')[-1] == 100
-    record = journal.get_run(runtime.job_id)
+    record = journal.get_run(job_id)
     assert record.status == 'rolled_back'
-    assert [(s.name, s.status) for s in journal.steps(runtime.job_id)] == [
+    assert [(s.name, s.status) for s in journal.steps(job_id)] == [
         ('store', 'rolled_back'),
         ('publish', 'rolled_back'),
     ]
 
 
 # --- cancellation from the driver ---------------------------------------------
-SPINNING = """\
-import time
-from pathlib import Path
-
-from pydantic import BaseModel
-
-from synapse_sdk.plugins import BaseUploadAction
-from synapse_sdk.plugins.actions.upload import UploadContext
-from synapse_sdk.plugins.pipelines.steps import BaseStep, StepRegistry, StepResult
-
-
-class Params(BaseModel):
-    source_path: str
-    seconds: float = 60.0
-
-
+SPIN = """\
 class Spin(BaseStep[UploadContext]):
     name = 'spin'
     progress_weight = 1.0
@@ -219,43 +270,24 @@ class Spin(BaseStep[UploadContext]):
         for file_id in result.rollback_data.get('ids', []):
             context.client.delete_file(file_id)
         context.log('spin_rolled_back', {'ids': result.rollback_data.get('ids', [])})
-
-
-class Action(BaseUploadAction[Params]):
-    def setup_steps(self, registry: StepRegistry) -> None:
-        registry.register(Spin())
 """
 
+SPINNING = step_plugin(SPIN, params=('source_path: str', 'seconds: float = 60.0'))
 
-def test_cancelling_the_driver_runtime_cancels_the_remote_run(
-    plugin_factory: Any,
-    source: Path,
-    tmp_path: Path,
-    journal: Journal,
-    memory: MemoryLogger,
-    store: LocalBackendClient,
-    runtime: RuntimeContext,
-    alarm: Any,
-) -> None:
-    plugin = plugin_factory('spinning_upload', SPINNING)
-    before = preexisting(store, tmp_path)
+
+def test_cancelling_the_driver_runtime_cancels_the_remote_run(driver: Driver, alarm: Any) -> None:
+    plugin = driver.load('spinning_upload', SPINNING)
+    memory = driver.memory
     alarm(120)
 
-    def cancel_once_spinning() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if len(memory.progress_of('spin')) >= 3:  # the step is running on the worker
-                runtime.cancel('stopped from the test')
-                return
-            time.sleep(0.05)
-
-    canceller = threading.Thread(target=cancel_once_spinning, daemon=True)
-    canceller.start()
+    canceller = cancel_when(
+        lambda: len(memory.progress_of('spin')) >= 3,  # the step is running on the worker
+        driver.runtime,
+        'stopped from the test',
+    )
     started = time.monotonic()
     with pytest.raises(RunCancelledError) as caught:
-        executor(journal).run(
-            plugin.action, {'source_path': str(source)}, ctx=runtime, origin=plugin.origin
-        )
+        driver.run(plugin)
     canceller.join(5)
 
     assert time.monotonic() - started < 45  # stopped, not run to its 60 s end
@@ -264,39 +296,26 @@ def test_cancelling_the_driver_runtime_cancels_the_remote_run(
     assert error.reason == 'stopped from the test'
     assert 'cancelled' in error.result.error
     assert error.rollback_errors == []
-    assert stored(store) == before  # the worker's rollback deleted its two uploads
+    assert stored(driver.store) == driver.before  # the worker's rollback deleted its two uploads
     rolled_back = [e for e in memory.events if e.event == 'spin_rolled_back']
     assert len(rolled_back) == 1 and len(rolled_back[0].data['ids']) == 2
     assert ('rollback_end', 'spin') in memory.lifecycle
-    record = journal.get_run(runtime.job_id)
+    record = driver.journal.get_run(driver.runtime.job_id)
     assert record.status == 'cancelled'
     assert 'stopped from the test' in (record.error or '')
 
 
 # --- the worker dies mid-step -------------------------------------------------
-CRASHING = """\
-import os
-from pathlib import Path
-
-from pydantic import BaseModel
-
-from synapse_sdk.plugins import BaseUploadAction
-from synapse_sdk.plugins.actions.upload import UploadContext
-from synapse_sdk.plugins.pipelines.steps import BaseStep, StepRegistry, StepResult
-
-
-class Params(BaseModel):
-    source_path: str
-
-
+PREPARE = """\
 class Prepare(BaseStep[UploadContext]):
     name = 'prepare'
     progress_weight = 0.1
 
     def execute(self, context):
         return StepResult(data={'ok': True})
+"""
 
-
+STORE_THEN_DIE = """\
 class Store(BaseStep[UploadContext]):
     name = 'store'
     progress_weight = 0.9
@@ -323,33 +342,19 @@ class Store(BaseStep[UploadContext]):
                 ids.add(found)
         for file_id in sorted(ids):
             context.client.delete_file(file_id)
-
-
-class Action(BaseUploadAction[Params]):
-    def setup_steps(self, registry: StepRegistry) -> None:
-        registry.register(Prepare())
-        registry.register(Store())
 """
+
+CRASHING = step_plugin(PREPARE, STORE_THEN_DIE)
 
 
 def test_a_dead_worker_is_reported_and_rolled_back_on_the_driver(
-    plugin_factory: Any,
-    source: Path,
-    tmp_path: Path,
-    journal: Journal,
-    memory: MemoryLogger,
-    store: LocalBackendClient,
-    runtime: RuntimeContext,
-    alarm: Any,
+    driver: Driver, alarm: Any
 ) -> None:
-    plugin = plugin_factory('crashing_upload', CRASHING)
-    before = preexisting(store, tmp_path)
+    plugin = driver.load('crashing_upload', CRASHING)
     alarm(120)
 
     with pytest.raises(StepExecutionError) as caught:
-        executor(journal).run(
-            plugin.action, {'source_path': str(source)}, ctx=runtime, origin=plugin.origin
-        )
+        driver.run(plugin)
 
     error = caught.value
     assert type(error) is StepExecutionError
@@ -357,32 +362,19 @@ def test_a_dead_worker_is_reported_and_rolled_back_on_the_driver(
     assert 'Ray worker died' in error.result.error
     assert "Step 'store' failed" in str(error)
     assert error.rollback_errors == []
-    assert stored(store) == before  # the five uploads, found by id or by key, are gone
+    assert stored(driver.store) == driver.before  # the five uploads, by id or by key, are gone
 
-    record = journal.get_run(runtime.job_id)
+    journal, job_id = driver.journal, driver.runtime.job_id
+    record = journal.get_run(job_id)
     assert record.status == 'rolled_back'
-    steps = {s.name: s.status for s in journal.steps(runtime.job_id)}
+    steps = {s.name: s.status for s in journal.steps(job_id)}
     assert steps == {'prepare': 'rolled_back', 'store': 'rolled_back'}
     # the rollback ran here, on the driver: its loggers saw it
-    assert ('rollback_end', 'store') in memory.lifecycle
+    assert ('rollback_end', 'store') in driver.memory.lifecycle
 
 
 # --- a worker that does not stop when cancelled ---------------------------------
-STUBBORN = """\
-import time
-from pathlib import Path
-
-from pydantic import BaseModel
-
-from synapse_sdk.plugins import BaseUploadAction
-from synapse_sdk.plugins.actions.upload import UploadContext
-from synapse_sdk.plugins.pipelines.steps import BaseStep, StepRegistry, StepResult
-
-
-class Params(BaseModel):
-    source_path: str
-
-
+BLOCK = """\
 class Block(BaseStep[UploadContext]):
     name = 'block'
     progress_weight = 1.0
@@ -397,81 +389,51 @@ class Block(BaseStep[UploadContext]):
     def rollback(self, context, result):
         for file_id in result.rollback_data.get('ids', []):
             context.client.delete_file(file_id)
-
-
-class Action(BaseUploadAction[Params]):
-    def setup_steps(self, registry: StepRegistry) -> None:
-        registry.register(Block())
 """
+
+STUBBORN = step_plugin(BLOCK)
 
 
 def test_a_worker_deaf_to_cancel_is_killed_after_stop_timeout_and_rolled_back(
-    plugin_factory: Any,
-    source: Path,
-    tmp_path: Path,
-    journal: Journal,
-    memory: MemoryLogger,
-    store: LocalBackendClient,
-    runtime: RuntimeContext,
-    alarm: Any,
+    driver: Driver, alarm: Any
 ) -> None:
-    plugin = plugin_factory('stubborn_upload', STUBBORN)
-    before = preexisting(store, tmp_path)
+    plugin = driver.load('stubborn_upload', STUBBORN)
     alarm(90)
 
-    def cancel_once_blocked() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if memory.progress_of('block'):
-                runtime.cancel('user gave up')
-                return
-            time.sleep(0.05)
-
-    threading.Thread(target=cancel_once_blocked, daemon=True).start()
+    cancel_when(lambda: driver.memory.progress_of('block'), driver.runtime, 'user gave up')
     started = time.monotonic()
     with pytest.raises(StepExecutionError) as caught:
-        RayExecutor(journal=journal, console=False, stop_timeout=2.0).run(
-            plugin.action, {'source_path': str(source)}, ctx=runtime, origin=plugin.origin
-        )
+        driver.run(plugin, RayExecutor(journal=driver.journal, console=False, stop_timeout=2.0))
 
     assert time.monotonic() - started < 60
     error = caught.value
     assert error.step_name == 'block'
     assert 'did not stop in time' in (error.result.error or '')
     assert error.rollback_errors == []
-    assert stored(store) == before  # rolled back on the driver, from the journal
-    assert journal.get_run(runtime.job_id).status == 'rolled_back'
+    assert stored(driver.store) == driver.before  # rolled back on the driver, from the journal
+    assert driver.journal.get_run(driver.runtime.job_id).status == 'rolled_back'
 
 
 OVERDUE = STUBBORN.replace("    name = 'block'\n", "    name = 'block'\n    timeout = 0.5\n")
 
 
 def test_a_step_stuck_past_its_timeout_has_its_worker_killed_and_is_rolled_back(
-    plugin_factory: Any,
-    source: Path,
-    tmp_path: Path,
-    journal: Journal,
-    store: LocalBackendClient,
-    runtime: RuntimeContext,
-    alarm: Any,
+    driver: Driver, alarm: Any
 ) -> None:
     """Blocked in C (time.sleep) past its timeout: no thread can stop it, the process can."""
     assert 'timeout = 0.5' in OVERDUE
-    plugin = plugin_factory('overdue_upload', OVERDUE)
-    before = preexisting(store, tmp_path)
+    plugin = driver.load('overdue_upload', OVERDUE)
     alarm(90)
     started = time.monotonic()
     with pytest.raises(StepExecutionError) as caught:
-        RayExecutor(journal=journal, console=False).run(
-            plugin.action, {'source_path': str(source)}, ctx=runtime, origin=plugin.origin
-        )
+        driver.run(plugin, RayExecutor(journal=driver.journal, console=False))
     assert time.monotonic() - started < 60  # timeout + two grace periods, not the 120 s sleep
     error = caught.value
     assert not isinstance(error, RunCancelledError)  # a timeout is a failure, not a cancel
     assert error.step_name == 'block'
     assert 'exceeded its timeout of 0.5s and did not stop' in (error.result.error or '')
-    assert stored(store) == before  # rolled back on the driver, from the journal
-    assert journal.get_run(runtime.job_id).status == 'rolled_back'
+    assert stored(driver.store) == driver.before  # rolled back on the driver, from the journal
+    assert driver.journal.get_run(driver.runtime.job_id).status == 'rolled_back'
 
 
 # --- what is not a worker crash ---------------------------------------------------
@@ -507,32 +469,20 @@ def test_an_error_of_a_plain_action_reaches_the_driver_as_itself(
     assert journal.get_run(runtime.job_id).status == 'failed'
 
 
-WITH_HELPER = """\
-from pydantic import BaseModel
-
-from synapse_sdk.plugins import BaseUploadAction
-from synapse_sdk.plugins.actions.upload import UploadContext
-from synapse_sdk.plugins.pipelines.steps import BaseStep, StepRegistry, StepResult
-
-from naming import shout  # a sibling module of the plugin folder
-
-
-class Params(BaseModel):
-    word: str
-
-
+SAY = """\
 class Say(BaseStep[UploadContext]):
     name = 'say'
     progress_weight = 1.0
 
     def execute(self, context):
         return StepResult(data={'said': shout(context.params['word'])})
-
-
-class Action(BaseUploadAction[Params]):
-    def setup_steps(self, registry: StepRegistry) -> None:
-        registry.register(Say())
 """
+
+WITH_HELPER = step_plugin(
+    SAY,
+    params=('word: str',),
+    imports='\nfrom naming import shout  # a sibling module of the plugin folder\n',
+)
 
 
 def test_a_plugins_own_modules_reach_the_worker_when_ray_is_already_running(
