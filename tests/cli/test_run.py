@@ -102,32 +102,51 @@ def only_log(home: Path) -> list[dict[str, Any]]:
     return records
 
 
-def assert_clean_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
-    """Exit ``code``, nothing on stdout, one ``error:`` line on stderr and no traceback."""
+def assert_failed(proc: subprocess.CompletedProcess[str], code: int) -> None:
+    """Exit ``code``, nothing on stdout and no traceback on stderr."""
     assert proc.returncode == code, proc.stderr
     assert proc.stdout == ''
     assert 'Traceback' not in proc.stderr
     assert '╭' not in proc.stderr  # no rich traceback box either
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess[str], code: int, expected: str) -> None:
+    """:func:`assert_failed`, with one ``error:`` line on stderr: ``expected``.
+
+    An ``expected`` that ends in ``': '`` is the start of the line: the rest comes
+    from a parser (JSON, YAML).
+    """
+    assert_failed(proc, code)
     lines = proc.stderr.strip('\n').splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith('error: ')
-    return lines[0]
+    if expected.endswith(': '):
+        assert lines[0].startswith(expected)
+    else:
+        assert lines[0] == expected
+
+
+def no_action(action: str) -> str:
+    """The error line for an action the example plugin does not have."""
+    return f"error: plugin 'file_upload' has no action '{action}'; its actions: upload, upload_spec"
+
+
+def invalid_params(problem: str, action: str = 'DurableFileUploadAction') -> str:
+    """The error line for params that do not validate (field ``source_path``)."""
+    return f'error: invalid params for {action}: source_path: {problem}'
+
+
+def upload_sample_data(cli: Cli, example: Path) -> subprocess.CompletedProcess[str]:
+    """``synapse plugin run upload`` of the example plugin, on its sample data."""
+    params = json.dumps({'source_path': str(example / 'sample_data')})
+    return cli('plugin', 'run', 'upload', '--path', example, '--params', params)
 
 
 # -- a successful run ---------------------------------------------------------------
 
 
 def test_run_example_upload(cli: Cli, home: Path, example: Path) -> None:
-    source = example / 'sample_data'
-    proc = cli(
-        'plugin',
-        'run',
-        'upload',
-        '--path',
-        example,
-        '--params',
-        json.dumps({'source_path': str(source)}),
-    )
+    proc = upload_sample_data(cli, example)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result['success'] is True
@@ -140,7 +159,7 @@ def test_run_example_upload(cli: Cli, home: Path, example: Path) -> None:
 
     stored = LocalBackendClient(home / 'storage').list_files()
     assert len(stored) == 25
-    expected = sorted(p.name for p in source.rglob('*') if p.is_file())
+    expected = sorted(p.name for p in (example / 'sample_data').rglob('*') if p.is_file())
     assert sorted(info['name'] for info in stored) == expected
 
     records = only_log(home)
@@ -183,9 +202,7 @@ def test_failed_step_rolls_back_and_exits_1(
     params_file.write_text(json.dumps({'source_path': str(source)}))
 
     proc = cli('plugin', 'run', 'upload', '--path', flaky, '--params-file', params_file)
-    assert proc.returncode == 1, proc.stderr
-    assert proc.stdout == ''
-    assert 'Traceback' not in proc.stderr
+    assert_failed(proc, 1)
     assert (
         "error: Step 'verify' failed: ConnectionError: checksum service unreachable" in proc.stderr
     )
@@ -210,9 +227,7 @@ def test_failed_step_rolls_back_and_exits_1(
 
 def test_plain_action_that_raises_exits_1(cli: Cli, flaky: Path) -> None:
     proc = cli('plugin', 'run', 'plain', '--path', flaky, '--params', '{"source_path": "x"}')
-    assert proc.returncode == 1, proc.stderr
-    assert proc.stdout == ''
-    assert 'Traceback' not in proc.stderr
+    assert_failed(proc, 1)
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: action 'plain' failed: ValueError: no route to storage"
     )
@@ -259,116 +274,115 @@ def broken(tmp_path: Path) -> Path:
     return root.resolve()
 
 
+def upload(*args: str, plugin: str = '{example}') -> list[str]:
+    """``plugin run`` arguments: the action ``upload`` of ``plugin``, then ``args``."""
+    return ['upload', '--path', plugin, *args]
+
+
+def broken_plugin(folder: str) -> list[str]:
+    """``plugin run`` arguments: the action ``upload`` of the plugin ``folder`` in ``broken``."""
+    return upload(plugin='{broken}/' + folder)
+
+
 BAD_INPUT = [
+    pytest.param(['nope', '--path', '{example}'], no_action('nope'), id='unknown-action'),
     pytest.param(
-        ['nope', '--path', '{example}'],
-        "error: plugin 'file_upload' has no action 'nope'; its actions: upload, upload_spec",
-        id='unknown-action',
+        ['[/x]', '--path', '{example}'], no_action('[/x]'), id='unknown-action-with-markup'
     ),
     pytest.param(
-        ['[/x]', '--path', '{example}'],
-        "error: plugin 'file_upload' has no action '[/x]'; its actions: upload, upload_spec",
-        id='unknown-action-with-markup',
-    ),
-    pytest.param(
-        ['upload', '--path', '{example}', '--params', '{bad'],
+        upload('--params', '{bad'),
         'error: params are not valid JSON: Expecting property name enclosed in double quotes: '
         'line 1 column 2 (char 1)',
         id='bad-json',
     ),
     pytest.param(
-        ['upload', '--path', '{example}', '--params', '[1, 2]'],
+        upload('--params', '[1, 2]'),
         'error: params must be a JSON object, got list',
         id='params-not-object',
     ),
     pytest.param(
-        ['upload', '--path', '{example}', '--params', '"text"'],
+        upload('--params', '"text"'),
         'error: params must be a JSON object, got str',
         id='params-string',
     ),
+    pytest.param(upload(), invalid_params('Field required'), id='params-missing-field'),
     pytest.param(
-        ['upload', '--path', '{example}'],
-        'error: invalid params for DurableFileUploadAction: source_path: Field required',
-        id='params-missing-field',
-    ),
-    pytest.param(
-        ['upload', '--path', '{example}', '--params', '{"source_path": 5}'],
-        'error: invalid params for DurableFileUploadAction: source_path: Input should be a valid '
-        'string (got 5)',
+        upload('--params', '{"source_path": 5}'),
+        invalid_params('Input should be a valid string (got 5)'),
         id='params-wrong-type',
     ),
     pytest.param(
-        ['upload', '--path', '{broken}/no_config'],
+        broken_plugin('no_config'),
         'error: no config.yaml in {broken}/no_config: pass the plugin folder with --path',
         id='missing-config',
     ),
     pytest.param(
-        ['upload', '--path', '{broken}/a[/b]'],
+        broken_plugin('a[/b]'),
         'error: no config.yaml in {broken}/a[/b]: pass the plugin folder with --path',
         id='missing-config-path-with-markup',
     ),
     pytest.param(
-        ['upload', '--path', '{broken}/bad_yaml'],
+        broken_plugin('bad_yaml'),
         'error: {broken}/bad_yaml/config.yaml is not valid YAML: ',
         id='bad-yaml',
     ),
     pytest.param(
-        ['upload', '--path', '{broken}/not_mapping'],
+        broken_plugin('not_mapping'),
         'error: {broken}/not_mapping/config.yaml must hold a mapping, got list',
         id='config-not-mapping',
     ),
     pytest.param(
-        ['upload', '--path', '{broken}/missing_fields'],
+        broken_plugin('missing_fields'),
         'error: {broken}/missing_fields/config.yaml is invalid: version: Field required; '
         'category: Field required; actions: Field required',
         id='config-missing-fields',
     ),
     pytest.param(
-        ['upload', '--path', '{broken}/no_actions'],
+        broken_plugin('no_actions'),
         'error: {broken}/no_actions/config.yaml is invalid: actions: Dictionary should have at '
         'least 1 item after validation, not 0',
         id='config-no-actions',
     ),
     pytest.param(
-        ['upload', '--path', '{broken}/bad_entrypoint'],
+        broken_plugin('bad_entrypoint'),
         'error: {broken}/bad_entrypoint/config.yaml is invalid: actions.upload.entrypoint: '
         "Value error, expected 'module:Class' or 'module.Class', got 'not valid!'",
         id='bad-entrypoint-format',
     ),
     pytest.param(
-        ['upload', '--path', '{broken}/syntax'],
+        broken_plugin('syntax'),
         "error: cannot import 'broken_module' from {broken}/syntax: SyntaxError: invalid syntax "
         '(broken_module.py, line 1)',
         id='entrypoint-syntax-error',
     ),
     pytest.param(
-        ['upload', '--path', '{broken}/import_error'],
+        broken_plugin('import_error'),
         "error: cannot import 'needs_missing' from {broken}/import_error: "
         "ModuleNotFoundError: No module named 'no_such_module_anywhere'",
         id='entrypoint-import-error',
     ),
     pytest.param(
-        ['upload', '--path', '{broken}/no_class'],
+        broken_plugin('no_class'),
         "error: entrypoint of 'upload': some_module has no Nope",
         id='entrypoint-class-missing',
     ),
     pytest.param(
-        ['upload', '--path', '{broken}/not_action'],
+        broken_plugin('not_action'),
         "error: entrypoint of 'upload': some_module.X is not a BaseAction subclass",
         id='entrypoint-not-an-action',
     ),
     pytest.param(
-        ['upload', '--path', '{example}', '--params', '{}', '--params-file', '{broken}/p.json'],
+        upload('--params', '{}', '--params-file', '{broken}/p.json'),
         'error: give --params or --params-file, not both',
         id='params-and-params-file',
     ),
     pytest.param(
-        ['upload', '--path', '{example}', '--params-file', '{broken}/missing.json'],
+        upload('--params-file', '{broken}/missing.json'),
         'error: cannot read --params-file {broken}/missing.json: No such file or directory',
         id='params-file-missing',
     ),
     pytest.param(
-        ['upload', '--path', '{example}', '--params-file', '{broken}/params_dir'],
+        upload('--params-file', '{broken}/params_dir'),
         'error: cannot read --params-file {broken}/params_dir: Is a directory',
         id='params-file-is-a-directory',
     ),
@@ -383,12 +397,7 @@ def test_bad_input_exits_2_with_one_line(
         return text.replace('{example}', str(example)).replace('{broken}', str(broken))
 
     proc = cli('plugin', 'run', *map(fill, args))
-    line = assert_clean_error(proc, 2)
-    expected = fill(expected)
-    if expected.endswith(': '):  # the rest comes from the YAML parser
-        assert line.startswith(expected)
-    else:
-        assert line == expected
+    assert_clean_error(proc, 2, fill(expected))
     assert not home.exists()  # nothing ran: no storage, no log, no journal
 
 
@@ -397,9 +406,7 @@ def test_debug_shows_the_traceback(cli: Cli, example: Path) -> None:
     assert proc.returncode == 2
     assert 'Traceback (most recent call last)' in proc.stderr
     assert 'PluginError' in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == (
-        "error: plugin 'file_upload' has no action 'nope'; its actions: upload, upload_spec"
-    )
+    assert proc.stderr.strip().splitlines()[-1] == no_action('nope')
 
 
 def test_debug_shows_the_traceback_of_a_failed_step(cli: Cli, flaky: Path) -> None:
@@ -444,22 +451,20 @@ def test_steps_of_a_plain_action(cli: Cli, flaky: Path) -> None:
 @pytest.mark.parametrize(
     ('args', 'expected'),
     [
-        (
-            ['nope'],
-            "error: plugin 'file_upload' has no action 'nope'; its actions: upload, upload_spec",
+        pytest.param(['nope'], no_action('nope'), id='unknown-action'),
+        pytest.param(
+            ['upload', '--params', '{x'], 'error: params are not valid JSON: ', id='bad-json'
         ),
-        (['upload', '--params', '{x'], 'error: params are not valid JSON: '),
-        (
+        pytest.param(
             ['upload', '--params', '{"source_path": 1}'],
-            'error: invalid params for DurableFileUploadAction: source_path: Input should be '
-            'a valid string (got 1)',
+            invalid_params('Input should be a valid string (got 1)'),
+            id='params-wrong-type',
         ),
     ],
 )
 def test_steps_bad_input_exits_2(cli: Cli, example: Path, args: list[str], expected: str) -> None:
     proc = cli('plugin', 'steps', *args, '--path', example)
-    line = assert_clean_error(proc, 2)
-    assert line.startswith(expected) if expected.endswith(': ') else line == expected
+    assert_clean_error(proc, 2, expected)
 
 
 def test_run_with_markup_in_synapse_home(
@@ -468,16 +473,7 @@ def test_run_with_markup_in_synapse_home(
     """Paths are printed as text: a home folder named like a rich tag must not crash the run."""
     home = tmp_path / 'home[/x]'
     cli_env['SYNAPSE_HOME'] = str(home)
-    source = example / 'sample_data'
-    proc = cli(
-        'plugin',
-        'run',
-        'upload',
-        '--path',
-        example,
-        '--params',
-        json.dumps({'source_path': str(source)}),
-    )
+    proc = upload_sample_data(cli, example)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)['success'] is True
     assert str(home) in proc.stderr
@@ -491,5 +487,4 @@ def test_steps_needing_params_without_params_is_bad_input(cli: Cli, flaky: Path)
     assert with_params.returncode == 0, with_params.stderr
     assert [row[1] for row in table_rows(with_params.stdout)] == ['verify', 'store']
     proc = cli('plugin', 'steps', 'conditional', '--path', flaky)
-    line = assert_clean_error(proc, 2)
-    assert line == 'error: invalid params for Conditional: source_path: Field required'
+    assert_clean_error(proc, 2, invalid_params('Field required', action='Conditional'))

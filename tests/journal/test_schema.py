@@ -21,37 +21,45 @@ def columns(path: Path, table: str) -> list[str]:
     return [row[1] for row in peek(path, f'PRAGMA table_info({table})')]
 
 
-def make_journal_with_a_run(path: Path) -> None:
+@pytest.fixture
+def runs_db(home: Path) -> Path:
+    """``runs.db`` in ``home``, made by this version with one finished run, ``old-run``."""
+    path = home / 'runs.db'
     journal = Journal(path)
     journal.start_run('old-run', entrypoint='tests:x', params={'a': 1})
     journal.set_run_status('old-run', 'succeeded')
     journal.close()
+    return path
 
 
-def test_a_new_journal_gets_the_current_version(home: Path) -> None:
-    make_journal_with_a_run(home / 'runs.db')
+def pretend_schema(
+    monkeypatch: pytest.MonkeyPatch, version: int, migrations: dict[int, str]
+) -> None:
+    """Make this process expect schema ``version``, reached with ``migrations``."""
+    monkeypatch.setattr(journal_schema, 'SCHEMA_VERSION', version)
+    monkeypatch.setattr(journal_schema, 'MIGRATIONS', migrations)
+
+
+def test_a_new_journal_gets_the_current_version(runs_db: Path) -> None:
     assert SCHEMA_VERSION == 1
-    assert user_version(home / 'runs.db') == SCHEMA_VERSION
+    assert user_version(runs_db) == SCHEMA_VERSION
     assert {'runs', 'steps', 'rollback_items'} <= {
-        row[0]
-        for row in peek(home / 'runs.db', "SELECT name FROM sqlite_master WHERE type='table'")
+        row[0] for row in peek(runs_db, "SELECT name FROM sqlite_master WHERE type='table'")
     }
 
 
-def test_a_journal_of_a_newer_version_is_refused(home: Path) -> None:
-    path = home / 'runs.db'
-    make_journal_with_a_run(path)
-    peek(path, 'PRAGMA user_version = 99')
+def test_a_journal_of_a_newer_version_is_refused(home: Path, runs_db: Path) -> None:
+    peek(runs_db, 'PRAGMA user_version = 99')
 
     with pytest.raises(JournalVersionError) as caught:
-        Journal(path).get_run('old-run')
+        Journal(runs_db).get_run('old-run')
     message = str(caught.value)
-    assert str(path) in message
+    assert str(runs_db) in message
     assert 'newer synapse-sdk' in message
     assert 'journal schema 99' in message
     assert f'reads up to {SCHEMA_VERSION}' in message
     assert 'upgrade synapse-sdk' in message
-    assert user_version(path) == 99  # left as it was
+    assert user_version(runs_db) == 99  # left as it was
 
     line = one_line_error(run_cli(home, 'runs', 'list'))
     assert 'newer synapse-sdk' in line
@@ -61,11 +69,9 @@ def test_a_journal_of_a_newer_version_is_refused(home: Path) -> None:
 
 
 def test_plugin_run_refuses_a_newer_journal_before_running_anything(
-    home: Path, tmp_path: Path
+    home: Path, tmp_path: Path, runs_db: Path
 ) -> None:
-    path = home / 'runs.db'
-    make_journal_with_a_run(path)
-    peek(path, 'PRAGMA user_version = 99')
+    peek(runs_db, 'PRAGMA user_version = 99')
     make_files(tmp_path / 'source', 2, seed=1)
     done = run_cli(
         home,
@@ -102,84 +108,72 @@ def test_a_foreign_sqlite_database_is_refused_and_left_alone(home: Path) -> None
 
 
 def test_an_older_journal_is_migrated_and_keeps_its_runs(
-    home: Path, monkeypatch: pytest.MonkeyPatch
+    runs_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = home / 'runs.db'
-    make_journal_with_a_run(path)
-    assert 'note' not in columns(path, 'runs')
+    assert 'note' not in columns(runs_db, 'runs')
 
-    monkeypatch.setattr(journal_schema, 'SCHEMA_VERSION', 2)
-    monkeypatch.setattr(journal_schema, 'MIGRATIONS', {1: 'ALTER TABLE runs ADD COLUMN note TEXT'})
-    journal = Journal(path)
+    pretend_schema(monkeypatch, 2, {1: 'ALTER TABLE runs ADD COLUMN note TEXT'})
+    journal = Journal(runs_db)
     try:
         run = journal.get_run('old-run')
         assert (run.status, run.params) == ('succeeded', {'a': 1})
-        assert user_version(path) == 2
-        assert 'note' in columns(path, 'runs')
+        assert user_version(runs_db) == 2
+        assert 'note' in columns(runs_db, 'runs')
         journal.start_run('new-run', entrypoint='tests:x', params={})
         assert {r.id for r in journal.list_runs()} == {'old-run', 'new-run'}
     finally:
         journal.close()
 
     # opened again at version 2: nothing more to do
-    again = Journal(path)
+    again = Journal(runs_db)
     try:
         assert again.get_run('old-run').status == 'succeeded'
-        assert user_version(path) == 2
+        assert user_version(runs_db) == 2
     finally:
         again.close()
 
 
 def test_a_migration_runs_step_by_step_through_versions(
-    home: Path, monkeypatch: pytest.MonkeyPatch
+    runs_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = home / 'runs.db'
-    make_journal_with_a_run(path)
-    monkeypatch.setattr(journal_schema, 'SCHEMA_VERSION', 3)
-    monkeypatch.setattr(
-        journal_schema,
-        'MIGRATIONS',
+    pretend_schema(
+        monkeypatch,
+        3,
         {
             1: 'ALTER TABLE runs ADD COLUMN note TEXT',
             2: "ALTER TABLE runs ADD COLUMN tag TEXT; UPDATE runs SET tag = 'migrated'",
         },
     )
-    journal = Journal(path)
+    journal = Journal(runs_db)
     try:
         assert journal.get_run('old-run').status == 'succeeded'
     finally:
         journal.close()
-    assert user_version(path) == 3
-    assert peek(path, 'SELECT note, tag FROM runs') == [(None, 'migrated')]
+    assert user_version(runs_db) == 3
+    assert peek(runs_db, 'SELECT note, tag FROM runs') == [(None, 'migrated')]
 
 
 def test_a_failing_migration_leaves_the_journal_as_it_was(
-    home: Path, monkeypatch: pytest.MonkeyPatch
+    runs_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = home / 'runs.db'
-    make_journal_with_a_run(path)
-    monkeypatch.setattr(journal_schema, 'SCHEMA_VERSION', 2)
-    monkeypatch.setattr(
-        journal_schema,
-        'MIGRATIONS',
+    pretend_schema(
+        monkeypatch,
+        2,
         {1: 'ALTER TABLE runs ADD COLUMN note TEXT; ALTER TABLE no_such_table ADD COLUMN x'},
     )
     with pytest.raises(sqlite3.OperationalError):
-        Journal(path).db  # noqa: B018
-    assert user_version(path) == 1
-    assert 'note' not in columns(path, 'runs')
+        Journal(runs_db).db  # noqa: B018
+    assert user_version(runs_db) == 1
+    assert 'note' not in columns(runs_db, 'runs')
     monkeypatch.undo()
-    assert Journal(path).get_run('old-run').status == 'succeeded'
+    assert Journal(runs_db).get_run('old-run').status == 'succeeded'
 
 
 def test_a_version_without_a_migration_is_refused(
-    home: Path, monkeypatch: pytest.MonkeyPatch
+    runs_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = home / 'runs.db'
-    make_journal_with_a_run(path)
-    monkeypatch.setattr(journal_schema, 'SCHEMA_VERSION', 3)
-    monkeypatch.setattr(journal_schema, 'MIGRATIONS', {1: 'ALTER TABLE runs ADD COLUMN note TEXT'})
+    pretend_schema(monkeypatch, 3, {1: 'ALTER TABLE runs ADD COLUMN note TEXT'})
     with pytest.raises(JournalVersionError, match='journal schema 2, which cannot be migrated'):
-        Journal(path).db  # noqa: B018
-    assert user_version(path) == 1  # all or nothing
-    assert 'note' not in columns(path, 'runs')
+        Journal(runs_db).db  # noqa: B018
+    assert user_version(runs_db) == 1  # all or nothing
+    assert 'note' not in columns(runs_db, 'runs')

@@ -16,7 +16,16 @@ from synapse_sdk.plugins.steps import (
     StepResult,
 )
 
-from .conftest import Recorder, RecordingListener, Step, make_registry, raising, returning, run
+from .conftest import (
+    Action,
+    Recorder,
+    RecordingListener,
+    Step,
+    make_registry,
+    raising,
+    returning,
+    run,
+)
 
 LISTENER_ERROR = 'listener RecordingListener failed: RuntimeError: listener broke in {}'
 
@@ -25,12 +34,44 @@ def rollbacks(journal: list[str]) -> list[str]:
     return [e for e in journal if e.startswith('rollback:')]
 
 
+def journaled(journal: list[str], *names: str, **actions: Action) -> list[Step]:
+    """Steps called ``names`` that write into ``journal``; ``actions``: by step name."""
+    return [Step(name, journal=journal, action=actions.get(name)) for name in names]
+
+
+def run_failing(context: BaseStepContext, *steps: Step, **kwargs: Any) -> StepExecutionError:
+    """Run ``steps``, which must fail; the error."""
+    with pytest.raises(StepExecutionError) as info:
+        run(context, *steps, **kwargs)
+    return info.value
+
+
+def listen(
+    context: BaseStepContext, *steps: Step, fails: bool = False, **kwargs: Any
+) -> RecordingListener:
+    """Run ``steps`` (which must fail if ``fails``) with a new RecordingListener; the listener."""
+    listener = RecordingListener()
+    (run_failing if fails else run)(context, *steps, listeners=[listener], **kwargs)
+    return listener
+
+
+# b fails after a succeeded: what a listener sees from b's start on
+B_FAILS_AFTER_A = [
+    ('step_start', 'b'),
+    ('step_end', 'b', False),
+    ('rollback_start', 'b'),
+    ('rollback_end', 'b', None),
+    ('rollback_start', 'a'),
+    ('rollback_end', 'a', None),
+    ('run_end', False),
+]
+
+
 # ------------------------------------------------------------------ event order
 
 
 def test_success_event_order(context: BaseStepContext) -> None:
-    listener = RecordingListener()
-    run(context, Step('a'), Step('b'), listeners=[listener])
+    listener = listen(context, Step('a'), Step('b'))
     assert listener.lifecycle() == [
         ('run_start', ['a', 'b']),
         ('step_start', 'a'),
@@ -42,8 +83,7 @@ def test_success_event_order(context: BaseStepContext) -> None:
 
 
 def test_progress_events_sit_between_step_events(context: BaseStepContext) -> None:
-    listener = RecordingListener()
-    run(context, Step('a'), Step('b'), listeners=[listener])
+    listener = listen(context, Step('a'), Step('b'))
     events = listener.events
     assert events[:4] == [
         ('run_start', ['a', 'b']),
@@ -56,8 +96,7 @@ def test_progress_events_sit_between_step_events(context: BaseStepContext) -> No
 
 
 def test_skip_event_order(context: BaseStepContext) -> None:
-    listener = RecordingListener()
-    run(context, Step('a', skip=True), Step('b'), Step('c', skip=True), listeners=[listener])
+    listener = listen(context, Step('a', skip=True), Step('b'), Step('c', skip=True))
     assert listener.lifecycle() == [
         ('run_start', ['a', 'b', 'c']),
         ('step_skip', 'a'),
@@ -69,68 +108,47 @@ def test_skip_event_order(context: BaseStepContext) -> None:
 
 
 def test_failure_event_order(context: BaseStepContext) -> None:
-    listener = RecordingListener()
-    with pytest.raises(StepExecutionError):
-        run(
-            context,
-            Step('a'),
-            Step('s', skip=True),
-            Step('b', action=raising(ValueError('x'))),
-            Step('c'),
-            listeners=[listener],
-        )
+    listener = listen(
+        context,
+        Step('a'),
+        Step('s', skip=True),
+        Step('b', action=raising(ValueError('x'))),
+        Step('c'),
+        fails=True,
+    )
     assert listener.lifecycle() == [
         ('run_start', ['a', 's', 'b', 'c']),
         ('step_start', 'a'),
         ('step_end', 'a', True),
         ('step_skip', 's'),
-        ('step_start', 'b'),
-        ('step_end', 'b', False),
-        ('rollback_start', 'b'),
-        ('rollback_end', 'b', None),
-        ('rollback_start', 'a'),
-        ('rollback_end', 'a', None),
-        ('run_end', False),
+        *B_FAILS_AFTER_A,
     ]
 
 
 def test_returned_failure_event_order(context: BaseStepContext) -> None:
-    listener = RecordingListener()
-    with pytest.raises(StepExecutionError):
-        run(
-            context,
-            Step('a'),
-            Step('b', action=returning(StepResult(success=False, error='no'))),
-            listeners=[listener],
-        )
-    assert listener.lifecycle()[3:] == [
-        ('step_start', 'b'),
-        ('step_end', 'b', False),
-        ('rollback_start', 'b'),
-        ('rollback_end', 'b', None),
-        ('rollback_start', 'a'),
-        ('rollback_end', 'a', None),
-        ('run_end', False),
-    ]
+    listener = listen(
+        context,
+        Step('a'),
+        Step('b', action=returning(StepResult(success=False, error='no'))),
+        fails=True,
+    )
+    assert listener.lifecycle()[3:] == B_FAILS_AFTER_A
 
 
 def test_rollback_end_receives_the_rollback_error(context: BaseStepContext) -> None:
     error = OSError('locked')
-    listener = RecordingListener()
-    with pytest.raises(StepExecutionError):
-        run(
-            context,
-            Step('a', on_rollback=raising(error)),
-            Step('b', action=raising(ValueError('x'))),
-            listeners=[listener],
-        )
+    listener = listen(
+        context,
+        Step('a', on_rollback=raising(error)),
+        Step('b', action=raising(ValueError('x'))),
+        fails=True,
+    )
     assert ('rollback_end', 'a', error) in listener.events
     assert ('rollback_end', 'b', None) in listener.events
 
 
 def test_run_start_gets_step_infos(context: BaseStepContext) -> None:
-    listener = RecordingListener()
-    run(context, Step('a', 1), Step('b', 3), Step('c', 0), listeners=[listener])
+    listener = listen(context, Step('a', 1), Step('b', 3), Step('c', 0))
     assert listener.infos == [StepInfo(0, 'a', 1.0), StepInfo(1, 'b', 3.0), StepInfo(2, 'c', 0.0)]
     assert all(isinstance(info.weight, float) for info in listener.infos)
 
@@ -144,13 +162,12 @@ def test_listener_defaults_are_no_ops(context: BaseStepContext) -> None:
         completed={},
     )
     assert result['success'] is True
-    with pytest.raises(StepExecutionError):
-        run(
-            BaseStepContext(runtime_ctx=context.runtime_ctx),
-            Step('a'),
-            Step('b', action=raising(ValueError('x'))),
-            listeners=[RunListener()],
-        )
+    run_failing(
+        BaseStepContext(runtime_ctx=context.runtime_ctx),
+        Step('a'),
+        Step('b', action=raising(ValueError('x'))),
+        listeners=[RunListener()],
+    )
 
 
 def test_add_listener(context: BaseStepContext) -> None:
@@ -177,14 +194,12 @@ def test_every_listener_gets_every_event(context: BaseStepContext) -> None:
 
 
 def test_success_summary(context: BaseStepContext) -> None:
-    listener = RecordingListener()
-    run(
+    listener = listen(
         context,
         Step('a'),
         Step('b', skip=True),
         Step('c'),
         Step('d'),
-        listeners=[listener],
         completed={'d': StepResult()},
     )
     assert listener.summary == RunSummary(
@@ -195,16 +210,14 @@ def test_success_summary(context: BaseStepContext) -> None:
 
 def test_failure_summary(context: BaseStepContext) -> None:
     exc = ValueError('x')
-    listener = RecordingListener()
-    with pytest.raises(StepExecutionError):
-        run(
-            context,
-            Step('a', on_rollback=raising(OSError('stuck'))),
-            Step('s', skip=True),
-            Step('c', action=raising(exc)),
-            Step('d'),
-            listeners=[listener],
-        )
+    listener = listen(
+        context,
+        Step('a', on_rollback=raising(OSError('stuck'))),
+        Step('s', skip=True),
+        Step('c', action=raising(exc)),
+        Step('d'),
+        fails=True,
+    )
     assert listener.summary == RunSummary(
         success=False,
         steps_executed=1,
@@ -239,15 +252,13 @@ def test_on_progress_mirrors_the_callback(context: BaseStepContext, recorder: Re
             ctx.set_progress(i, 4)
         return StepResult()
 
-    listener = RecordingListener()
-    run(
+    listener = listen(
         context,
         Step('a', 1),
         Step('b', 2, action=action),
         Step('c', 1, skip=True),
         Step('d', 3),
         callback=recorder,
-        listeners=[listener],
     )
     progress = [(e[1], e[2]) for e in listener.events if e[0] == 'progress']
     assert progress == recorder.calls
@@ -261,8 +272,7 @@ def test_on_step_progress_gets_the_fraction(context: BaseStepContext) -> None:
         ctx.set_progress(3, 4, 'files')
         return StepResult()
 
-    listener = RecordingListener()
-    run(context, Step('a', action=action), listeners=[listener])
+    listener = listen(context, Step('a', action=action))
     assert [e for e in listener.events if e[0] == 'step_progress'] == [
         ('step_progress', 'a', 0.25),
         ('step_progress', 'a', 0.75),
@@ -276,8 +286,7 @@ def test_on_rollback_data_receives_record_and_append(context: BaseStepContext) -
         ctx.append_rollback('files', 'f2')
         return StepResult()
 
-    listener = RecordingListener()
-    run(context, Step('a', action=action), listeners=[listener])
+    listener = listen(context, Step('a', action=action))
     assert listener.lifecycle()[1:6] == [
         ('step_start', 'a'),
         ('rollback_data', 'a', {'tmp': '/t', 'session': 7}, None),
@@ -287,43 +296,41 @@ def test_on_rollback_data_receives_record_and_append(context: BaseStepContext) -
     ]
 
 
-def test_listener_raising_in_on_rollback_data_fails_the_step(
-    context: BaseStepContext, journal: list[str]
-) -> None:
-    def action(ctx: BaseStepContext) -> StepResult:
-        ctx.append_rollback('files', 'f1')
-        return StepResult()
+# ------------------------------------------------------------------ listeners that raise
 
-    listener = RecordingListener(fail_on=['rollback_data'])
-    with pytest.raises(StepExecutionError) as info:
-        run(
-            context,
-            Step('a', journal=journal),
-            Step('b', journal=journal, action=action),
-            Step('c', journal=journal),
-            listeners=[listener],
-        )
-    assert str(info.value) == "Step 'b' failed: RuntimeError: listener broke in rollback_data"
+
+def appending_rollback(ctx: BaseStepContext) -> StepResult:
+    ctx.append_rollback('files', 'f1')
+    return StepResult()
+
+
+def reporting_progress(ctx: BaseStepContext) -> StepResult:
+    ctx.set_progress(1, 2)
+    return StepResult()
+
+
+@pytest.mark.parametrize(
+    ('event', 'action'),
+    [
+        pytest.param('rollback_data', appending_rollback, id='on_rollback_data'),
+        pytest.param('step_progress', reporting_progress, id='on_step_progress'),
+    ],
+)
+def test_listener_raising_in_an_event_of_a_running_step_fails_the_step(
+    context: BaseStepContext, journal: list[str], event: str, action: Action
+) -> None:
+    listener = RecordingListener(fail_on=[event])
+    err = run_failing(context, *journaled(journal, 'a', 'b', 'c', b=action), listeners=[listener])
+    assert str(err) == f"Step 'b' failed: RuntimeError: listener broke in {event}"
     assert 'execute:c' not in journal
     assert rollbacks(journal) == ['rollback:b', 'rollback:a']
-
-
-# ------------------------------------------------------------------ listeners that raise
 
 
 def test_listener_raising_in_on_step_start_fails_that_step(
     context: BaseStepContext, journal: list[str]
 ) -> None:
     listener = RecordingListener(fail_on=['step_start'], fail_for='b')
-    with pytest.raises(StepExecutionError) as info:
-        run(
-            context,
-            Step('a', journal=journal),
-            Step('b', journal=journal),
-            Step('c', journal=journal),
-            listeners=[listener],
-        )
-    err = info.value
+    err = run_failing(context, *journaled(journal, 'a', 'b', 'c'), listeners=[listener])
     assert str(err) == "Step 'b' failed: RuntimeError: listener broke in step_start"
     assert isinstance(err.__cause__, RuntimeError)
     assert 'execute:b' not in journal
@@ -338,16 +345,8 @@ def test_listener_raising_in_on_step_end_fails_that_step(
     context: BaseStepContext, journal: list[str]
 ) -> None:
     listener = RecordingListener(fail_on=['step_end'], fail_for='b')
-    b = Step('b', journal=journal)
-    with pytest.raises(StepExecutionError) as info:
-        run(
-            context,
-            Step('a', journal=journal),
-            b,
-            Step('c', journal=journal),
-            listeners=[listener],
-        )
-    err = info.value
+    a, b, c = journaled(journal, 'a', 'b', 'c')
+    err = run_failing(context, a, b, c, listeners=[listener])
     assert str(err) == "Step 'b' failed: RuntimeError: listener broke in step_end"
     assert isinstance(err.__cause__, RuntimeError)
     assert 'can_skip:c' not in journal
@@ -366,19 +365,13 @@ def test_listener_raising_in_rollback_events_does_not_stop_rollback(
 ) -> None:
     broken = RecordingListener(fail_on=['rollback_start', 'rollback_end'], fail_for='b')
     healthy = RecordingListener()
-    with pytest.raises(StepExecutionError) as info:
-        run(
-            context,
-            Step('a', journal=journal),
-            Step('b', journal=journal),
-            Step('c', journal=journal, action=raising(ValueError('x'))),
-            listeners=[broken, healthy],
-        )
+    steps = journaled(journal, 'a', 'b', 'c', c=raising(ValueError('x')))
+    err = run_failing(context, *steps, listeners=[broken, healthy])
     expected = [LISTENER_ERROR.format('rollback_start'), LISTENER_ERROR.format('rollback_end')]
     assert rollbacks(journal) == ['rollback:c', 'rollback:b', 'rollback:a']
     assert context.errors == expected
-    assert info.value.rollback_errors == expected
-    assert str(info.value) == "Step 'c' failed: ValueError: x"
+    assert err.rollback_errors == expected
+    assert str(err) == "Step 'c' failed: ValueError: x"
     assert [e[:2] for e in healthy.lifecycle() if e[0].startswith('rollback')] == [
         ('rollback_start', 'c'),
         ('rollback_end', 'c'),
@@ -395,15 +388,11 @@ def test_listener_raising_in_on_run_end_after_a_failure(
     broken = RecordingListener(fail_on=['run_end'])
     healthy = RecordingListener()
     exc = ValueError('x')
-    with pytest.raises(StepExecutionError) as info:
-        run(
-            context,
-            Step('a', journal=journal),
-            Step('b', journal=journal, action=raising(exc)),
-            listeners=[broken, healthy],
-        )
-    assert str(info.value) == "Step 'b' failed: ValueError: x"
-    assert info.value.__cause__ is exc
+    err = run_failing(
+        context, *journaled(journal, 'a', 'b', b=raising(exc)), listeners=[broken, healthy]
+    )
+    assert str(err) == "Step 'b' failed: ValueError: x"
+    assert err.__cause__ is exc
     assert context.errors == [LISTENER_ERROR.format('run_end')]
     assert rollbacks(journal) == ['rollback:b', 'rollback:a']
     assert healthy.lifecycle()[-1] == ('run_end', False)
@@ -426,13 +415,7 @@ def test_completed_steps_are_reused_not_executed(
 ) -> None:
     listener = RecordingListener()
     old = StepResult(data={'rows': 3}, step_name='a')
-    result = run(
-        context,
-        Step('a', journal=journal),
-        Step('b', journal=journal),
-        listeners=[listener],
-        completed={'a': old},
-    )
+    result = run(context, *journaled(journal, 'a', 'b'), listeners=[listener], completed={'a': old})
     assert journal == ['can_skip:b', 'execute:b']
     assert result == {
         'success': True,
@@ -475,15 +458,8 @@ def test_completed_steps_are_rolled_back_with_their_old_result(
     context: BaseStepContext, journal: list[str]
 ) -> None:
     old = StepResult(rollback_data={'files': ['x']})
-    a = Step('a', journal=journal)
-    with pytest.raises(StepExecutionError):
-        run(
-            context,
-            a,
-            Step('b', journal=journal),
-            Step('c', journal=journal, action=raising(ValueError('x'))),
-            completed={'a': old},
-        )
+    a, b, c = journaled(journal, 'a', 'b', 'c', c=raising(ValueError('x')))
+    run_failing(context, a, b, c, completed={'a': old})
     assert 'execute:a' not in journal
     assert rollbacks(journal) == ['rollback:c', 'rollback:b', 'rollback:a']
     assert a.rollback_results == [old]
@@ -501,39 +477,12 @@ def test_completed_name_not_in_registry_is_ignored(
     assert result['steps_executed'] == 1
 
 
-def test_listener_raising_in_on_step_progress_fails_the_step(
-    context: BaseStepContext, journal: list[str]
-) -> None:
-    def action(ctx: BaseStepContext) -> StepResult:
-        ctx.set_progress(1, 2)
-        return StepResult()
-
-    listener = RecordingListener(fail_on=['step_progress'])
-    with pytest.raises(StepExecutionError) as info:
-        run(
-            context,
-            Step('a', journal=journal),
-            Step('b', journal=journal, action=action),
-            Step('c', journal=journal),
-            listeners=[listener],
-        )
-    assert str(info.value) == "Step 'b' failed: RuntimeError: listener broke in step_progress"
-    assert 'execute:c' not in journal
-    assert rollbacks(journal) == ['rollback:b', 'rollback:a']
-
-
 def test_listener_raising_in_on_progress_fails_the_step_that_moved_it(
     context: BaseStepContext, journal: list[str]
 ) -> None:
     listener = RecordingListener(fail_on=['progress'])
-    with pytest.raises(StepExecutionError) as info:
-        run(
-            context,
-            Step('a', journal=journal),
-            Step('b', journal=journal),
-            listeners=[listener],
-        )
-    assert str(info.value) == "Step 'a' failed: RuntimeError: listener broke in progress"
+    err = run_failing(context, *journaled(journal, 'a', 'b'), listeners=[listener])
+    assert str(err) == "Step 'a' failed: RuntimeError: listener broke in progress"
     assert 'execute:b' not in journal
     assert rollbacks(journal) == ['rollback:a']
     assert listener.summary is not None
@@ -557,12 +506,7 @@ def test_listener_raising_on_the_final_100_is_handled(
     """
     healthy = RecordingListener()
     try:
-        run(
-            context,
-            Step('a', journal=journal),
-            Step('b', journal=journal),
-            listeners=[FailsAt100(), healthy],
-        )
+        run(context, *journaled(journal, 'a', 'b'), listeners=[FailsAt100(), healthy])
     except StepExecutionError:
         assert rollbacks(journal) == ['rollback:b', 'rollback:a']
         assert healthy.lifecycle()[-1] == ('run_end', False)
@@ -580,13 +524,7 @@ def test_progress_callback_raising_on_the_final_100_is_handled(
 
     healthy = RecordingListener()
     try:
-        run(
-            context,
-            Step('a', journal=journal),
-            Step('b', journal=journal),
-            callback=callback,
-            listeners=[healthy],
-        )
+        run(context, *journaled(journal, 'a', 'b'), callback=callback, listeners=[healthy])
     except StepExecutionError as err:
         assert isinstance(err.__cause__, OSError)
         assert rollbacks(journal) == ['rollback:b', 'rollback:a']
@@ -602,13 +540,7 @@ def test_progress_callback_raising_mid_run_fails_the_step(
     def callback(current: int, total: int) -> None:
         raise OSError('progress bar gone')
 
-    with pytest.raises(StepExecutionError) as info:
-        run(
-            context,
-            Step('a', journal=journal),
-            Step('b', journal=journal),
-            callback=callback,
-        )
-    assert str(info.value) == "Step 'a' failed: OSError: progress bar gone"
+    err = run_failing(context, *journaled(journal, 'a', 'b'), callback=callback)
+    assert str(err) == "Step 'a' failed: OSError: progress bar gone"
     assert rollbacks(journal) == ['rollback:a']
     assert 'execute:b' not in journal
