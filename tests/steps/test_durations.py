@@ -12,13 +12,16 @@ import pytest
 
 from synapse_sdk.plugins.steps import (
     BaseStepContext,
+    Orchestrator,
     RetryPolicy,
+    RunListener,
     StepExecutionError,
+    StepInfo,
     StepResult,
 )
 from synapse_sdk.testing import FakeClock
 
-from .conftest import RecordingListener, Step, run
+from .conftest import RecordingListener, Step, make_registry, raising, run
 
 
 def taking(clock: FakeClock, seconds: float, value: Any = None) -> Any:
@@ -178,3 +181,176 @@ def test_a_failed_step_keeps_the_durations_of_those_before(context: BaseStepCont
             clock=clock,
         )
     assert durations(context) == {'a': 2.0, 'b': 1.0}
+
+
+# ------------------------------------------------------------ more durations
+
+
+def test_a_reused_step_keeps_its_old_duration(context: BaseStepContext) -> None:
+    clock = FakeClock()
+    old = StepResult(duration_seconds=7.0)
+    run(
+        context,
+        Step('a'),
+        Step('b', action=taking(clock, 1.5)),
+        completed={'a': old},
+        listeners=[RecordingListener()],
+        clock=clock,
+    )
+    assert old.duration_seconds == 7.0
+    assert [(r.step_name, r.duration_seconds) for r in context.step_results] == [('b', 1.5)]
+
+
+def test_a_bare_timed_run_does_not_count_the_progress_callback(context: BaseStepContext) -> None:
+    """Without listeners the clock is read less often: the callback still does not count."""
+    clock = FakeClock()
+
+    def slow_callback(current: int, total: int) -> None:
+        clock.sleep(100.0)
+
+    run(
+        context,
+        Step('a', action=taking(clock, 1.0)),
+        Step('s', skip=True),
+        Step('b', action=taking(clock, 2.0)),
+        Step('c', action=taking(clock, 3.0)),
+        callback=slow_callback,
+        timing=True,
+        clock=clock,
+    )
+    assert [(r.step_name, r.duration_seconds) for r in context.step_results] == [
+        ('a', 1.0),
+        ('s', None),
+        ('b', 2.0),
+        ('c', 3.0),
+    ]
+    assert clock.now > 300
+
+
+def test_a_listener_added_before_execute_turns_timing_on(context: BaseStepContext) -> None:
+    clock = FakeClock()
+    orchestrator = Orchestrator(
+        make_registry(Step('a', action=taking(clock, 1.25))), context, clock=clock
+    )
+    orchestrator.add_listener(RecordingListener())
+    orchestrator.execute()
+    assert context.step_results[0].duration_seconds == 1.25
+
+
+class SlowInStep(RunListener):
+    """Spends time on the clock in one in-step event."""
+
+    def __init__(self, clock: FakeClock, event: str) -> None:
+        self.clock = clock
+        self.event = event
+
+    def _spend(self, event: str) -> None:
+        if event == self.event:
+            self.clock.sleep(100.0)
+
+    def on_step_progress(self, context: BaseStepContext, step: StepInfo, fraction: float) -> None:
+        self._spend('on_step_progress')
+
+    def on_progress(self, context: BaseStepContext, current: int, total: int) -> None:
+        self._spend('on_progress')
+
+    def on_rollback_data(
+        self,
+        context: BaseStepContext,
+        step: StepInfo,
+        values: dict[str, Any],
+        append_to: str | None,
+    ) -> None:
+        self._spend('on_rollback_data')
+
+    def on_step_retry(
+        self,
+        context: BaseStepContext,
+        step: StepInfo,
+        attempt: int,
+        result: StepResult,
+        delay: float,
+    ) -> None:
+        self._spend('on_step_retry')
+
+
+@pytest.mark.parametrize(
+    'event',
+    ['progress_callback', 'on_progress', 'on_step_progress', 'on_rollback_data', 'on_step_retry'],
+)
+def test_listener_and_callback_time_inside_a_step_is_not_counted(
+    context: BaseStepContext, event: str
+) -> None:
+    """Nor when the step itself causes the report: ``context.set_progress`` (progress
+    callback, ``on_progress``, ``on_step_progress``), ``record_rollback``/
+    ``append_rollback`` (``on_rollback_data``: the run journal writes there, per item)
+    and ``on_step_retry`` between attempts."""
+    clock = FakeClock()
+    attempts: list[int] = []
+
+    def work(ctx: BaseStepContext) -> StepResult:
+        attempts.append(1)
+        clock.sleep(1.0)
+        ctx.set_progress(1, 2)
+        ctx.append_rollback('ids', len(attempts))
+        clock.sleep(1.0)
+        if len(attempts) == 1:
+            raise ConnectionError('try again')
+        return StepResult()
+
+    def callback(current: int, total: int) -> None:
+        if event == 'progress_callback':
+            clock.sleep(100.0)
+
+    step = Step('a', action=work)
+    step.retry = RetryPolicy(max_attempts=2, initial_delay=3.0, jitter=0)
+    run(
+        context,
+        step,
+        Step('b', action=taking(clock, 0.5)),
+        callback=callback,
+        listeners=[SlowInStep(clock, event)],
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert clock.now > 100  # the report did take its time
+    a, b = context.step_results
+    assert a.attempts == 2
+    # two attempts of 2 s each and the 3 s wait between them
+    assert a.duration_seconds == 2.0 + 3.0 + 2.0
+    assert b.duration_seconds == 0.5
+
+
+def test_a_step_that_raises_has_its_duration(context: BaseStepContext) -> None:
+    clock = FakeClock()
+
+    def broken(ctx: BaseStepContext) -> StepResult:
+        clock.sleep(1.5)
+        raise OSError('disk full')
+
+    with pytest.raises(StepExecutionError):
+        run(
+            context,
+            Step('a', action=taking(clock, 2.0)),
+            Step('b', action=broken),
+            timing=True,
+            clock=clock,
+        )
+    assert durations(context) == {'a': 2.0, 'b': 1.5}
+
+
+def test_a_cancel_before_a_step_gives_it_no_duration(context: BaseStepContext) -> None:
+    clock = FakeClock()
+    orchestrator: Orchestrator[Any] = Orchestrator(
+        make_registry(
+            Step('a', action=lambda ctx: orchestrator.cancel('enough') or StepResult()),
+            Step('b', action=raising(AssertionError('never runs'))),
+        ),
+        context,
+        timing=True,
+        clock=clock,
+    )
+    with pytest.raises(StepExecutionError):
+        orchestrator.execute()
+    assert [r.step_name for r in context.step_results] == ['a', 'b']
+    assert context.step_results[1].duration_seconds is None

@@ -162,9 +162,10 @@ class Orchestrator(Generic[C]):
         clock = self._clock
         result_type = StepResult
         # A step's duration runs from its can_skip() to the return of execute(); one clock
-        # reading per step serves as the end of one and the start of the next. It is read
-        # again wherever listener or callback time would otherwise be counted.
+        # reading per step serves as the end of one and the start of the next. Time spent in
+        # listeners and the progress callback is added up in ``run.excluded`` and taken off.
         timed = self.timing if self.timing is not None else bool(listeners)
+        run.clock = clock if timed else None
         last = clock()
         try:
             for index, step, name, guard in plan.entries:
@@ -173,20 +174,17 @@ class Orchestrator(Generic[C]):
                 try:
                     if run.stop is not None:  # set by a cancel
                         raise StepCancelled(token.reason or 'cancelled', before_step=True)
-                    if listeners:
-                        last = clock()
                     if completed and name in completed:
                         result = outcomes[index] = completed[name]
                         reused += 1
                         if listeners:
-                            self._tell(run, 'on_step_reused', index, result)
+                            run.tell('on_step_reused', index, result)
                         last = clock()
+                        run.excluded = 0.0
                     elif (skip := step.can_skip(context)) is False or not _is_true(skip, self):
-                        if listeners:
-                            paused = clock()
-                            self._tell(run, 'on_step_start', index)
-                            last += clock() - paused
                         run.index = index
+                        if listeners:
+                            run.tell('on_step_start', index)
                         if guard is None:
                             returned = step.execute(context)
                             if returned.__class__ is not result_type and not isinstance(
@@ -198,7 +196,8 @@ class Orchestrator(Generic[C]):
                         result = returned
                         if timed:
                             ended = clock()
-                            result.duration_seconds = ended - last
+                            result.duration_seconds = ended - last - run.excluded
+                            run.excluded = 0.0
                             last = ended
                         result.step_name = name
                         run.index = None
@@ -210,23 +209,24 @@ class Orchestrator(Generic[C]):
                             raise _ReturnedFailure
                         outcomes[index] = result
                         if listeners:
-                            self._tell(run, 'on_step_end', index, result)
+                            run.tell('on_step_end', index, result)
                     else:
                         result = StepResult(skipped=True, step_name=name)
                         record(result)
                         skipped += 1
                         if listeners:
-                            self._tell(run, 'on_step_skip', index, result)
+                            run.tell('on_step_skip', index, result)
                         last = clock()
+                        run.excluded = 0.0
                     if index == next_mark:
                         run.emit(next(mark_percents))
                         next_mark = next(mark_steps, -1)
-                        last = clock()
                 except BaseException as exc:
-                    self._fail(plan, index, run, outcomes, result, exc, skipped)
+                    began = last if timed else None
+                    self._fail(plan, index, run, outcomes, result, exc, skipped, began)
                     raise  # not reached: _fail always raises
 
-            self._report_done(run)
+            self._conclude(plan, run, outcomes, skipped)
             executed = len(outcomes) - skipped - reused
             summary = RunSummary(True, executed, skipped, reused, len(outcomes))
             self._notify_safely('on_run_end', None, context, summary)
@@ -241,6 +241,32 @@ class Orchestrator(Generic[C]):
             'steps_skipped': skipped,
             'steps_reused': reused,
         }
+
+    def _conclude(
+        self,
+        plan: RunPlan[C],
+        run: ActiveRun,
+        outcomes: list[StepResult | None],
+        skipped: int,
+    ) -> None:
+        """After the last step: a cancel that came while it ran, then the final 100.
+
+        A cancel the last step did not heed still cancels the run, as it would have
+        between two steps; an interrupt in the final report rolls back like one
+        anywhere else. ``execute()`` raises only after rolling back.
+        """
+        last = len(outcomes) - 1
+        try:
+            if run.stop is not None and last >= 0:
+                raise StepCancelled(self.cancel_token.reason or 'cancelled')
+            self._report_done(run)
+        except BaseException as exc:
+            if last < 0:  # no steps: nothing ran, nothing to undo
+                summary = RunSummary(False, 0, 0, 0, 0, error=exc)
+                self._notify_safely('on_run_end', None, self.context, summary)
+                raise
+            result = outcomes[last] or self.context.step_results[-1]
+            self._fail(plan, last, run, outcomes, result, exc, skipped, None)
 
     def rollback(self, results: Mapping[str, StepResult]) -> list[str]:
         """Roll back the named steps, newest first, without executing anything.
@@ -309,8 +335,8 @@ class Orchestrator(Generic[C]):
         self._call(step.rollback, self.context, failed)
         run.partial = {}
         run.stop = None
-        for listener in self.listeners:
-            listener.on_step_retry(self.context, info, attempt, failed, delay)
+        if self.listeners:
+            run.tell('on_step_retry', info.index, attempt, failed, delay)
         if self._sleep is not None:
             self._sleep(delay)
         elif self.cancel_token.wait(delay):
@@ -368,40 +394,58 @@ class Orchestrator(Generic[C]):
         result: StepResult | None,
         exc: BaseException,
         skipped: int,
+        began: float | None,
     ) -> None:
-        """Turn whatever went wrong into the step's failed result, roll back, then raise."""
+        """Turn whatever went wrong into the step's failed result, roll back, then raise.
+
+        ``began`` is the step's start on the run's clock when the run is timed.
+        """
         context = self.context
         info = run.info(index)
         cause: BaseException | None = exc
+        never_began = isinstance(exc, StepCancelled) and exc.before_step
+        # the step to roll back first as the failed one; None: nothing of it to undo here
+        undo: StepResult | None = None
         if isinstance(exc, _ReturnedFailure):
             assert result is not None
             cause = result.exception  # kept by a wrapper that turned a raise into a result
             if not result.error:
                 result.error = 'the step returned success=False without an error message'
+            undo = result
         elif result is None:  # raised by can_skip, execute, or a listener before it
             result = StepResult.from_exception(exc, rollback_data=dict(run.partial))
             result.step_name = info.name
             result.attempts = run.attempt
+            if began is not None and not never_began:
+                result.duration_seconds = self._clock() - began - run.excluded
             context.step_results.append(result)
-        else:  # the step had finished; a listener or the progress report raised afterwards
-            outcomes[index] = None  # it is rolled back below as the failed step
+            undo = None if never_began else result
+        elif outcomes[index] is result and info.name in self.completed:
+            # reused, then its report failed: it stays among the steps to undo, with the
+            # caller's result untouched; the failure gets a result of its own
+            result = StepResult.from_exception(exc)
+            result.step_name = info.name
+            context.step_results.append(result)
+        else:  # finished (or skipped), then a listener or the progress report raised
+            outcomes[index] = None
             result.success = False
             result.error = describe_exception(exc)
             result.exception = exc
+            undo = None if result.skipped else result  # a skipped step did nothing
         run.partial = {}
         run.index = None
         run.stop = None
         run.attempt = 1
         entries = [
             (plan.steps[i], run.info(i), earlier)
-            for i in reversed(range(index))
+            for i in reversed(range(index + 1))
             if (earlier := outcomes[i]) is not None
         ]
         done = len(entries)
         reused = sum(1 for _, step_info, _ in entries if step_info.name in self.completed)
-        if not (isinstance(exc, StepCancelled) and exc.before_step):  # never began: did nothing
-            self._notify_safely('on_step_end', None, context, info, result)
-            entries.insert(0, (plan.steps[index], info, result))
+        if undo is not None:
+            self._notify_safely('on_step_end', None, context, info, undo)
+            entries.insert(0, (plan.steps[index], info, undo))
         rollback_errors = self._rollback(entries)
         cancelled = isinstance(cause, StepCancelled)
         summary = RunSummary(
@@ -454,12 +498,6 @@ class Orchestrator(Generic[C]):
                 message = f'progress callback failed: {describe_exception(exc)}'
                 self.context.errors.append(message)
         self._notify_safely('on_progress', None, self.context, 100, 100)
-
-    def _tell(self, run: ActiveRun, event: str, index: int, *args: object) -> None:
-        """A step event for every listener; one that raises fails the step."""
-        info = run.info(index)
-        for listener in self.listeners:
-            getattr(listener, event)(self.context, info, *args)
 
     def _notify_safely(self, event: str, errors: list[str] | None, *args: Any) -> None:
         for listener in self.listeners:

@@ -142,12 +142,19 @@ def _checked_name(step: object) -> str:
     return name
 
 
+def _finite(number: Real) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an int beyond float range
+        return False
+
+
 def _check_weight(name: str, weight: object) -> None:
     if isinstance(weight, bool) or not isinstance(weight, Real):
         raise ValueError(
             f"step '{name}': progress_weight must be a number, got {type(weight).__name__}"
         )
-    if not math.isfinite(weight) or weight < 0:
+    if not _finite(weight) or weight < 0:
         raise ValueError(
             f"step '{name}': progress_weight must be a finite number >= 0, got {weight!r}"
         )
@@ -159,7 +166,7 @@ def _checked_guard(name: str, step: BaseStep[Any]) -> Guard | None:
     if timeout is not None and (
         isinstance(timeout, bool)
         or not isinstance(timeout, Real)
-        or not math.isfinite(timeout)
+        or not _finite(timeout)
         or timeout <= 0
     ):
         raise ValueError(f"step '{name}': timeout must be a number of seconds > 0, got {timeout!r}")

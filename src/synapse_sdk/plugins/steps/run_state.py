@@ -18,13 +18,19 @@ class ActiveRun:
 
     ``progress`` is the workflow's :class:`ProgressPlan`, worked out before
     the first step, so the per-step cost of progress is one compare.
+
+    When the run is timed, ``clock`` is its clock and ``excluded`` adds up
+    the time listeners and the progress callback take, which the
+    orchestrator takes off the running step's duration.
     """
 
     __slots__ = (
         '_infos',
         'attempt',
         'callback',
+        'clock',
         'context',
+        'excluded',
         'index',
         'last_percent',
         'listeners',
@@ -57,6 +63,8 @@ class ActiveRun:
         # set_progress() or raise_if_cancelled()
         self.stop: StepInterrupted | None = None
         self.attempt = 1  # of the running step, for its failed result
+        self.clock: Callable[[], float] | None = None
+        self.excluded = 0.0
         self._infos: list[StepInfo] | None = None
 
     def infos(self) -> list[StepInfo]:
@@ -73,6 +81,26 @@ class ActiveRun:
     def info(self, index: int) -> StepInfo:
         return self.infos()[index]
 
+    def tell(self, event: str, index: int, *args: object) -> None:
+        """Step ``index``'s event for every listener; one that raises fails the step."""
+        self._aside(self._tell, event, self.info(index), *args)
+
+    def _tell(self, event: str, info: StepInfo, *args: object) -> None:
+        for listener in self.listeners:
+            getattr(listener, event)(self.context, info, *args)
+
+    def _aside(self, call: Callable[..., object], *args: object) -> None:
+        """``call(*args)``; on a timed run, its time is not the running step's."""
+        clock = self.clock
+        if clock is None:
+            call(*args)
+            return
+        began = clock()
+        try:
+            call(*args)
+        finally:
+            self.excluded += clock() - began
+
     # progress ---------------------------------------------------------
     def step_progress(self, fraction: float) -> None:
         if self.stop is not None:
@@ -81,9 +109,7 @@ class ActiveRun:
         if index is None:
             return
         if self.listeners:
-            step = self.info(index)
-            for listener in self.listeners:
-                listener.on_step_progress(self.context, step, fraction)
+            self.tell('on_step_progress', index, fraction)
         percent = self.progress.percent_at(index, fraction)
         if percent > self.last_percent:
             self.emit(percent)
@@ -93,6 +119,9 @@ class ActiveRun:
         if percent <= self.last_percent:
             return
         self.last_percent = percent
+        self._aside(self._report, percent)
+
+    def _report(self, percent: int) -> None:
         if self.callback is not None:
             self.callback(percent, 100)
         for listener in self.listeners:
@@ -118,6 +147,4 @@ class ActiveRun:
         if index is None:
             raise RuntimeError('rollback data can only be recorded while a step is executing')
         if self.listeners:
-            step = self.info(index)
-            for listener in self.listeners:
-                listener.on_rollback_data(self.context, step, values, append_to)
+            self.tell('on_rollback_data', index, values, append_to)
