@@ -589,9 +589,10 @@ class _Deadline:
         timer.start()
 
     def _expire(self) -> None:
-        if self.active and self.limit is not None:
-            self.run.stop = StepTimeoutError(self.info.name, self.limit)
-            self._start(self.grace, self._force)
+        with self.lock:  # not once the step has returned: its run.stop would be stale
+            if self.active and self.limit is not None:
+                self.run.stop = StepTimeoutError(self.info.name, self.limit)
+                self._start(self.grace, self._force)
 
     def _force(self) -> None:
         with self.lock:
