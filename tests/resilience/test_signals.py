@@ -245,6 +245,46 @@ def slow_plugin(tmp_path: Path, files: int) -> tuple[Path, Path, Path]:
     return plugin, source, markers
 
 
+def crashed_upload(home: Path, tmp_path: Path, files: int) -> tuple[str, Path]:
+    """The slow-rollback plugin's upload, SIGKILLed once it has stored its files:
+    (run id, marker folder)."""
+    plugin, source, markers = slow_plugin(tmp_path, files)
+    params = {'source_path': str(source), 'marker_dir': str(markers)}
+    run = Run(home, plugin, 'upload', params)
+    try:
+        run.wait_until(lambda: (markers / 'uploaded').exists(), 'the upload')
+        run.process.send_signal(signal.SIGKILL)  # a crash: everything left to recovery
+        run.finish()
+    finally:
+        run.kill()
+    run_id = run.run_id()
+    assert run_id is not None
+    assert len(stored_files(home)) == files
+    return run_id, markers
+
+
+def interrupt_recovery(
+    home: Path, tmp_path: Path, verb: str, run_id: str, ready: Path, **env: str
+) -> tuple[int, str]:
+    """``synapse runs VERB RUN_ID``, sent SIGINT once ``ready`` exists: (exit code, stderr)."""
+    err = tmp_path / f'{verb}.stderr'
+    with err.open('wb') as stderr:
+        process = subprocess.Popen(
+            synapse_command('runs', verb, run_id),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=cli_env(home, **env),
+        )
+    try:
+        wait_for(ready.exists, 30, f'{ready.name} during runs {verb}')
+        process.send_signal(signal.SIGINT)
+        code = process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return code, err.read_text(encoding='utf-8')
+
+
 def test_a_second_signal_during_rollback_leaves_the_rest_for_runs_rollback(
     home: Path, tmp_path: Path
 ) -> None:
@@ -289,36 +329,10 @@ def test_a_second_signal_during_rollback_leaves_the_rest_for_runs_rollback(
 
 
 def test_ctrl_c_during_runs_rollback_leaves_the_rest_pending(home: Path, tmp_path: Path) -> None:
-    plugin, source, markers = slow_plugin(tmp_path, 6)
-    params = {'source_path': str(source), 'marker_dir': str(markers)}
-
-    run = Run(home, plugin, 'upload', params)
-    try:
-        run.wait_until(lambda: (markers / 'uploaded').exists(), 'the upload')
-        run.process.send_signal(signal.SIGKILL)  # a crash: everything left to `runs rollback`
-        run.finish()
-    finally:
-        run.kill()
-    run_id = run.run_id()
-    assert run_id is not None
-    assert len(stored_files(home)) == 6
-
-    err = tmp_path / 'rollback.stderr'
-    with err.open('wb') as stderr:
-        rollback = subprocess.Popen(
-            synapse_command('runs', 'rollback', run_id),
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=cli_env(home, SLOW_ROLLBACK_DELAY='0.3'),
-        )
-    try:
-        wait_for(lambda: (markers / 'rollback-started').exists(), 30, 'the rollback to begin')
-        rollback.send_signal(signal.SIGINT)
-        code = rollback.wait(30)
-    finally:
-        if rollback.poll() is None:
-            rollback.kill()
-    message = err.read_text(encoding='utf-8')
+    run_id, markers = crashed_upload(home, tmp_path, 6)
+    code, message = interrupt_recovery(
+        home, tmp_path, 'rollback', run_id, markers / 'rollback-started', SLOW_ROLLBACK_DELAY='0.3'
+    )
     assert code == 130, message
     assert 'Traceback' not in message
     assert f'rollback interrupted; the rest is pending: synapse runs rollback {run_id}' in message
@@ -333,38 +347,33 @@ def test_ctrl_c_during_runs_rollback_leaves_the_rest_pending(home: Path, tmp_pat
 
 
 def test_ctrl_c_during_runs_resume_cancels_it_with_rollback(home: Path, tmp_path: Path) -> None:
-    plugin, source, markers = slow_plugin(tmp_path, 4)
-    params = {'source_path': str(source), 'marker_dir': str(markers)}
-
-    run = Run(home, plugin, 'upload', params)
-    try:
-        run.wait_until(lambda: (markers / 'uploaded').exists(), 'the upload')
-        run.process.send_signal(signal.SIGKILL)
-        run.finish()
-    finally:
-        run.kill()
-    run_id = run.run_id()
-    assert run_id is not None
+    run_id, markers = crashed_upload(home, tmp_path, 4)
     (markers / 'uploaded').unlink()
-
-    err = tmp_path / 'resume.stderr'
-    with err.open('wb') as stderr:
-        resume = subprocess.Popen(
-            synapse_command('runs', 'resume', run_id),
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=cli_env(home),
-        )
-    try:
-        wait_for(lambda: (markers / 'uploaded').exists(), 30, 'the resumed upload')
-        resume.send_signal(signal.SIGINT)
-        code = resume.wait(30)
-    finally:
-        if resume.poll() is None:
-            resume.kill()
-    message = err.read_text(encoding='utf-8')
+    code, message = interrupt_recovery(home, tmp_path, 'resume', run_id, markers / 'uploaded')
     assert code == 130, message
     assert 'Traceback' not in message
     assert 'StepCancelled: the run was cancelled (SIGINT)' in message
     assert show(home, run_id)['status'] == 'cancelled'
     assert stored_files(home) == []  # the resumed step was rolled back on the way out
+
+
+def test_ctrl_c_while_resume_undoes_the_cut_off_step_cancels_it_with_rollback(
+    home: Path, tmp_path: Path
+) -> None:
+    """Before any step runs again: the steps the crashed run had finished are undone too
+    (their journal records say so), not left looking as if they had never run."""
+    run_id, markers = crashed_upload(home, tmp_path, 4)
+    (markers / 'uploaded').unlink()
+    code, message = interrupt_recovery(
+        home, tmp_path, 'resume', run_id, markers / 'rollback-started', SLOW_ROLLBACK_DELAY='0.2'
+    )
+    assert code == 130, message
+    assert 'Traceback' not in message
+    record = show(home, run_id)
+    assert record['status'] == 'cancelled'
+    assert {step['name']: step['status'] for step in record['steps']} == {
+        'prepare': 'rolled_back',
+        'upload': 'rolled_back',
+    }
+    assert stored_files(home) == []
+    assert not (markers / 'uploaded').exists()  # the upload did not run again

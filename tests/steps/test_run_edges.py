@@ -18,6 +18,7 @@ import pytest
 from synapse_sdk.plugins.steps import (
     BaseStep,
     BaseStepContext,
+    CancelToken,
     Orchestrator,
     RetryPolicy,
     RunCancelledError,
@@ -666,3 +667,57 @@ def test_a_weight_too_large_for_a_float_is_a_value_error_naming_the_step() -> No
     with pytest.raises(ValueError, match="step 'huge'"):
         registry.register(Step('huge', 10**400))
     assert len(registry) == 0
+
+
+# ------------------------------------------------------------ resumed runs cancelled early
+
+
+def test_a_resumed_run_cancelled_before_its_reused_steps_undoes_them(
+    context: BaseStepContext, journal: list[str]
+) -> None:
+    """The earlier run's work stands whether or not this run got to reuse it: a cancel
+    before the first step rolls it all back, newest first, each with its old result."""
+    token = CancelToken()
+    token.cancel('Ctrl-C')
+    old_a = StepResult(rollback_data={'ids': [1]})
+    old_b = StepResult(rollback_data={'ids': [2]})
+    a, b = Step('a', journal=journal), Step('b', journal=journal)
+    listener = RecordingListener()
+    with pytest.raises(RunCancelledError) as info:
+        run(
+            context,
+            a,
+            b,
+            Step('c', journal=journal),
+            completed={'a': old_a, 'b': old_b},
+            cancel_token=token,
+            listeners=[listener],
+        )
+    assert info.value.step_name == 'a'
+    assert executed(journal) == []
+    assert rollbacks(journal) == ['rollback:b', 'rollback:a']
+    assert a.rollback_results == [old_a] and b.rollback_results == [old_b]
+    assert listener.summary is not None and listener.summary.steps_reused == 0
+
+
+def test_a_resumed_run_cancelled_between_reused_steps_undoes_all_of_them(
+    context: BaseStepContext, journal: list[str]
+) -> None:
+    holder: list[Orchestrator[Any]] = []
+
+    class CancelOnReuse(RunListener):
+        def on_step_reused(self, context: BaseStepContext, step: StepInfo, result: Any) -> None:
+            if step.name == 'a':
+                holder[0].cancel('stop')
+
+    orchestrator: Orchestrator[Any] = Orchestrator(
+        make_registry(*(Step(n, journal=journal) for n in 'abc')),
+        context,
+        completed={'a': StepResult(), 'b': StepResult()},
+        listeners=[CancelOnReuse()],
+    )
+    holder.append(orchestrator)
+    with pytest.raises(RunCancelledError):
+        orchestrator.execute()
+    assert executed(journal) == []
+    assert rollbacks(journal) == ['rollback:b', 'rollback:a']

@@ -401,6 +401,7 @@ class Orchestrator(Generic[C]):
         ``began`` is the step's start on the run's clock when the run is timed.
         """
         context = self.context
+        completed = self.completed
         info = run.info(index)
         cause: BaseException | None = exc
         never_began = isinstance(exc, StepCancelled) and exc.before_step
@@ -420,7 +421,7 @@ class Orchestrator(Generic[C]):
                 result.duration_seconds = self._clock() - began - run.excluded
             context.step_results.append(result)
             undo = None if never_began else result
-        elif outcomes[index] is result and info.name in self.completed:
+        elif outcomes[index] is result and info.name in completed:
             # reused, then its report failed: it stays among the steps to undo, with the
             # caller's result untouched; the failure gets a result of its own
             result = StepResult.from_exception(exc)
@@ -436,13 +437,21 @@ class Orchestrator(Generic[C]):
         run.index = None
         run.stop = None
         run.attempt = 1
+        done = sum(1 for i in range(index + 1) if outcomes[i] is not None)
+        reused = sum(
+            1 for i in range(index + 1) if outcomes[i] is not None and plan.names[i] in completed
+        )
+
+        def standing(i: int) -> StepResult | None:
+            """What step ``i`` is undone with, if its work stands: what this run did or
+            reused, or what an earlier run completed and this one had not reached yet."""
+            return outcomes[i] or (completed.get(plan.names[i]) if i >= index else None)
+
         entries = [
             (plan.steps[i], run.info(i), earlier)
-            for i in reversed(range(index + 1))
-            if (earlier := outcomes[i]) is not None
+            for i in reversed(range(len(outcomes)))
+            if (earlier := standing(i)) is not None
         ]
-        done = len(entries)
-        reused = sum(1 for _, step_info, _ in entries if step_info.name in self.completed)
         if undo is not None:
             self._notify_safely('on_step_end', None, context, info, undo)
             entries.insert(0, (plan.steps[index], info, undo))
