@@ -99,6 +99,8 @@ def test_rollback_of_a_crashed_run_restores_the_storage_exactly(
 ) -> None:
     run_id = crashed_run(home, plugin_dir, tmp_path, JT_CRASH_AFTER='5')
     assert len(stored(home)) == len(before) + 5  # the crash left five files behind
+    crash = journal_state(home, run_id)[0].error
+    assert crash and 'died' in crash
 
     report = cli_json(home, 'runs', 'rollback', run_id)
     assert report == {
@@ -111,6 +113,7 @@ def test_rollback_of_a_crashed_run_restores_the_storage_exactly(
     run, steps = journal_state(home, run_id)
     assert run.status == 'rolled_back'
     assert run.ended_at is not None
+    assert run.error == crash  # why it was undone is still on record
     assert steps == {
         'prepare': ('rolled_back', 1),
         'store': ('rolled_back', 1),

@@ -177,3 +177,19 @@ def test_a_version_without_a_migration_is_refused(
         Journal(runs_db).db  # noqa: B018
     assert user_version(runs_db) == 1  # all or nothing
     assert 'note' not in columns(runs_db, 'runs')
+
+
+def test_a_file_that_is_not_a_database_is_refused_and_left_alone(home: Path) -> None:
+    path = home / 'runs.db'
+    path.parent.mkdir(parents=True)
+    garbage = b'these are not the runs you are looking for\n' * 100
+    path.write_bytes(garbage)
+
+    with pytest.raises(JournalVersionError, match='is not an SQLite database'):
+        Journal(path).list_runs()
+    assert path.read_bytes() == garbage
+
+    for command in (('runs', 'list'), ('runs', 'show', 'x'), ('runs', 'rollback', 'x')):
+        line = one_line_error(run_cli(home, *command))
+        assert 'is not an SQLite database' in line and str(path) in line
+    assert path.read_bytes() == garbage

@@ -72,7 +72,7 @@ def rollback_run(
         _check_plan(run, registry.get_steps(), records)
         context = action.create_context()
         restore(context, journal.snapshot_before(run_id, len(records)))
-        journal.claim_run(run_id, status='failed')
+        journal.claim_run(run_id, status='failed', keep_error=True)
         listeners = [*runtime.listeners, JournalListener(journal, run_id)]
         orchestrator = Orchestrator(registry, context, listeners=listeners)
         with _pending_if_interrupted(journal, run_id):

@@ -16,7 +16,10 @@ from synapse_sdk.paths import synapse_home
 from .codec import from_json, to_json
 from .process import Owner
 from .records import ACTIVE, RUN_STATUSES, RunRecord, StepRecord
-from .schema import prepare
+from .schema import JournalVersionError, prepare
+
+# a file that is not (or no longer) an SQLite database
+_NOT_A_DATABASE = (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
 
 
 class JournalError(Exception):
@@ -74,8 +77,13 @@ class Journal:
             connection.execute(f'PRAGMA synchronous = {"FULL" if self.durable else "NORMAL"}')
             connection.execute('PRAGMA foreign_keys = ON')
             prepare(connection, self.path)
-        except BaseException:
+        except BaseException as exc:
             connection.close()
+            if getattr(exc, 'sqlite_errorcode', None) in _NOT_A_DATABASE:
+                raise JournalVersionError(
+                    f'{self.path} is not an SQLite database ({exc}); '
+                    'point SYNAPSE_HOME elsewhere or move the file aside'
+                ) from exc
             raise
         return connection
 
@@ -123,13 +131,18 @@ class Journal:
             ),
         )
 
-    def claim_run(self, run_id: str, status: str = 'running') -> None:
-        """This process takes the run over (resume, rollback): active again, owned by us."""
+    def claim_run(self, run_id: str, status: str = 'running', *, keep_error: bool = False) -> None:
+        """This process takes the run over (resume, rollback): active again, owned by us.
+
+        A resume starts afresh; a rollback keeps the error that says why the run
+        is being undone (``keep_error=True``).
+        """
         owner = Owner.current()
         self.db.execute(
-            'UPDATE runs SET status = ?, ended_at = NULL, error = NULL, host = ?,'
+            'UPDATE runs SET status = ?, ended_at = NULL,'
+            ' error = CASE WHEN ? THEN error END, host = ?,'
             ' pid = ?, pid_started = ?, attempts = attempts + 1 WHERE id = ?',
-            (status, owner.host, owner.pid, owner.started, run_id),
+            (status, keep_error, owner.host, owner.pid, owner.started, run_id),
         )
 
     def set_run_status(
