@@ -14,15 +14,21 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.mark.parametrize(
-    ('name', 'category', 'cls'),
+    ('name', 'category', 'cls', 'described'),
     [
-        ('my_upload', 'upload', 'MyUploadAction'),
-        ('fit_model2', 'train', 'FitModel2Action'),
-        ('exporter', 'export', 'ExporterAction'),
+        ('my_upload', 'upload', 'MyUploadAction', 'An upload plugin.'),
+        ('fit_model2', 'train', 'FitModel2Action', 'A train plugin.'),
+        ('exporter', 'export', 'ExporterAction', 'An export plugin.'),
     ],
 )
 def test_created_plugin_runs_and_its_tests_pass(
-    cli: Cli, cli_env: dict[str, str], tmp_path: Path, name: str, category: str, cls: str
+    cli: Cli,
+    cli_env: dict[str, str],
+    tmp_path: Path,
+    name: str,
+    category: str,
+    cls: str,
+    described: str,
 ) -> None:
     where = tmp_path / 'plugins'
     proc = cli('plugin', 'create', name, '--category', category, '--dir', where)
@@ -39,6 +45,7 @@ def test_created_plugin_runs_and_its_tests_pass(
     assert f'code: {name}\n' in config
     assert f'category: {category}\n' in config
     assert f'entrypoint: plugin:{cls}\n' in config
+    assert f'description: {described}\n' in config
 
     run = cli('plugin', 'run', category, '--path', folder, '--params', '{"items": 4}')
     assert run.returncode == 0, run.stderr

@@ -19,7 +19,7 @@ name: {title}
 code: {code}
 version: 0.1.0
 category: {category}
-description: A {category} plugin.
+description: {a_category} plugin.
 actions:
   {category}:
     entrypoint: plugin:{cls}
@@ -27,7 +27,7 @@ actions:
 """
 
 _PLUGIN = '''\
-"""{title}: a {category} action made of steps."""
+"""{title}: {a_category_lower} action made of steps."""
 
 from pydantic import BaseModel, Field
 
@@ -113,6 +113,8 @@ def create_plugin(directory: Path, code: str, category: str) -> Path:
         'code': code,
         'title': code.replace('_', ' ').title(),
         'category': category,
+        'a_category': f'{_article(category).title()} {category}',
+        'a_category_lower': f'{_article(category)} {category}',
         'cls': ''.join(part.title() for part in code.split('_')) + 'Action',
         'base': base,
         'module': module,
@@ -123,3 +125,7 @@ def create_plugin(directory: Path, code: str, category: str) -> Path:
     (folder / 'plugin.py').write_text(_PLUGIN.format(**values), encoding='utf-8')
     (folder / 'tests' / 'test_plugin.py').write_text(_TEST.format(**values), encoding='utf-8')
     return folder
+
+
+def _article(word: str) -> str:
+    return 'an' if word[:1] in 'aeiou' else 'a'
