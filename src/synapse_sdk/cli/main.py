@@ -147,7 +147,7 @@ def _print_json(value: Any) -> None:
 
 
 def _describe_interrupt(error: BaseException, store: Journal | None, run_id: str | None) -> str:
-    message = f'stopped by {error or type(error).__name__}'
+    message = f'stopped by {str(error) or type(error).__name__}'  # an exception is always truthy
     if store is not None and run_id is not None:
         try:
             record = store.get_run(run_id)

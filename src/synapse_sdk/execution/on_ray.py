@@ -13,6 +13,7 @@ import functools
 import os
 import pickle
 import re
+import signal
 import socket
 import sys
 import threading
@@ -58,12 +59,19 @@ def ensure_ray(
     num_cpus: int | None = None,
     working_dir: str | Path | None = None,
 ) -> None:
-    """Connect to ``address``, or start a local Ray instance (the embedded default)."""
+    """Connect to ``address``, or start a local Ray instance (the embedded default).
+
+    ``ray.init`` takes over SIGTERM (an exit with a stack dump); a handler the
+    caller installed (the graceful cancel of ``synapse plugin run``) is put back.
+    Where there was none, Ray's stays: it stops the local instance's processes.
+    """
     if ray.is_initialized():
         return
     runtime_env: dict[str, Any] = {}
     if working_dir is not None:
         runtime_env['working_dir'] = str(working_dir)
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     ray.init(
         address=address,
         num_cpus=num_cpus if address is None else None,
@@ -72,6 +80,9 @@ def ensure_ray(
         configure_logging=False,
         log_to_driver=False,
     )
+    for signum, handler in previous.items():
+        if handler not in (signal.SIG_DFL, None):
+            signal.signal(signum, handler)
 
 
 def _ship_by_value(obj: object) -> None:
@@ -479,19 +490,30 @@ class RayMapBackend:
         ensure_ray()
         _ship_by_value(fn)
         shipped = ray.put(fn)  # once, not with every item
+        caller = (socket.gethostname(), os.getcwd())
         return windowed(
             items,
             max_workers or len(items) or 1,
             stop,
-            lambda item: _apply.remote(shipped, item),
+            lambda item: _apply.remote(shipped, item, caller),
             _settle,
             ray.cancel,
         )
 
 
 @ray.remote  # type: ignore[untyped-decorator]
-def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
-    return fn(item)
+def _apply(fn: Callable[[Any], Any], item: Any, caller: tuple[str, str]) -> Any:
+    """``fn(item)`` in the caller's cwd when on its host: relative paths then mean
+    what they mean to the caller (a task's own cwd is the job's working_dir)."""
+    host, cwd = caller
+    here = os.getcwd()
+    if host != socket.gethostname() or cwd == here or not os.path.isdir(cwd):
+        return fn(item)
+    os.chdir(cwd)
+    try:
+        return fn(item)
+    finally:
+        os.chdir(here)  # the worker runs the job's other tasks next
 
 
 def _cause(error: RayTaskError) -> BaseException:
