@@ -340,13 +340,29 @@ def test_a_failing_report_of_a_reused_step_leaves_the_callers_result_alone(
 # ------------------------------------------------------------ interrupts outside the step
 
 
+@pytest.mark.parametrize(
+    ('at', 'failed_step', 'ran', 'undone'),
+    [
+        pytest.param(50, 'a', ['execute:a'], ['rollback:a'], id='mid-run'),
+        # the final (100, 100): rolled back like anywhere else, execute() raises only
+        # after rolling back, and listeners hear how the run ended
+        pytest.param(
+            100, 'b', ['execute:a', 'execute:b'], ['rollback:b', 'rollback:a'], id='final-report'
+        ),
+    ],
+)
 def test_keyboard_interrupt_from_the_progress_callback_rolls_back_and_is_reraised(
-    context: BaseStepContext, journal: list[str]
+    context: BaseStepContext,
+    journal: list[str],
+    at: int,
+    failed_step: str,
+    ran: list[str],
+    undone: list[str],
 ) -> None:
     interrupt = KeyboardInterrupt()
 
     def callback(current: int, total: int) -> None:
-        if current == 50:
+        if current == at:
             raise interrupt
 
     listener = RecordingListener()
@@ -359,39 +375,13 @@ def test_keyboard_interrupt_from_the_progress_callback_rolls_back_and_is_reraise
             listeners=[listener],
         )
     assert info.value is interrupt
-    assert 'execute:b' not in journal
-    assert rollbacks(journal) == ['rollback:a']
+    assert executed(journal) == ran
+    assert rollbacks(journal) == undone
     assert listener.summary is not None
-    assert listener.summary.interrupted and listener.summary.failed_step == 'a'
-    assert listener.summary.steps_executed == 0
-    assert context.current_step is None
-
-
-def test_keyboard_interrupt_from_the_final_report_still_ends_the_run_for_listeners(
-    context: BaseStepContext, journal: list[str]
-) -> None:
-    """A Ctrl-C in the final ``(100, 100)`` report rolls back like one anywhere else:
-    ``execute()`` raises only after rolling back, and listeners hear how the run ended."""
-    interrupt = KeyboardInterrupt()
-
-    def callback(current: int, total: int) -> None:
-        if current == 100:
-            raise interrupt
-
-    listener = RecordingListener()
-    with pytest.raises(KeyboardInterrupt) as info:
-        run(
-            context,
-            Step('a', journal=journal),
-            Step('b', journal=journal),
-            callback=callback,
-            listeners=[listener],
-        )
-    assert info.value is interrupt
-    assert listener.summary is not None
-    assert listener.summary.interrupted and listener.summary.failed_step == 'b'
+    assert listener.summary.interrupted and listener.summary.failed_step == failed_step
+    assert listener.summary.steps_executed == len(ran) - 1
     assert listener.lifecycle()[-1][0] == 'run_end'
-    assert rollbacks(journal) == ['rollback:b', 'rollback:a']
+    assert context.current_step is None
 
 
 def test_an_error_in_the_final_report_is_noted_and_the_run_stands(
