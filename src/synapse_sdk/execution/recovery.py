@@ -134,6 +134,7 @@ def resume_run(journal: Journal, run_id: str, ctx: RuntimeContext | None = None)
                     f"cannot resume run '{run_id}': undoing the partial work of "
                     f'{", ".join(leftovers)} failed: {"; ".join(errors)}'
                 )
+        journal.forget_steps_from(run_id, start)
         completed = {
             r.name: _result_of(journal, run_id, r) for r in records[:start] if r.status in DONE_STEP
         }

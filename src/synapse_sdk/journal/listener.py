@@ -7,6 +7,7 @@ from time import monotonic
 from typing import Any
 
 from synapse_sdk.plugins.steps import BaseStepContext, RunListener, RunSummary, StepInfo, StepResult
+from synapse_sdk.plugins.steps.result import describe_exception
 
 from .codec import snapshot, to_json
 from .store import Journal, now
@@ -187,6 +188,17 @@ class JournalListener(RunListener):
         self.journal.db.execute(_CONCLUDE_STEP, values)
         self._premarked = following if following >= 0 else None
 
+    def on_rollback_start(
+        self, context: BaseStepContext, step: StepInfo, result: StepResult
+    ) -> None:
+        if step.index == self._premarked:  # announced, never begun: take the attempt back
+            self.journal.db.execute(
+                'UPDATE steps SET started_at = NULL, attempts = attempts - 1'
+                " WHERE run_id = ? AND idx = ? AND status = 'started'",
+                (self.run_id, step.index),
+            )
+            self._premarked = None
+
     def on_rollback_end(
         self, context: BaseStepContext, step: StepInfo, error: BaseException | None
     ) -> None:
@@ -218,6 +230,13 @@ class JournalListener(RunListener):
                 f'cancelled: {summary.error}'
                 if summary.cancelled
                 else (f'interrupted by {type(summary.error).__name__}')
+            )
+        elif not summary.success and summary.failed_step is not None:
+            # a failure no step end recorded (a report about a skipped or reused step)
+            cause = describe_exception(summary.error) if summary.error is not None else 'failed'
+            self.journal.db.execute(
+                'UPDATE runs SET error = COALESCE(error, ?) WHERE id = ?',
+                (f"Step '{summary.failed_step}' failed: {cause}", self.run_id),
             )
         self.journal.set_run_status(self.run_id, status, error)
         if summary.success:

@@ -255,6 +255,17 @@ class Journal:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def forget_steps_from(self, run_id: str, index: int) -> None:
+        """Steps ``index`` on are to run again, their earlier work undone: what they
+        recorded then (results, rollback data, snapshots) must not be undone twice."""
+        with self.transaction() as db:
+            db.execute(
+                'UPDATE steps SET data = NULL, rollback_data = NULL, duration = NULL,'
+                ' snapshot = NULL, error = NULL WHERE run_id = ? AND idx >= ?',
+                (run_id, index),
+            )
+            db.execute('DELETE FROM rollback_items WHERE run_id = ? AND idx >= ?', (run_id, index))
+
     def set_step_status(
         self, run_id: str, index: int, status: str, error: str | None = None
     ) -> None:
