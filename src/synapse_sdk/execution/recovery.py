@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, get_args
+
+from pydantic import SecretBytes, SecretStr
 
 from synapse_sdk.journal import (
     Journal,
@@ -54,10 +56,52 @@ def load_action_class(run: RunRecord) -> type[BaseAction[Any]]:
     return target
 
 
+def _build_action(
+    run: RunRecord, runtime: RuntimeContext, secrets: Mapping[str, Any] | None, verb: str
+) -> BaseAction[Any]:
+    """The run's action on its journaled params, with the secrets given again."""
+    action_class = load_action_class(run)
+    params = dict(run.params)
+    given = dict(secrets or {})
+    hidden = [name for name in _secret_fields(action_class) if params.get(name) is not None]
+    missing = [name for name in hidden if name not in given]
+    if missing:
+        function = 'rollback_run' if verb == 'roll back' else 'resume_run'
+        raise RecoveryError(
+            f"cannot {verb} run '{run.id}': its params {', '.join(missing)} are secrets, "
+            'which the journal does not keep; give them again from Python: '
+            f"synapse_sdk.execution.{function}(journal, '{run.id}', "
+            f'secrets={{{", ".join(repr(n) + ": ..." for n in missing)}}})'
+        )
+    params.update(given)
+    return action_class(params, runtime)
+
+
+def _secret_fields(action_class: type[BaseAction[Any]]) -> list[str]:
+    model = action_class.params_model
+    if model is None:
+        return []
+    return [name for name, info in model.model_fields.items() if _holds_secret(info.annotation)]
+
+
+def _holds_secret(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, SecretStr | SecretBytes):
+        return True
+    return any(_holds_secret(arg) for arg in get_args(annotation))
+
+
 def rollback_run(
-    journal: Journal, run_id: str, ctx: RuntimeContext | None = None
+    journal: Journal,
+    run_id: str,
+    ctx: RuntimeContext | None = None,
+    *,
+    secrets: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Undo every step of the run whose work stands, newest first; harmless to repeat."""
+    """Undo every step of the run whose work stands, newest first; harmless to repeat.
+
+    ``secrets``: the values of secret params (``SecretStr``), which the journal
+    does not keep; recovery refuses without them.
+    """
     run = _recoverable(journal, run_id, ROLLBACK_FROM, 'rolled back')
     records = journal.steps(run_id)
     pending = [r for r in records if r.status in UNDONE_WORK]
@@ -67,7 +111,7 @@ def rollback_run(
         return {'run_id': run_id, 'status': 'rolled_back', 'rolled_back': [], 'errors': []}
     runtime = ctx if ctx is not None else default_runtime(run_id)
     with runtime:
-        action = load_action_class(run)(run.params, runtime)
+        action = _build_action(run, runtime, secrets, 'roll back')
         registry = action.build_steps()
         _check_plan(run, registry.get_steps(), records)
         context = action.create_context()
@@ -89,7 +133,13 @@ def rollback_run(
     }
 
 
-def resume_run(journal: Journal, run_id: str, ctx: RuntimeContext | None = None) -> dict[str, Any]:
+def resume_run(
+    journal: Journal,
+    run_id: str,
+    ctx: RuntimeContext | None = None,
+    *,
+    secrets: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run again from the first step that did not succeed, reusing the earlier steps' results.
 
     Partial work of the steps to be run again (the one that failed or was cut
@@ -100,7 +150,7 @@ def resume_run(journal: Journal, run_id: str, ctx: RuntimeContext | None = None)
     records = journal.steps(run_id)
     runtime = ctx if ctx is not None else default_runtime(run_id)
     with runtime:
-        action = load_action_class(run)(run.params, runtime)
+        action = _build_action(run, runtime, secrets, 'resume')
         registry = action.build_steps()
         steps = registry.get_steps()
         _check_plan(run, steps, records)

@@ -114,6 +114,12 @@ class Journal:
         plugin_path: str | None = None,
     ) -> None:
         owner = Owner.current()
+        exists = self.db.execute('SELECT 1 FROM runs WHERE id = ?', (run_id,)).fetchone()
+        if exists is not None:
+            raise JournalError(
+                f"a run '{run_id}' is already in the journal {self.path}; give each run its "
+                'own job_id (RuntimeContext(job_id=...), or none: a fresh one is made up)'
+            )
         self.db.execute(
             'INSERT INTO runs (id, entrypoint, action, plugin_path, params, status, started_at,'
             ' host, pid, pid_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',

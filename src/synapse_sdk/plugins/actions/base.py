@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from synapse_sdk.journal import Journal, JournalListener
+from synapse_sdk.journal.codec import SNAPSHOT
 from synapse_sdk.plugins.steps import (
     BaseStepContext,
     Orchestrator,
@@ -34,9 +35,13 @@ class ActionOrigin:
 
 @dataclass(kw_only=True)
 class ActionContext(BaseStepContext):
-    """A step context that carries the action's params (as a plain dict)."""
+    """A step context that carries the action's params (as a plain dict).
 
-    params: dict[str, Any] = field(default_factory=dict)
+    The params are input, journaled with the run and given again on recovery:
+    they are not part of the context's snapshot (so dates, enums, secrets fit).
+    """
+
+    params: dict[str, Any] = field(default_factory=dict, metadata={SNAPSHOT: False})
 
 
 class BaseAction(Generic[P]):
@@ -93,8 +98,16 @@ class BaseAction(Generic[P]):
         journal: Journal | None = None,
         origin: ActionOrigin | None = None,
     ) -> dict[str, Any]:
-        """Validate ``params``, build the action and run it (journaled when given a journal)."""
-        return cls(params, ctx).run(listeners=listeners, journal=journal, origin=origin)
+        """Validate ``params``, build the action and run it (journaled when given a journal).
+
+        Without ``ctx``, a default runtime is made for the run and closed after it
+        (its live display ends, stdout is the caller's again).
+        """
+        action = cls(params, ctx)
+        if ctx is not None:
+            return action.run(listeners=listeners, journal=journal, origin=origin)
+        with action.ctx:
+            return action.run(listeners=listeners, journal=journal, origin=origin)
 
     @classmethod
     def entrypoint(cls) -> str:
@@ -144,7 +157,8 @@ class BaseAction(Generic[P]):
             try:
                 steps = cls(model, RuntimeContext(logger=[])).build_steps().get_steps()
             except AttributeError:
-                raise invalid from None  # the plan depends on params that were not given
+                # the plan depends on params that were not given: say which, keep why
+                raise invalid from invalid.__cause__
         else:
             steps = cls(model, RuntimeContext(logger=[])).build_steps().get_steps()
         weights = [float(step.progress_weight) for step in steps]
@@ -174,19 +188,32 @@ class BaseAction(Generic[P]):
                 plugin_path=origin.plugin_path if origin else None,
             )
             extra.append(JournalListener(journal, self.ctx.job_id))
-        registry = self.build_steps()
-        if len(registry):
-            return self.run_steps(registry, self.create_context(), listeners=extra)
-        if journal is None:
-            return self.execute()
+        try:
+            registry = self.build_steps()
+            context = self.create_context() if len(registry) else None
+        except BaseException as error:  # before any step: the run ends here, and says why
+            self._record_end(journal, error)
+            raise
+        if context is not None:
+            return self.run_steps(registry, context, listeners=extra)
         try:
             result = self.execute()
+            if not isinstance(result, dict):
+                raise ActionDefinitionError(
+                    f'{type(self).__name__}.execute() returned {type(result).__name__}; '
+                    "return a dict, the action's result ({} for nothing to report)"
+                )
         except BaseException as error:
+            self._record_end(journal, error)
+            raise
+        if journal is not None:
+            journal.set_run_status(self.ctx.job_id, 'succeeded')
+        return result
+
+    def _record_end(self, journal: Journal | None, error: BaseException) -> None:
+        if journal is not None:
             status = 'failed' if isinstance(error, Exception) else 'cancelled'
             journal.set_run_status(self.ctx.job_id, status, describe_exception(error))
-            raise
-        journal.set_run_status(self.ctx.job_id, 'succeeded')
-        return result
 
     def run_steps(
         self,
