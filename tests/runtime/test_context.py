@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from synapse_sdk.clients import LocalBackendClient
-from synapse_sdk.runtime import ConsoleLogger, Logger, MemoryLogger, RuntimeContext
+from synapse_sdk.runtime import (
+    ConsoleLogger,
+    JsonLinesLogger,
+    Logger,
+    MemoryLogger,
+    RuntimeContext,
+)
 from synapse_sdk.runtime.loggers import LoggedEvent
 
 
@@ -205,3 +211,54 @@ def test_memory_logger_keeps_copies() -> None:
     assert logger.events[0].data == {'n': 1}
     assert logger.metric_updates == [({'loss': 1.0}, 'train')]
     assert logger.event_names() == ['ev']
+
+
+@pytest.mark.parametrize('data', ['a.txt', ['a.txt', 'b.txt'], 7])
+def test_log_data_that_is_not_a_dict_is_refused_the_same_way_by_every_logger(
+    tmp_path: Path, data: Any
+) -> None:
+    """``context.log('uploaded', 'a.txt')`` fails the same way whatever the logger (the
+    MemoryLogger of the testing kit used to fail where the JSON-lines one accepted it)."""
+    production = RuntimeContext(logger=[JsonLinesLogger(tmp_path / 'log.jsonl')])
+    with pytest.raises(TypeError, match='dict'):
+        production.log('uploaded', data)
+    testing = RuntimeContext(logger=[MemoryLogger()])
+    with pytest.raises(TypeError, match='dict'):
+        testing.log('uploaded', data)
+    with pytest.raises(
+        TypeError, match=rf"log\('uploaded'\): data must be a dict .*{type(data).__name__}"
+    ):
+        testing.log('uploaded', data)
+    assert testing.loggers[0].events == []  # type: ignore[attr-defined]
+    assert not (tmp_path / 'log.jsonl').exists()
+
+
+def test_close_closes_every_logger_even_when_one_fails() -> None:
+    """A logger whose close() raises does not leave the others open; the first error is
+    raised once all are closed."""
+
+    class Broken(Logger):
+        def close(self) -> None:
+            raise OSError('disk gone')
+
+    memory = MemoryLogger()
+    runtime = RuntimeContext(logger=[Broken(), memory])
+    with pytest.raises(OSError, match='disk gone'):
+        runtime.close()
+    assert memory.closed
+
+
+def test_close_raises_the_first_error_and_notes_the_others() -> None:
+    class Broken(Logger):
+        def __init__(self, message: str) -> None:
+            self.message = message
+
+        def close(self) -> None:
+            raise OSError(self.message)
+
+    memory = MemoryLogger()
+    runtime = RuntimeContext(logger=[Broken('first'), memory, Broken('second')])
+    with pytest.raises(OSError, match='first') as caught:
+        runtime.close()
+    assert memory.closed
+    assert caught.value.__notes__ == ['closing Broken failed too: OSError: second']

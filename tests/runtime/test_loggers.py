@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,23 @@ from rich.console import Console
 from synapse_sdk.plugins import BaseUploadAction
 from synapse_sdk.plugins.actions.upload import UploadContext
 from synapse_sdk.plugins.pipelines.steps import BaseStep, StepRegistry, StepResult
-from synapse_sdk.plugins.steps import StepInfo
+from synapse_sdk.plugins.steps import (
+    BaseStepContext,
+    RetryPolicy,
+    RunCancelledError,
+    RunListener,
+    StepInfo,
+)
 from synapse_sdk.runtime import ConsoleLogger, JsonLinesLogger, MemoryLogger, RuntimeContext
+from synapse_sdk.testing import (
+    FakeClock,
+    FaultyStep,
+    FunctionStep,
+    RecordingRuntime,
+    run_workflow,
+)
+
+ANSI = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')
 
 
 class NoParams(BaseModel):
@@ -225,6 +242,8 @@ def test_jsonl_step_lifecycle_of_a_failed_run(tmp_path: Path) -> None:
             'success': False,
             'failed_step': 'store',
             'rollback_errors': ["rollback of step 'prepare' failed: RuntimeError: cannot undo"],
+            'cancelled': False,
+            'error': 'ValueError: bad',
         },
     ]
     overall = [r['percent'] for r in records if r['type'] == 'progress']
@@ -248,6 +267,8 @@ def test_jsonl_run_end_of_a_successful_run(tmp_path: Path) -> None:
         'success': True,
         'failed_step': None,
         'rollback_errors': [],
+        'cancelled': False,
+        'error': None,
     }
     files = [r['percent'] for r in records if r['type'] == 'progress' and r['category'] == 'files']
     assert files == [50, 100]
@@ -493,3 +514,182 @@ def test_console_run_draws_every_category_to_its_end(
     for category, current, total in draws:
         last[category] = current / total
     assert last == {'files': 1.0, 'overall': 1.0}
+
+
+def test_console_shows_the_overall_progress_reached_at_a_step_end_during_the_next_step() -> None:
+    """The overall figure reported just after a step's end (bars drawn less than
+    ``min_interval`` ago, so it is kept pending) is drawn when the next step starts: a step
+    that reports no progress of its own does not run with the bar stuck behind."""
+    buffer = io.StringIO()
+    logger = ConsoleLogger(
+        Console(file=buffer, force_terminal=True, width=100, color_system=None), min_interval=0.1
+    )
+    runtime = RecordingRuntime()
+    runtime.loggers.append(logger)
+    shown: list[str] = []
+
+    def discover(context: BaseStepContext) -> None:
+        context.set_progress(1, 4, 'files')  # draws the bars now
+
+    def long_step(context: BaseStepContext) -> None:
+        text = ANSI.sub('', buffer.getvalue())
+        shown.extend(re.findall(r'overall\s+\S*\s*(\d+)%', text))
+
+    try:
+        run = run_workflow(
+            [
+                FunctionStep('discover', execute=discover),
+                FunctionStep('fit', execute=long_step),
+                FunctionStep('save'),
+            ],
+            runtime=runtime,
+        )
+    finally:
+        logger.close()
+    assert run.succeeded, run.error
+    assert run.progress == [8, 33, 66, 100]
+    assert shown and shown[-1] == '33', f'overall bar while fit runs: {shown}'
+
+
+def test_console_draws_pending_progress_at_step_start(
+    draws: list[tuple[str, float, float]],
+) -> None:
+    console, buffer = make_console()
+    logger = ConsoleLogger(console, min_interval=10)
+    logger.progress(1, 10, 'overall')
+    logger.progress(4, 10, 'overall')  # throttled: pending
+    assert draws == [('overall', 1, 10)]
+    context: Any = None
+    logger.on_step_start(context, StepInfo(1, 'next', 1.0))
+    assert draws == [('overall', 1, 10), ('overall', 4, 10)]
+    assert lines(buffer)[-1] == '> next'
+
+
+def run_logged(
+    tmp_path: Path, steps: list[Any], listeners: Any = None
+) -> tuple[Any, list[dict[str, Any]], str]:
+    """Run ``steps`` with a JSON-lines and a console logger; (run, JSON records, console)."""
+    path = tmp_path / 'run.jsonl'
+    clock = FakeClock()
+    runtime = RecordingRuntime(sleep=clock.sleep)
+    buffer = io.StringIO()
+    runtime.loggers += [
+        JsonLinesLogger(path, 'r1'),
+        ConsoleLogger(Console(file=buffer, width=200)),
+    ]
+    run = run_workflow(steps, runtime=runtime, listeners=listeners(runtime) if listeners else ())
+    runtime.close()
+    records = [json.loads(line) for line in path.read_text(encoding='utf-8').splitlines()]
+    return run, records, buffer.getvalue()
+
+
+def test_a_retried_step_leaves_a_trace_in_the_logs(tmp_path: Path) -> None:
+    """A step that failed twice with ConnectionError and succeeded on its third attempt:
+    the console, the JSON-lines record and the MemoryLogger all say it was retried, and why."""
+    flaky = FaultyStep(
+        FunctionStep('upload', retry=RetryPolicy(max_attempts=3, jitter=0)),
+        fail_on_attempts=(1, 2),
+    )
+    run, records, console = run_logged(tmp_path, [flaky])
+    assert run.succeeded, run.error
+    assert run.context.step_results[0].attempts == 3
+    assert 'ConnectionError' in console, console
+    traces = [
+        r
+        for r in records
+        if r.get('step') == 'upload' and r['type'] != 'step_end' and 'ConnectionError' in str(r)
+    ]
+    assert traces, records
+    # what each logger writes exactly
+    retries = [line for line in console.splitlines() if line.startswith('retry ')]
+    assert len(retries) == 2
+    assert retries[0].startswith('retry upload (attempt 1 failed: ConnectionError: ')
+    assert retries[0].endswith('; next in 1.0s)')
+    assert retries[1].endswith('; next in 2.0s)')
+    steps = [
+        {k: v for k, v in r.items() if k not in ('ts', 'run_id', 'error')}
+        for r in records
+        if r['type'] == 'step_retry'
+    ]
+    assert steps == [
+        {'type': 'step_retry', 'step': 'upload', 'attempt': 1, 'delay': 1.0},
+        {'type': 'step_retry', 'step': 'upload', 'attempt': 2, 'delay': 2.0},
+    ]
+    assert all(r['error'].startswith('ConnectionError: ') for r in records if 'attempt' in r)
+    assert run.runtime.memory.lifecycle == [
+        ('run_start', None),
+        ('step_start', 'upload'),
+        ('step_retry', 'upload'),
+        ('step_retry', 'upload'),
+        ('step_end', 'upload'),
+        ('run_end', 'succeeded'),
+    ]
+
+
+def test_jsonl_run_end_of_a_cancelled_run_says_why(tmp_path: Path) -> None:
+    """A run cancelled between two steps: its ``run_end`` record says it was cancelled, and why."""
+
+    class CancelAfterA(RunListener):
+        def __init__(self, runtime: RecordingRuntime) -> None:
+            self.runtime = runtime
+
+        def on_step_end(self, context: Any, step: StepInfo, result: StepResult) -> None:
+            if step.name == 'a':
+                self.runtime.cancel('user pressed Ctrl-C')
+
+    run, records, _ = run_logged(
+        tmp_path, [FunctionStep('a'), FunctionStep('b')], lambda rt: [CancelAfterA(rt)]
+    )
+    assert isinstance(run.error, RunCancelledError)
+    run_end = records[-1]
+    assert run_end['type'] == 'run_end'
+    assert 'user pressed Ctrl-C' in json.dumps(run_end), run_end
+    assert run_end['cancelled'] is True
+    assert run_end['success'] is False
+    assert 'user pressed Ctrl-C' in run_end['error']
+
+
+def test_jsonl_lines_are_strict_json_even_for_nan_metrics(tmp_path: Path) -> None:
+    """A diverged training's loss=nan (grad_norm=inf) is written as null, not as a bare
+    ``NaN``/``Infinity`` that jq, JavaScript and most log pipelines reject."""
+
+    def diverge(context: BaseStepContext) -> None:
+        context.set_metrics({'loss': math.nan, 'grad_norm': math.inf, 'epoch': 3}, 'train')
+
+    path = tmp_path / 'run.jsonl'
+    runtime = RecordingRuntime()
+    runtime.loggers.append(JsonLinesLogger(path, 'r1'))
+    run = run_workflow([FunctionStep('fit', execute=diverge)], runtime=runtime)
+    runtime.close()
+    assert run.succeeded, run.error
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f'not JSON: {name}')
+
+    records = [
+        json.loads(line, parse_constant=refuse)
+        for line in path.read_text(encoding='utf-8').splitlines()
+    ]
+    [metrics] = [r for r in records if r['type'] == 'metrics']
+    assert metrics['value'] == {'loss': None, 'grad_norm': None, 'epoch': 3}
+
+
+def test_jsonl_non_finite_floats_anywhere_in_a_record_become_null(tmp_path: Path) -> None:
+    path = tmp_path / 'run.jsonl'
+    logger = JsonLinesLogger(path)
+    data = {'nested': {'xs': [1.5, -math.inf, (math.nan, 2)]}, math.inf: 'key', 'p': Path('/a')}
+    logger.log('odd', data, None, 'info')
+    logger.log('fine', {'x': 0.5}, None, 'info')
+    logger.close()
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f'not JSON: {name}')
+
+    odd, fine = [
+        json.loads(line, parse_constant=refuse)
+        for line in path.read_text(encoding='utf-8').splitlines()
+    ]
+    assert odd['data'] == {'nested': {'xs': [1.5, None, [None, 2]]}, 'inf': 'key', 'p': '/a'}
+    assert fine['data'] == {'x': 0.5}
+    xs = data['nested']['xs']  # the caller's data is left as it was
+    assert xs[1] == -math.inf and math.isnan(xs[2][0])

@@ -10,6 +10,7 @@ from typing import Any
 
 from synapse_sdk.plugins.steps import CancelToken, RunListener
 from synapse_sdk.plugins.steps.context import check_progress
+from synapse_sdk.plugins.steps.result import describe_exception
 
 from .loggers import OVERALL, ConsoleLogger, Logger
 
@@ -77,7 +78,14 @@ class RuntimeContext:
     ) -> None:
         if level not in LEVELS:
             raise ValueError(f'log level must be one of {LEVELS}, got {level!r}')
-        payload = data if data is not None else {}
+        if data is None:
+            payload: dict[str, Any] = {}
+        elif isinstance(data, dict):
+            payload = data
+        else:
+            raise TypeError(
+                f'log({event!r}): data must be a dict (or None), got {type(data).__name__}'
+            )
         for logger in self.loggers:
             logger.log(event, payload, file, level)
 
@@ -96,8 +104,22 @@ class RuntimeContext:
             logger.metrics(value, category)
 
     def close(self) -> None:
+        """Close every logger, even when one fails; then raise the first error (later ones
+        are attached to it as notes)."""
+        errors: list[tuple[Logger, BaseException]] = []
         for logger in self.loggers:
-            logger.close()
+            try:
+                logger.close()
+            except BaseException as error:  # the others still get closed
+                errors.append((logger, error))
+        if not errors:
+            return
+        first = errors[0][1]
+        for logger, later in errors[1:]:
+            first.add_note(
+                f'closing {type(logger).__name__} failed too: {describe_exception(later)}'
+            )
+        raise first
 
     def __enter__(self) -> RuntimeContext:
         return self

@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from synapse_sdk.plugins.steps import BaseStepContext, RunSummary, StepInfo, StepResult
+from synapse_sdk.plugins.steps.result import describe_exception
 
 from .base import Logger
 
@@ -29,8 +30,9 @@ class ConsoleLogger(Logger):
 
     The bars are redrawn at most once per ``min_interval`` seconds (the
     latest value of each category is kept and drawn at the next chance, and
-    always at step end), so a step may report progress for every item it
-    handles at almost no cost (``benchmarks/console_progress.py``).
+    always at a step's start, retry and end), so a step may report progress
+    for every item it handles at almost no cost (``benchmarks/console_progress.py``).
+    A retried attempt gets a ``retry <step> (attempt N failed: ...; next in Ds)`` line.
     """
 
     def __init__(self, console: Console | None = None, *, min_interval: float = 0.1) -> None:
@@ -96,6 +98,10 @@ class ConsoleLogger(Logger):
         self.console.print(f'[bold]run[/bold] {len(steps)} steps: {escape(names)}')
 
     def on_step_start(self, context: BaseStepContext, step: StepInfo) -> None:
+        # The overall figure reached at the previous step's end arrives after that
+        # step's on_step_end and may still be pending (throttled): draw it now, or a
+        # step that reports no progress of its own runs with the bar stuck behind.
+        self._flush()
         self.console.print(f'[bold blue]>[/bold blue] {escape(step.name)}')
 
     def on_step_end(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
@@ -107,6 +113,21 @@ class ConsoleLogger(Logger):
             self.console.print(
                 f'[bold red]failed[/bold red] {escape(step.name)}: {escape(str(result.error))}'
             )
+
+    def on_step_retry(
+        self,
+        context: BaseStepContext,
+        step: StepInfo,
+        attempt: int,
+        result: StepResult,
+        delay: float,
+    ) -> None:
+        self._flush()
+        self.console.print(
+            f'[yellow]retry {escape(step.name)}[/yellow] (attempt {attempt} failed: '
+            f'{escape(_failure(result))}; next in {delay:.1f}s)',
+            highlight=False,
+        )
 
     def on_step_skip(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
         self.console.print(f'[dim]skipped {escape(step.name)}[/dim]')
@@ -142,6 +163,14 @@ class ConsoleLogger(Logger):
             self._bars.stop()
             self._bars = None
             self._tasks.clear()
+
+
+def _failure(result: StepResult) -> str:
+    if result.error:
+        return result.error
+    if result.exception is not None:
+        return describe_exception(result.exception)
+    return 'failed'
 
 
 def _fmt(value: Any) -> str:

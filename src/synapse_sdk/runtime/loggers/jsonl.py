@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from synapse_sdk.plugins.steps import BaseStepContext, RunSummary, StepInfo, StepResult
+from synapse_sdk.plugins.steps.result import describe_exception
 
 from .base import Logger
 
@@ -18,7 +20,9 @@ class JsonLinesLogger(Logger):
 
     Progress is written when its whole percentage changes (per category), so
     a step reporting every item does not turn the log into a progress dump.
-    Each line is flushed: a crashed run's log ends at its last event.
+    Each line is flushed: a crashed run's log ends at its last event. Lines are
+    strict JSON: a NaN or infinite float (a diverged loss) is written as ``null``,
+    a value JSON has no type for as its ``str()``.
     """
 
     def __init__(self, path: str | os.PathLike[str], run_id: str | None = None) -> None:
@@ -65,6 +69,27 @@ class JsonLinesLogger(Logger):
             }
         )
 
+    def on_step_retry(
+        self,
+        context: BaseStepContext,
+        step: StepInfo,
+        attempt: int,
+        result: StepResult,
+        delay: float,
+    ) -> None:
+        error = result.error
+        if error is None and result.exception is not None:
+            error = describe_exception(result.exception)
+        self._write(
+            {
+                'type': 'step_retry',
+                'step': step.name,
+                'attempt': attempt,
+                'error': error,
+                'delay': delay,
+            }
+        )
+
     def on_step_skip(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
         self._write({'type': 'step_skip', 'step': step.name})
 
@@ -82,6 +107,8 @@ class JsonLinesLogger(Logger):
                 'success': summary.success,
                 'failed_step': summary.failed_step,
                 'rollback_errors': list(summary.rollback_errors),
+                'cancelled': summary.cancelled,
+                'error': None if summary.error is None else describe_exception(summary.error),
             }
         )
 
@@ -95,5 +122,26 @@ class JsonLinesLogger(Logger):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open('a', encoding='utf-8')
         line = {'ts': datetime.now(UTC).isoformat(), 'run_id': self.run_id, **record}
-        self._file.write(json.dumps(line, default=str) + '\n')
+        try:
+            text = json.dumps(line, default=str, allow_nan=False)
+        except ValueError as error:
+            if 'float' not in str(error):  # e.g. a circular reference: not ours to mend
+                raise
+            # a NaN or infinity somewhere: rare, so only then look for it
+            text = json.dumps(_finite(line), default=str, allow_nan=False)
+        self._file.write(text + '\n')
         self._file.flush()
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (at any depth) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {
+            (str(k) if isinstance(k, float) and not math.isfinite(k) else k): _finite(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

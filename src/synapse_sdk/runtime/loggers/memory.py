@@ -58,6 +58,16 @@ class MemoryLogger(Logger):
     def on_step_end(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
         self.lifecycle.append(('step_end' if result.success else 'step_failed', step.name))
 
+    def on_step_retry(
+        self,
+        context: BaseStepContext,
+        step: StepInfo,
+        attempt: int,
+        result: StepResult,
+        delay: float,
+    ) -> None:
+        self.lifecycle.append(('step_retry', step.name))
+
     def on_step_skip(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
         self.lifecycle.append(('step_skip', step.name))
 
