@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import pickle
@@ -25,6 +26,7 @@ from synapse_sdk.clients import (
     StorageIntegrityError,
 )
 from synapse_sdk.paths import synapse_home
+from synapse_sdk.testing import FakeBackend
 
 SRC_DIR = Path(local_module.__file__).resolve().parents[2]
 
@@ -63,6 +65,17 @@ def blob_files(root: Path) -> set[Path]:
 
 def temp_files(directory: Path) -> list[Path]:
     return [p for p in directory.iterdir() if p.name.endswith('.tmp')]
+
+
+def make_non_utf8_file(directory: Path, data: bytes) -> str:
+    """A file named ``b'caf\\xe9.txt'`` (latin-1, not UTF-8); its path as Python sees it."""
+    raw = os.fsencode(directory) + b'/caf\xe9.txt'
+    try:
+        with open(raw, 'wb') as handle:
+            handle.write(data)
+    except OSError as exc:  # e.g. macOS file systems accept UTF-8 names only
+        pytest.skip(f'this file system refuses non-UTF-8 names: {exc}')
+    return os.fsdecode(raw)
 
 
 # ------------------------------------------------------------- synapse_home
@@ -254,6 +267,60 @@ def test_odd_source_names_stay_inside_root(
         assert Path(info['path']).parent == root / 'blobs'
     # Uploading files named like the index did not clobber it.
     assert len(client.list_files()) == 6
+
+
+def test_upload_of_a_file_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    """A name with non-UTF-8 bytes (common in archives from other systems) once failed
+    with a bare UnicodeEncodeError from SQLite that did not even name the file."""
+    source = make_non_utf8_file(tmp_path, b'latin-1 name')
+    assert FakeBackend().upload_file(source) == 1  # the testing kit's backend copes
+    client = LocalBackendClient(tmp_path / 'storage')
+    file_id = client.upload_file(source)
+    info = client.get_file(file_id)
+    assert info['size'] == len(b'latin-1 name')
+    json.dumps(client.list_files())  # names are printable text
+    out = tmp_path / 'out'
+    out.mkdir()
+    assert client.download_file(file_id, out).read_bytes() == b'latin-1 name'
+
+
+def test_a_non_utf8_name_is_stored_and_downloaded_with_its_bad_bytes_escaped(
+    client: LocalBackendClient, tmp_path: Path
+) -> None:
+    source = make_non_utf8_file(tmp_path, b'data')
+    file_id = client.upload_file(source)
+    assert client.get_file(file_id)['name'] == 'caf\\xe9.txt'
+    assert [f['name'] for f in client.list_files()] == ['caf\\xe9.txt']
+    assert local_module.stored_name(source) == 'caf\\xe9.txt'
+    assert local_module.stored_name(str(tmp_path / 'ünïcødé.txt')) == 'ünïcødé.txt'
+    out = tmp_path / 'out'
+    out.mkdir()
+    # Into a directory: under the stored name, backslash and all, not split on it.
+    assert client.download_file(file_id, out) == out / 'caf\\xe9.txt'
+
+
+def test_a_key_built_from_a_non_utf8_path_is_stored_and_found(
+    client: LocalBackendClient, tmp_path: Path
+) -> None:
+    source = make_non_utf8_file(tmp_path, b'data')
+    key = f'run1:{os.path.basename(source)}'  # holds a lone surrogate
+    first = client.upload_file(source, key=key)
+    assert client.find_file(key) == first
+    assert client.upload_file(source, key=key) == first
+    # Not mistaken for the key spelled like its printable form.
+    assert client.find_file('run1:caf\\xe9.txt') is None
+    assert client.upload_file(source, key='run1:caf\\xe9.txt') != first
+    assert client.find_file('run1:\ud800') is None  # any surrogate at all
+    client.delete_file(first)
+    assert client.find_file(key) is None
+
+
+@pytest.mark.parametrize('bad', ['caf\ud800.txt', 'nul\x00.txt'])
+def test_a_source_path_that_is_not_a_valid_path_is_a_source_file_error(
+    client: LocalBackendClient, tmp_path: Path, bad: str
+) -> None:
+    with pytest.raises(SourceFileError, match='not a valid path'):
+        client.upload_file(str(tmp_path / bad))
 
 
 # ------------------------------------------------------------ upload errors
@@ -542,6 +609,53 @@ def test_download_missing_parent_directory(client: LocalBackendClient, tmp_path:
     file_id = client.upload_file(make_file(tmp_path / 'src', 'a.txt', b'abc'))
     with pytest.raises(FileNotFoundError):
         client.download_file(file_id, tmp_path / 'no' / 'such' / 'dir' / 'a.txt')
+
+
+def test_download_to_a_missing_directory_with_a_trailing_slash(tmp_path: Path) -> None:
+    """``download_file(id, 'exports/')`` with no exports/ once wrote a *file* named
+    'exports' (pathlib drops the slash), where ``cp a.txt exports/`` says 'Not a
+    directory'; the next download into 'exports/' then silently replaced it."""
+    source = tmp_path / 'a.txt'
+    source.write_text('hello', encoding='utf-8')
+    client = LocalBackendClient(tmp_path / 'storage')
+    file_id = client.upload_file(source)
+    target = tmp_path / 'exports'
+    try:
+        client.download_file(file_id, str(target) + os.sep)
+    except Exception:
+        pass
+    assert not target.is_file(), 'a file was written where a directory was meant'
+
+
+@pytest.mark.parametrize('backend', ['local', 'fake'])
+@pytest.mark.parametrize('suffix', [os.sep, os.sep + '.'])
+def test_download_to_a_missing_directory_is_not_a_directory_error(
+    tmp_path: Path, backend: str, suffix: str
+) -> None:
+    storage = LocalBackendClient(tmp_path / 'storage') if backend == 'local' else FakeBackend()
+    file_id = storage.upload_file(make_file(tmp_path / 'src', 'a.txt', b'abc'))
+    dest = str(tmp_path / 'exports') + suffix
+    with pytest.raises(NotADirectoryError, match='exports') as excinfo:
+        storage.download_file(file_id, dest)
+    assert 'Not a directory' in str(excinfo.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ['src'] + (['storage'] if backend == 'local' else [])
+    )
+    # An existing file is no directory either; it is left alone.
+    existing = make_file(tmp_path, 'plain.txt', b'keep')
+    with pytest.raises(NotADirectoryError):
+        storage.download_file(file_id, str(existing) + os.sep)
+    assert existing.read_bytes() == b'keep'
+
+
+def test_download_to_an_existing_directory_with_a_trailing_slash(
+    client: LocalBackendClient, tmp_path: Path
+) -> None:
+    file_id = client.upload_file(make_file(tmp_path / 'src', 'a.txt', b'abc'))
+    out = tmp_path / 'exports'
+    out.mkdir()
+    assert client.download_file(file_id, str(out) + os.sep) == out / 'a.txt'
+    assert (out / 'a.txt').read_bytes() == b'abc'
 
 
 # ---------------------------------------------------------------- pickling

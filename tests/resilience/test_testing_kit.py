@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from synapse_sdk.clients import FileNotFoundInStorageError, SourceFileError
+from synapse_sdk.clients import FileNotFoundInStorageError, LocalBackendClient, SourceFileError
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.steps import (
     BaseStep,
     BaseStepContext,
     RetryPolicy,
+    RunCancelledError,
     RunListener,
     StepExecutionError,
     StepResult,
@@ -141,6 +143,34 @@ def test_recording_runtime_uses_a_fake_backend_unless_given_a_client() -> None:
     custom = RecordingRuntime(other, sleep=clock.sleep, job_id='job-7')
     assert custom.client is other and custom.job_id == 'job-7' and custom.sleep == clock.sleep
     assert isinstance(custom, RuntimeContext)
+
+
+def test_fake_backend_names_a_non_utf8_file_as_the_local_client_does(tmp_path: Path) -> None:
+    raw = os.fsencode(tmp_path) + b'/caf\xe9.txt'
+    try:
+        with open(raw, 'wb') as handle:
+            handle.write(b'data')
+    except OSError as exc:  # e.g. macOS file systems accept UTF-8 names only
+        pytest.skip(f'this file system refuses non-UTF-8 names: {exc}')
+    source = os.fsdecode(raw)
+    fake, local = FakeBackend(), LocalBackendClient(tmp_path / 'storage')
+    fake_info = fake.get_file(fake.upload_file(source))
+    local_info = local.get_file(local.upload_file(source))
+    assert fake_info['name'] == local_info['name'] == 'caf\\xe9.txt'
+    for backend, info in [(fake, fake_info), (local, local_info)]:
+        out = tmp_path / f'out-{type(backend).__name__}'
+        out.mkdir()
+        assert backend.download_file(info['id'], out) == out / 'caf\\xe9.txt'
+
+
+def test_fake_backend_download_into_a_missing_directory_is_refused(
+    files: list[Path], tmp_path: Path
+) -> None:
+    backend = FakeBackend()
+    file_id = backend.upload_file(files[0])
+    with pytest.raises(NotADirectoryError, match='exports'):
+        backend.download_file(file_id, str(tmp_path / 'exports') + os.sep)
+    assert not (tmp_path / 'exports').exists()
 
 
 # --------------------------------------------------------------- FakeClock
@@ -305,6 +335,38 @@ def test_run_workflow_with_own_context_runtime_and_listeners() -> None:
     assert run.context is context and run.runtime is runtime
     assert seen.started == ['a']
     assert context.step_results[0].step_name == 'a'
+
+
+def test_run_workflow_uses_the_runtime_of_the_given_context() -> None:
+    """Given a context but no ``runtime=``, run_workflow once made a fresh RecordingRuntime
+    instead of using ``context.runtime_ctx``: the run listened to another cancel token
+    (CancelAt on the test's runtime did nothing) and ``run.runtime.memory`` missed every
+    event the steps logged."""
+    runtime = RecordingRuntime()
+    context = BaseStepContext(runtime_ctx=runtime)
+
+    def work(context: BaseStepContext) -> None:
+        context.log('working')
+        context.set_progress(1, 1)
+
+    run = run_workflow(
+        [FnStep('a', execute=work), FnStep('b')], context, listeners=[CancelAt(runtime, 'a')]
+    )
+    assert run.runtime is runtime
+    assert isinstance(run.error, RunCancelledError), run.error
+    assert run.runtime.memory.event_names() == ['working']
+
+
+def test_run_workflow_refuses_a_context_whose_runtime_it_cannot_record() -> None:
+    other = RuntimeContext(logger=MemoryLogger(), env={})
+    context = BaseStepContext(runtime_ctx=other)
+    with pytest.raises(TypeError, match='RuntimeContext, not a RecordingRuntime'):
+        run_workflow([FnStep('a')], context)
+    # An explicit runtime= is still taken as given.
+    runtime = RecordingRuntime()
+    run = run_workflow([FnStep('a')], context, runtime=runtime)
+    assert run.succeeded and run.runtime is runtime
+    assert_steps_ran(run, ['a'])
 
 
 # --------------------------------------------------------------- the assertions

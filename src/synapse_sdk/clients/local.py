@@ -18,6 +18,7 @@ keeps the on-disk state consistent under crashes and concurrent processes:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import operator
 import os
@@ -38,7 +39,14 @@ from synapse_sdk.clients.errors import (
 )
 from synapse_sdk.paths import synapse_home
 
-__all__ = ['BackendClient', 'FileInfo', 'LocalBackendClient', 'StrPath']
+__all__ = [
+    'BackendClient',
+    'FileInfo',
+    'LocalBackendClient',
+    'StrPath',
+    'download_target',
+    'stored_name',
+]
 
 StrPath = str | os.PathLike[str]
 
@@ -131,27 +139,34 @@ class LocalBackendClient:
         that key, its id is returned and nothing is copied. A step that records
         the key *before* uploading can thus always find (to delete, or to skip)
         what an interrupted attempt stored.
+
+        The file is stored under its base name; bytes of it that are not UTF-8
+        (a name from another system's archive) are shown as ``\\xNN`` (see
+        :func:`stored_name`), so names are always printable text. Keys may hold
+        any string, including such undecodable parts of a path.
         """
         if key is not None:
             existing = self.find_file(key)
             if existing is not None:
                 return existing
         source = os.fspath(path)
-        name = os.path.basename(source)
         with _open_source(source) as src:
+            name = stored_name(source)
             self._ensure_ready()
             blob, size, checksum = self._write_blob(src, source)
         created_at = datetime.now(UTC).isoformat(timespec='microseconds')
         try:
             with self._connect() as conn, _transaction(conn):
                 if key is not None:
-                    row = conn.execute('SELECT id FROM files WHERE key = ?', (key,)).fetchone()
+                    row = conn.execute(
+                        'SELECT id FROM files WHERE key = ?', (_key_value(key),)
+                    ).fetchone()
                     if row is not None:  # stored meanwhile by another process
                         raise _AlreadyStored(row[0])
                 cursor = conn.execute(
                     'INSERT INTO files (name, blob, size, checksum, created_at, key)'
                     ' VALUES (?, ?, ?, ?, ?, ?)',
-                    (name, blob, size, checksum, created_at, key),
+                    (name, blob, size, checksum, created_at, _key_value(key)),
                 )
                 file_id = cursor.lastrowid
         except _AlreadyStored as stored:
@@ -167,7 +182,7 @@ class LocalBackendClient:
     def find_file(self, key: str) -> int | None:
         """The id of the file stored under ``key``, if any."""
         with self._connect() as conn:
-            row = conn.execute('SELECT id FROM files WHERE key = ?', (key,)).fetchone()
+            row = conn.execute('SELECT id FROM files WHERE key = ?', (_key_value(key),)).fetchone()
         return None if row is None else int(row[0])
 
     def delete_file(self, file_id: int) -> None:
@@ -200,11 +215,13 @@ class LocalBackendClient:
         The copy goes through a temp file next to the target and is renamed into
         place only after the checksum matches, so ``dest`` never holds bad data.
         An existing file at the target is replaced; missing parents are not made.
+        Into a directory, the file gets its stored name (see :func:`stored_name`).
+        A ``dest`` ending with a path separator (``'exports/'``) means a
+        directory, as with ``cp``: if it is not an existing one,
+        ``NotADirectoryError`` is raised and nothing is written.
         """
         info = self.get_file(file_id)
-        target = Path(dest)
-        if target.is_dir():
-            target = target / _safe_name(info['name'], info['id'])
+        target = download_target(dest, info['name'], info['id'])
         try:
             src = open(info['path'], 'rb')  # noqa: SIM115 - closed by the with below
         except FileNotFoundError:
@@ -367,6 +384,8 @@ def _open_source(source: str) -> Iterator[BinaryIO]:
         st = os.stat(source)
     except FileNotFoundError:
         raise SourceFileError(source, 'no such file') from None
+    except (UnicodeError, ValueError) as exc:  # a lone surrogate or a NUL in the path
+        raise SourceFileError(source, f'it is not a valid path ({exc})') from exc
     except OSError as exc:
         raise SourceFileError(source, f'cannot access it ({exc.strerror or exc})') from exc
     if stat.S_ISDIR(st.st_mode):
@@ -428,9 +447,72 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def stored_name(path: str) -> str:
+    """The name a file at ``path`` is stored under: its base name, as printable text.
+
+    A name that is not valid UTF-8 reaches Python with its undecodable bytes as
+    lone surrogates, which SQLite, JSON files and terminals refuse; each such
+    byte is shown as ``\\xNN`` instead (``b'caf\\xe9.txt'`` is stored as
+    ``'caf\\\\xe9.txt'``). Valid names are kept as they are.
+    """
+    name = os.path.basename(path)
+    try:
+        name.encode('utf-8')
+    except UnicodeEncodeError:
+        try:
+            raw = os.fsencode(name)
+        except UnicodeError:  # surrogates that no file system decoding produces
+            raw = name.encode('utf-8', 'surrogatepass')
+        return raw.decode('utf-8', 'backslashreplace')
+    return name
+
+
+def download_target(dest: StrPath, name: str, file_id: int) -> Path:
+    """Where ``download_file(file_id, dest)`` writes a file stored as ``name``.
+
+    Into ``dest`` if it is a directory, else ``dest`` itself. A ``dest`` that
+    says it is a directory (a trailing separator, or ending in ``.``/``..``),
+    which pathlib would silently drop, must be an existing one.
+    """
+    raw = os.fspath(dest)
+    target = Path(raw)
+    if target.is_dir():
+        return target / _safe_name(name, file_id)
+    separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
+    if raw.endswith(separators) or os.path.basename(raw) in ('.', '..'):
+        raise NotADirectoryError(
+            errno.ENOTDIR,
+            f'Not a directory: cannot download file {file_id} into {raw!r}, which names a '
+            'directory that does not exist; create it first, or give a file path',
+        )
+    return target
+
+
 def _safe_name(name: str, file_id: int) -> str:
-    """Name to use inside a destination directory, even if the index was edited."""
-    base = os.path.basename(name.replace('\\', '/'))
+    """Name to use inside a destination directory, even if the index was edited.
+
+    Only this system's separators split it: on POSIX a backslash is an ordinary
+    character (as in the ``\\xNN`` of a stored non-UTF-8 name) and cannot lead
+    out of the directory.
+    """
+    base = os.path.basename(name)
     if base in ('', '.', '..'):
         return f'file-{file_id}'
     return base
+
+
+def _key_value(key: str | None) -> str | bytes | None:
+    """How ``key`` is stored and looked up in the index's ``key`` column.
+
+    A key built from a non-UTF-8 path holds lone surrogates, which SQLite text
+    cannot; it is stored as a BLOB of its surrogate-preserving UTF-8 bytes. That
+    mapping is one-to-one and a BLOB never equals a TEXT value, so such a key
+    can never be mistaken for another.
+    """
+    if key is None:
+        return None
+    try:
+        key.encode('utf-8')
+    except UnicodeEncodeError:
+        return key.encode('utf-8', 'surrogatepass')
+    return key

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from synapse_sdk.clients import FileNotFoundInStorageError, SourceFileError
+from synapse_sdk.clients.local import download_target, stored_name
 
 
 class FakeBackend:
@@ -16,6 +17,10 @@ class FakeBackend:
 
     ``fail_upload_at={3}`` makes the 3rd upload call raise ``ConnectionError``
     (or ``upload_error``); ``calls`` lists every call in order.
+
+    Names and download targets follow the real client's rules: a file name that
+    is not UTF-8 is stored with those bytes as ``\\xNN``, and a ``dest`` ending
+    with a path separator must be an existing directory.
     """
 
     def __init__(
@@ -49,7 +54,7 @@ class FakeBackend:
         self._next_id += 1
         self.files[file_id] = {
             'id': file_id,
-            'name': source.name,
+            'name': stored_name(os.fspath(path)),
             'size': len(content),
             'checksum': hashlib.sha256(content).hexdigest(),
             'created_at': datetime.now(UTC).isoformat(),
@@ -85,8 +90,6 @@ class FakeBackend:
 
     def download_file(self, file_id: int, dest: str | os.PathLike[str]) -> Path:
         info = self.get_file(file_id)
-        target = Path(dest)
-        if target.is_dir():
-            target = target / info['name']
+        target = download_target(dest, info['name'], file_id)
         target.write_bytes(self.files[file_id]['content'])
         return target

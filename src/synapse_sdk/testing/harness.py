@@ -40,8 +40,15 @@ def run_workflow(
     listeners: Sequence[RunListener] = (),
     raise_errors: bool = False,
 ) -> WorkflowRun:
-    """Register ``steps``, run them with the runtime's loggers listening, and catch the outcome."""
-    runtime = runtime if runtime is not None else RecordingRuntime()
+    """Register ``steps``, run them with the runtime's loggers listening, and catch the outcome.
+
+    The runtime is ``runtime``; without it, the context's own ``runtime_ctx`` (which
+    must then be a :class:`RecordingRuntime`), so the steps' events, the run's
+    lifecycle, its cancel token and ``sleep`` all meet in one place; without either,
+    a new ``RecordingRuntime`` and a ``BaseStepContext`` on it.
+    """
+    if runtime is None:
+        runtime = _runtime_of(context) if context is not None else RecordingRuntime()
     context = context if context is not None else BaseStepContext(runtime_ctx=runtime)
     registry: StepRegistry[Any] = StepRegistry()
     for step in steps:
@@ -68,3 +75,14 @@ def run_workflow(
         if raise_errors:
             raise
     return run
+
+
+def _runtime_of(context: BaseStepContext) -> RecordingRuntime:
+    runtime = context.runtime_ctx
+    if not isinstance(runtime, RecordingRuntime):
+        raise TypeError(
+            f'run_workflow: the context runs on a {type(runtime).__name__}, not a '
+            'RecordingRuntime, so the run could not be recorded or cancelled through it; '
+            'build the context on a RecordingRuntime, or pass runtime= explicitly'
+        )
+    return runtime
