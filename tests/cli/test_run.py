@@ -358,7 +358,7 @@ BAD_INPUT = [
     pytest.param(
         broken_plugin('import_error'),
         "error: cannot import 'needs_missing' from {broken}/import_error: "
-        "ModuleNotFoundError: No module named 'no_such_module_anywhere'",
+        "ModuleNotFoundError: No module named 'no_such_module_anywhere' (needs_missing.py, line 1)",
         id='entrypoint-import-error',
     ),
     pytest.param(
@@ -399,6 +399,40 @@ def test_bad_input_exits_2_with_one_line(
     proc = cli('plugin', 'run', *map(fill, args))
     assert_clean_error(proc, 2, fill(expected))
     assert not home.exists()  # nothing ran: no storage, no log, no journal
+
+
+LATIN1_CONFIG = (
+    'name: Caf\xe9\ncode: cafe\nversion: 0.1.0\ncategory: upload\n'
+    'actions:\n  upload:\n    entrypoint: flaky_plugin:FlakyUpload\n'
+).encode('latin-1')
+
+
+def test_cli_config_yaml_that_is_not_utf8_is_one_line_exit_2(
+    cli: Cli, home: Path, tmp_path: Path
+) -> None:
+    """A config.yaml saved as Latin-1 (an accented plugin name) is an invalid config."""
+    folder = write_plugin(tmp_path / 'latin1', '', {'flaky_plugin.py': FLAKY_PLUGIN})
+    (folder / 'config.yaml').write_bytes(LATIN1_CONFIG)
+    proc = cli('plugin', 'run', 'upload', '--path', folder)
+    expected = (
+        f'error: {folder}/config.yaml is not UTF-8 text (byte 0xe9 at offset 9): save it as UTF-8'
+    )
+    assert_clean_error(proc, 2, expected)
+    assert not home.exists()
+
+
+def test_cli_params_file_that_is_not_utf8_is_one_line_exit_2(
+    cli: Cli, home: Path, example: Path, tmp_path: Path
+) -> None:
+    params = tmp_path / 'params.json'
+    params.write_bytes('{"source_path": "caf\xe9"}'.encode('latin-1'))
+    proc = cli('plugin', 'run', 'upload', '--path', example, '--params-file', params)
+    expected = (
+        f'error: --params-file {params} is not UTF-8 text (byte 0xe9 at offset 19): '
+        'save it as UTF-8'
+    )
+    assert_clean_error(proc, 2, expected)
+    assert not home.exists()
 
 
 def test_debug_shows_the_traceback(cli: Cli, example: Path) -> None:
@@ -465,6 +499,43 @@ def test_steps_of_a_plain_action(cli: Cli, flaky: Path) -> None:
 def test_steps_bad_input_exits_2(cli: Cli, example: Path, args: list[str], expected: str) -> None:
     proc = cli('plugin', 'steps', *args, '--path', example)
     assert_clean_error(proc, 2, expected)
+
+
+DUPLICATE_STEPS_PLUGIN = """\
+from pydantic import BaseModel
+
+from synapse_sdk.plugins import BaseUploadAction
+from synapse_sdk.testing import FunctionStep
+
+
+class Params(BaseModel):
+    n: int = 1
+
+
+class Act(BaseUploadAction[Params]):
+    def setup_steps(self, registry):
+        registry.register(FunctionStep('upload'))
+        registry.register(FunctionStep('upload'))
+"""
+
+
+def test_cli_steps_of_an_action_with_a_broken_step_definition_is_one_line(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Two steps of one name: ``steps`` says so on one line, as ``run`` does (no traceback)."""
+    folder = write_plugin(
+        tmp_path / 'duplicate',
+        'name: x\ncode: x\nversion: 0.1.0\ncategory: upload\n'
+        'actions:\n  run:\n    entrypoint: plugin:Act\n',
+        {'plugin.py': DUPLICATE_STEPS_PLUGIN},
+    )
+    problem = "ValueError: a step named 'upload' is already registered; step names must be unique"
+    ran = cli('plugin', 'run', 'run', '--path', folder, '--no-journal')
+    assert_clean_error(ran, 1, f"error: action 'run' failed: {problem}")
+    proc = cli('plugin', 'steps', 'run', '--path', folder)
+    assert_clean_error(
+        proc, 2, f"error: cannot build the steps of 'run': {problem} (plugin.py, line 14)"
+    )
 
 
 def test_run_with_markup_in_synapse_home(

@@ -24,7 +24,7 @@ from synapse_sdk.execution import (
 from synapse_sdk.execution.signals import EXIT_CODES, cancel_on_signals
 from synapse_sdk.journal import Journal, JournalError, JournalVersionError
 from synapse_sdk.plugins.actions import ActionError, ActionOrigin
-from synapse_sdk.plugins.loader import Plugin, PluginError
+from synapse_sdk.plugins.loader import Plugin, PluginError, code_location
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
 from synapse_sdk.plugins.steps import RunCancelledError, StepExecutionError
 
@@ -60,6 +60,11 @@ def _read_params(params: str | None, params_file: Path | None) -> dict[str, Any]
     if params_file is not None:
         try:
             params = params_file.read_text(encoding='utf-8')
+        except UnicodeDecodeError as error:
+            raise BadInput(
+                f'--params-file {params_file} is not UTF-8 text (byte '
+                f'{error.object[error.start]:#x} at offset {error.start}): save it as UTF-8'
+            ) from error
         except OSError as error:
             raise BadInput(f'cannot read --params-file {params_file}: {error.strerror}') from error
     if params is None:
@@ -176,10 +181,18 @@ def steps(
     """Show ACTION's step plan (order, names, weights) without running it."""
     try:
         values = _read_params(params, None)
-        action_cls = Plugin.load(path).load_action(action)
-        plan = action_cls.plan(values)
+        plugin = Plugin.load(path)
+        action_cls = plugin.load_action(action)
     except (BadInput, PluginError, ActionError) as error:
         _fail(EXIT_BAD_INPUT, str(error), debug)
+    try:
+        plan = action_cls.plan(values)
+    except ActionError as error:
+        _fail(EXIT_BAD_INPUT, str(error), debug)
+    except Exception as error:  # the action's own code: its setup_steps() raised
+        message = f'cannot build the steps of {action!r}: {type(error).__name__}: {error}'
+        where = code_location(error, plugin.path)
+        _fail(EXIT_BAD_INPUT, message + (f' ({where})' if where else ''), debug)
     if not plan:
         Console().print(f'{action} registers no steps: it runs in plain execute() mode')
         return

@@ -6,7 +6,9 @@ import importlib
 import os
 import re
 import sys
+import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -14,7 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .actions import BaseAction
 
-_ENTRYPOINT = re.compile(r'^[A-Za-z_][\w.]*([:.])[A-Za-z_]\w*$')
+_NAME = r'[A-Za-z_]\w*'
+# module:Class or module.Class; the module is dotted names (no empty part: not 'plugin..A')
+_ENTRYPOINT = re.compile(rf'^{_NAME}(?:\.{_NAME})*(?::{_NAME}|\.{_NAME})$')
+
+# Every plugin folder imported from in this process: a module from one of them is
+# never what another plugin means by that name.
+_PLUGIN_FOLDERS: set[str] = set()
 
 
 class PluginError(Exception):
@@ -30,6 +38,17 @@ class ActionConfig(BaseModel):
     @field_validator('entrypoint')
     @classmethod
     def _check_entrypoint(cls, value: str) -> str:
+        # the file name where the module name belongs: plugin.py:Act, plugin.py
+        module, colon, name = value.partition(':')
+        hint = None
+        if colon and module.endswith('.py'):
+            hint = f'{module[:-3]}:{name}'
+        elif not colon and value.endswith('.py'):
+            hint = f'{value[:-3]}:ClassName'
+        if hint is not None:
+            raise ValueError(
+                f'{value!r} names a file; name the module, without .py: write {hint!r}'
+            )
         if not _ENTRYPOINT.match(value):
             raise ValueError(f"expected 'module:Class' or 'module.Class', got {value!r}")
         return value
@@ -58,7 +77,12 @@ class PluginConfig(BaseModel):
     @field_validator('version', mode='before')
     @classmethod
     def _version_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int | float) else value
+        if isinstance(value, bool | float):
+            # YAML read it as a number or a boolean: 1.10 is 1.1, yes is true
+            raise ValueError(
+                f"YAML reads it as {value!r}, not as text: quote it, e.g. version: '{value}'"
+            )
+        return str(value) if isinstance(value, int) else value
 
 
 class Plugin:
@@ -75,11 +99,26 @@ class Plugin:
         if not config_file.is_file():
             raise PluginError(f'no config.yaml in {root}: pass the plugin folder with --path')
         try:
-            raw = yaml.safe_load(config_file.read_text(encoding='utf-8'))
+            text = config_file.read_text(encoding='utf-8')
+        except UnicodeDecodeError as error:
+            raise PluginError(
+                f'{config_file} is not UTF-8 text (byte {error.object[error.start]:#x} at '
+                f'offset {error.start}): save it as UTF-8'
+            ) from error
+        except OSError as error:
+            raise PluginError(f'cannot read {config_file}: {error.strerror}') from error
+        try:
+            raw = yaml.safe_load(text)
         except yaml.YAMLError as error:
             raise PluginError(f'{config_file} is not valid YAML: {_yaml_problem(error)}') from error
         if not isinstance(raw, dict):
             raise PluginError(f'{config_file} must hold a mapping, got {type(raw).__name__}')
+        if isinstance(raw.get('version'), float | bool):
+            written = _scalar_text(text, 'version') or str(raw['version'])
+            raise PluginError(
+                f'{config_file} is invalid: version: YAML reads {written} as '
+                f"{raw['version']!r}, not as text: quote it: version: '{written}'"
+            )
         try:
             config = PluginConfig.model_validate(raw)
         except ValidationError as error:
@@ -119,15 +158,75 @@ class Plugin:
         top = module_name.split('.')[0]
         cached_file = getattr(sys.modules.get(top), '__file__', None)
         if cached_file and not Path(cached_file).resolve().is_relative_to(self.path):
-            # Another plugin's module of the same name: load ours instead.
+            # Another module of the entrypoint's name (another plugin's): load ours instead.
             for name in [m for m in sys.modules if m == top or m.startswith(top + '.')]:
                 del sys.modules[name]
+        _forget_other_plugins(folder)
         try:
             return importlib.import_module(module_name)
         except Exception as error:
-            raise PluginError(
-                f"cannot import '{module_name}' from {self.path}: {type(error).__name__}: {error}"
-            ) from error
+            message = f"cannot import '{module_name}' from {self.path}: {type(error).__name__}"
+            message += f': {error}'
+            if not isinstance(error, SyntaxError):  # its message names file and line already
+                where = code_location(error, self.path)
+                if where:
+                    message += f' ({where})'
+            raise PluginError(message) from error
+
+
+def code_location(error: BaseException, folder: str | os.PathLike[str]) -> str | None:
+    """``'plugin.py, line 12'``: the innermost frame of ``error``'s traceback that runs a
+    file inside the plugin ``folder`` (its path relative to the folder), if any."""
+    root = Path(folder)
+    where = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        file = Path(frame.filename)
+        if file.is_absolute() and file.is_relative_to(root):
+            where = f'{file.relative_to(root)}, line {frame.lineno}'
+    return where
+
+
+def _forget_other_plugins(folder: str) -> None:
+    """Take the modules of every other plugin folder out of ``sys.modules``.
+
+    Two plugins may each have a ``helpers.py`` (``utils``, ``models``, ...): once one
+    of them was imported, the other's ``import helpers`` would get it from the cache.
+    Classes already loaded keep the modules they were imported with.
+    """
+    _PLUGIN_FOLDERS.add(folder)
+    others = tuple(f + os.sep for f in _PLUGIN_FOLDERS if f != folder)
+    if not others:
+        return
+    ours = folder + os.sep
+    for name, module in list(sys.modules.items()):
+        files = _module_files(module)
+        if any(f.startswith(others) and not f.startswith(ours) for f in files):
+            del sys.modules[name]
+
+
+def _module_files(module: ModuleType | None) -> list[str]:
+    """Where a module comes from: its file, or a namespace package's folders."""
+    file = getattr(module, '__file__', None)
+    if isinstance(file, str):
+        return [file]
+    path = getattr(module, '__path__', None)
+    try:
+        return [p for p in path or () if isinstance(p, str)]
+    except TypeError:
+        return []
+
+
+def _scalar_text(text: str, key: str) -> str | None:
+    """The top-level ``key``'s value as written in the YAML ``text`` (``1.10``, not 1.1)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.value == key and isinstance(value_node, yaml.ScalarNode):
+                return str(value_node.value)
+    return None
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
