@@ -428,7 +428,7 @@ def test_cli_params_file_that_is_not_utf8_is_one_line_exit_2(
     params.write_bytes('{"source_path": "caf\xe9"}'.encode('latin-1'))
     proc = cli('plugin', 'run', 'upload', '--path', example, '--params-file', params)
     expected = (
-        f'error: --params-file {params} is not UTF-8 text (byte 0xe9 at offset 19): '
+        f'error: --params-file {params} is not UTF-8 text (byte 0xe9 at offset 20): '
         'save it as UTF-8'
     )
     assert_clean_error(proc, 2, expected)
