@@ -17,7 +17,9 @@ class ProgressPlan:
     weight into a percentage. ``mark_steps``/``mark_percents`` list the
     few steps (at most 99) after which the percentage first reaches a new
     value, in step order; the last step's 100 is left to the end of the run.
-    All weights zero: every step weighs the same.
+    All weights zero: every step weighs the same. Once step ``i`` is
+    ``fraction`` done, the overall figure is
+    ``int((starts[i] + weights[i] * fraction) * scale + EPSILON)``, capped at 99.
     """
 
     __slots__ = ('mark_percents', 'mark_steps', 'scale', 'starts', 'weights')
@@ -40,11 +42,6 @@ class ProgressPlan:
         marks.pop(len(weights) - 1, None)
         self.mark_steps = list(marks)
         self.mark_percents = list(marks.values())
-
-    def percent_at(self, index: int, fraction: float) -> int:
-        """The overall percentage (capped at 99) once step ``index`` is ``fraction`` done."""
-        done = self.starts[index] + self.weights[index] * fraction
-        return min(int(done * self.scale + EPSILON), 99)
 
 
 def _progress_marks(starts: list[float], scale: float) -> dict[int, int]:
