@@ -8,10 +8,6 @@ plain-mode runs journaled with their cause.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,7 +20,6 @@ from synapse_sdk.journal import Journal
 from synapse_sdk.plugins import BaseUploadAction
 from synapse_sdk.plugins.actions import ParamsValidationError
 from synapse_sdk.plugins.actions.upload import UploadContext
-from synapse_sdk.plugins.loader import Plugin, PluginError
 from synapse_sdk.plugins.steps import (
     BaseStep,
     StepExecutionError,
@@ -36,84 +31,10 @@ from synapse_sdk.testing import (
     RecordingRuntime,
 )
 
-SYNAPSE = str(Path(sys.executable).parent / 'synapse')
-
 
 @pytest.fixture(autouse=True)
 def _isolated_synapse_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv('SYNAPSE_HOME', str(tmp_path / 'synapse_home'))
-
-
-@pytest.fixture
-def clean_imports(tmp_path: Path) -> Iterator[None]:
-    """Plugin loading puts folders on sys.path and modules in sys.modules: take ours out."""
-    path = list(sys.path)
-    yield
-    sys.path[:] = path
-    root = str(tmp_path)
-    for name, module in list(sys.modules.items()):
-        if str(getattr(module, '__file__', None) or '').startswith(root):
-            del sys.modules[name]
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env['SYNAPSE_HOME'] = str(tmp_path / 'home')
-    env['PYTHONDONTWRITEBYTECODE'] = '1'
-    env['COLUMNS'] = '200'
-    for name in ('FORCE_COLOR', 'TTY_COMPATIBLE', 'TTY_INTERACTIVE', 'NO_COLOR'):
-        env.pop(name, None)
-    return env
-
-
-def synapse(env: dict[str, str], cwd: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [SYNAPSE, *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-    )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
-    """The CLI's promise for bad input: exit ``code``, one ``error:`` line, no traceback."""
-    assert 'Traceback' not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip('\n').splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith('error: '), proc.stderr
-    assert proc.returncode == code, proc.stderr
-    return lines[0]
-
-
-HEAD = 'name: Test Plugin\ncode: test_plugin\nversion: 0.1.0\ncategory: upload\n'
-
-PLAIN_PLUGIN = """\
-from pydantic import BaseModel
-
-from synapse_sdk.plugins import BaseUploadAction
-
-
-class Params(BaseModel):
-    n: int = 1
-
-
-class Act(BaseUploadAction[Params]):
-    def execute(self):
-        return {'n': self.params.n}
-"""
-
-
-def write_plugin(
-    folder: Path, files: dict[str, str], actions: str = '  run:\n    entrypoint: plugin:Act\n'
-) -> Path:
-    folder.mkdir(parents=True)
-    (folder / 'config.yaml').write_text(HEAD + 'actions:\n' + actions, encoding='utf-8')
-    for name, text in files.items():
-        (folder / name).write_text(text, encoding='utf-8')
-    return folder
 
 
 class NoParams(BaseModel):
@@ -242,47 +163,6 @@ def test_an_upload_interrupted_mid_copy_leaves_nothing_behind(
     storage = tmp_path / 'storage'
     assert [p.name for p in storage.iterdir() if p.name.startswith('.upload-')] == []
     assert list((storage / 'blobs').iterdir()) == []
-
-
-def test_two_plugins_with_the_same_module_name_get_their_own_classes(
-    tmp_path: Path, clean_imports: None
-) -> None:
-    for name in ('one', 'two'):
-        code = PLAIN_PLUGIN.replace("return {'n': self.params.n}", f'return {{"who": {name!r}}}')
-        write_plugin(tmp_path / name, {'plugin.py': code})
-    results = [
-        Plugin.load(tmp_path / name).load_action('run').dispatch({}, RecordingRuntime())
-        for name in ('one', 'two', 'one')
-    ]
-    assert [r['who'] for r in results] == ['one', 'two', 'one']
-
-
-def test_syntax_error_in_a_helper_module_names_its_file_and_line(
-    tmp_path: Path, clean_imports: None
-) -> None:
-    code = PLAIN_PLUGIN.replace('from synapse_sdk', 'import helpers\nfrom synapse_sdk')
-    folder = write_plugin(tmp_path / 'plug', {'plugin.py': code, 'helpers.py': 'X = 1\ndef f(:\n'})
-    with pytest.raises(PluginError) as caught:
-        Plugin.load(folder).load_action('run')
-    message = str(caught.value)
-    assert message.startswith(f"cannot import 'plugin' from {folder}: SyntaxError: ")
-    assert '(helpers.py, line 2)' in message
-
-
-def test_cli_config_missing_keys_and_a_string_action_are_named(
-    tmp_path: Path, cli_env: dict[str, str]
-) -> None:
-    folder = tmp_path / 'plug'
-    folder.mkdir()
-    (folder / 'config.yaml').write_text(
-        'name: x\ncategory: upload\nactions:\n  run: plugin:Act\n', encoding='utf-8'
-    )
-    proc = synapse(cli_env, tmp_path, 'plugin', 'run', 'run', '--path', folder)
-    line = assert_one_line_error(proc, 2)
-    assert 'code: Field required' in line
-    assert 'version: Field required' in line
-    assert 'actions.run: Input should be a valid dictionary' in line
-    assert not (tmp_path / 'home').exists()
 
 
 class PlainFails(BaseUploadAction[NoParams]):

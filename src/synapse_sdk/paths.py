@@ -1,4 +1,4 @@
-"""Where the SDK keeps its local state.
+"""Where the SDK keeps its local state, and reading the text files users hand it.
 
 One function decides the location so that every component (storage, journals,
 caches) moves together when a user or a test points ``SYNAPSE_HOME`` elsewhere.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ['synapse_home']
+__all__ = ['UnreadableTextError', 'read_utf8', 'synapse_home']
 
 
 def synapse_home() -> Path:
@@ -22,3 +22,20 @@ def synapse_home() -> Path:
     if configured:
         return Path(configured).expanduser()
     return Path('~/.synapse').expanduser()
+
+
+class UnreadableTextError(ValueError):
+    """A file the user named (a config, a params file) cannot be read as UTF-8 text."""
+
+
+def read_utf8(path: Path, label: str) -> str:
+    """The text of ``path``; the error names ``label`` and says what to do."""
+    try:
+        return path.read_text(encoding='utf-8')
+    except UnicodeDecodeError as error:
+        raise UnreadableTextError(
+            f'{label} is not UTF-8 text (byte {error.object[error.start]:#x} at '
+            f'offset {error.start}): save it as UTF-8'
+        ) from error
+    except OSError as error:
+        raise UnreadableTextError(f'cannot read {label}: {error.strerror}') from error

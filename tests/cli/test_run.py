@@ -559,3 +559,20 @@ def test_steps_needing_params_without_params_is_bad_input(cli: Cli, flaky: Path)
     assert [row[1] for row in table_rows(with_params.stdout)] == ['verify', 'store']
     proc = cli('plugin', 'steps', 'conditional', '--path', flaky)
     assert_clean_error(proc, 2, invalid_params('Field required', action='Conditional'))
+
+
+def test_config_missing_keys_and_a_string_action_are_all_named(
+    cli: Cli, tmp_path: Path, home: Path
+) -> None:
+    folder = tmp_path / 'plug'
+    folder.mkdir()
+    (folder / 'config.yaml').write_text(
+        'name: x\ncategory: upload\nactions:\n  run: plugin:Act\n', encoding='utf-8'
+    )
+    proc = cli('plugin', 'run', 'run', '--path', folder)
+    assert_failed(proc, 2)
+    [line] = proc.stderr.strip('\n').splitlines()
+    assert 'code: Field required' in line
+    assert 'version: Field required' in line
+    assert 'actions.run: Input should be a valid dictionary' in line
+    assert not home.exists()  # nothing made before the plugin was understood

@@ -210,3 +210,31 @@ def test_plugins_do_not_share_their_helper_packages(tmp_path: Path, clean_import
     assert beta.dispatch({}, RecordingRuntime())['who'] == 'beta'
     # a class loaded before keeps the modules it was imported with
     assert alpha.dispatch({}, RecordingRuntime())['who'] == 'alpha'
+
+
+# -- isolation and where errors are (checked by hand first) ---------------------------
+
+
+def test_two_plugins_with_the_same_module_name_get_their_own_classes(
+    tmp_path: Path, clean_imports: None
+) -> None:
+    for name in ('one', 'two'):
+        code = PLAIN_PLUGIN.replace("return {'n': self.params.n}", f'return {{"who": {name!r}}}')
+        write_plugin(tmp_path / name, {'plugin.py': code})
+    results = [
+        Plugin.load(tmp_path / name).load_action('run').dispatch({}, RecordingRuntime())
+        for name in ('one', 'two', 'one')
+    ]
+    assert [r['who'] for r in results] == ['one', 'two', 'one']
+
+
+def test_syntax_error_in_a_helper_module_names_its_file_and_line(
+    tmp_path: Path, clean_imports: None
+) -> None:
+    code = PLAIN_PLUGIN.replace('from synapse_sdk', 'import helpers\nfrom synapse_sdk')
+    folder = write_plugin(tmp_path / 'plug', {'plugin.py': code, 'helpers.py': 'X = 1\ndef f(:\n'})
+    with pytest.raises(PluginError) as caught:
+        Plugin.load(folder).load_action('run')
+    message = str(caught.value)
+    assert message.startswith(f"cannot import 'plugin' from {folder}: SyntaxError: ")
+    assert '(helpers.py, line 2)' in message

@@ -23,6 +23,7 @@ from synapse_sdk.execution import (
 )
 from synapse_sdk.execution.signals import EXIT_CODES, cancel_on_signals
 from synapse_sdk.journal import Journal, JournalError, JournalVersionError
+from synapse_sdk.paths import UnreadableTextError, read_utf8
 from synapse_sdk.plugins.actions import ActionError, ActionOrigin
 from synapse_sdk.plugins.loader import Plugin, PluginError, code_location
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
@@ -59,14 +60,9 @@ def _read_params(params: str | None, params_file: Path | None) -> dict[str, Any]
         raise BadInput('give --params or --params-file, not both')
     if params_file is not None:
         try:
-            params = params_file.read_text(encoding='utf-8')
-        except UnicodeDecodeError as error:
-            raise BadInput(
-                f'--params-file {params_file} is not UTF-8 text (byte '
-                f'{error.object[error.start]:#x} at offset {error.start}): save it as UTF-8'
-            ) from error
-        except OSError as error:
-            raise BadInput(f'cannot read --params-file {params_file}: {error.strerror}') from error
+            params = read_utf8(params_file, f'--params-file {params_file}')
+        except UnreadableTextError as error:
+            raise BadInput(str(error)) from error
     if params is None:
         return {}
     try:

@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from synapse_sdk.paths import UnreadableTextError, read_utf8
+
 from .actions import BaseAction
 
 _NAME = r'[A-Za-z_]\w*'
@@ -99,14 +101,9 @@ class Plugin:
         if not config_file.is_file():
             raise PluginError(f'no config.yaml in {root}: pass the plugin folder with --path')
         try:
-            text = config_file.read_text(encoding='utf-8')
-        except UnicodeDecodeError as error:
-            raise PluginError(
-                f'{config_file} is not UTF-8 text (byte {error.object[error.start]:#x} at '
-                f'offset {error.start}): save it as UTF-8'
-            ) from error
-        except OSError as error:
-            raise PluginError(f'cannot read {config_file}: {error.strerror}') from error
+            text = read_utf8(config_file, str(config_file))
+        except UnreadableTextError as error:
+            raise PluginError(str(error)) from error
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as error:
