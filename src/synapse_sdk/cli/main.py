@@ -28,6 +28,7 @@ from synapse_sdk.plugins.actions import ActionError, ActionOrigin
 from synapse_sdk.plugins.loader import Plugin, PluginError, code_location
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
 from synapse_sdk.plugins.steps import RunCancelledError, StepExecutionError
+from synapse_sdk.plugins.steps.result import describe_exception
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -124,8 +125,7 @@ def run(
         except ActionError as error:
             _fail(EXIT_BAD_INPUT, str(error), debug)
         except Exception as error:
-            message = f'action {action!r} failed: {type(error).__name__}: {error}'
-            _fail(EXIT_FAILED, message, debug)
+            _fail(EXIT_FAILED, f'action {action!r} failed: {describe_exception(error)}', debug)
     _print_json(result)
 
 
@@ -186,7 +186,7 @@ def steps(
     except ActionError as error:
         _fail(EXIT_BAD_INPUT, str(error), debug)
     except Exception as error:  # the action's own code: its setup_steps() raised
-        message = f'cannot build the steps of {action!r}: {type(error).__name__}: {error}'
+        message = f'cannot build the steps of {action!r}: {describe_exception(error)}'
         where = code_location(error, plugin.path)
         _fail(EXIT_BAD_INPUT, message + (f' ({where})' if where else ''), debug)
     if not plan:

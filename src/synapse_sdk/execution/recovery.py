@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, get_args
 
@@ -57,7 +57,10 @@ def load_action_class(run: RunRecord) -> type[BaseAction[Any]]:
 
 
 def _build_action(
-    run: RunRecord, runtime: RuntimeContext, secrets: Mapping[str, Any] | None, verb: str
+    run: RunRecord,
+    runtime: RuntimeContext,
+    secrets: Mapping[str, Any] | None,
+    recovery: Callable[..., Any],
 ) -> BaseAction[Any]:
     """The run's action on its journaled params, with the secrets given again."""
     action_class = load_action_class(run)
@@ -66,11 +69,11 @@ def _build_action(
     hidden = [name for name in _secret_fields(action_class) if params.get(name) is not None]
     missing = [name for name in hidden if name not in given]
     if missing:
-        function = 'rollback_run' if verb == 'roll back' else 'resume_run'
+        verb = recovery.__name__.removesuffix('_run')  # 'rollback' or 'resume'
         raise RecoveryError(
             f"cannot {verb} run '{run.id}': its params {', '.join(missing)} are secrets, "
             'which the journal does not keep; give them again from Python: '
-            f"synapse_sdk.execution.{function}(journal, '{run.id}', "
+            f"synapse_sdk.execution.{recovery.__name__}(journal, '{run.id}', "
             f'secrets={{{", ".join(repr(n) + ": ..." for n in missing)}}})'
         )
     params.update(given)
@@ -111,7 +114,7 @@ def rollback_run(
         return {'run_id': run_id, 'status': 'rolled_back', 'rolled_back': [], 'errors': []}
     runtime = ctx if ctx is not None else default_runtime(run_id)
     with runtime:
-        action = _build_action(run, runtime, secrets, 'roll back')
+        action = _build_action(run, runtime, secrets, rollback_run)
         registry = action.build_steps()
         _check_plan(run, registry.get_steps(), records)
         context = action.create_context()
@@ -150,7 +153,7 @@ def resume_run(
     records = journal.steps(run_id)
     runtime = ctx if ctx is not None else default_runtime(run_id)
     with runtime:
-        action = _build_action(run, runtime, secrets, 'resume')
+        action = _build_action(run, runtime, secrets, resume_run)
         registry = action.build_steps()
         steps = registry.get_steps()
         _check_plan(run, steps, records)

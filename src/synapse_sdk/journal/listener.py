@@ -192,12 +192,7 @@ class JournalListener(RunListener):
         self, context: BaseStepContext, step: StepInfo, result: StepResult
     ) -> None:
         if step.index == self._premarked:  # announced, never begun: take the attempt back
-            self.journal.db.execute(
-                'UPDATE steps SET started_at = NULL, attempts = attempts - 1'
-                " WHERE run_id = ? AND idx = ? AND status = 'started'",
-                (self.run_id, step.index),
-            )
-            self._premarked = None
+            self._unannounce()
 
     def on_rollback_end(
         self, context: BaseStepContext, step: StepInfo, error: BaseException | None
@@ -210,12 +205,7 @@ class JournalListener(RunListener):
     def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
         self._write_progress()
         if self._premarked is not None:  # announced, but the run ended before it began
-            self.journal.db.execute(
-                "UPDATE steps SET status = 'pending', started_at = NULL,"
-                " attempts = attempts - 1 WHERE run_id = ? AND idx = ? AND status = 'started'",
-                (self.run_id, self._premarked),
-            )
-            self._premarked = None
+            self._unannounce()
         if summary.success:
             status = 'succeeded'
         elif summary.interrupted or summary.cancelled:
@@ -241,6 +231,15 @@ class JournalListener(RunListener):
         self.journal.set_run_status(self.run_id, status, error)
         if summary.success:
             self.journal.db.execute('UPDATE runs SET progress = 100 WHERE id = ?', (self.run_id,))
+
+    def _unannounce(self) -> None:
+        """The step committed as started ahead of time never began: it is pending again."""
+        self.journal.db.execute(
+            "UPDATE steps SET status = 'pending', started_at = NULL,"
+            " attempts = attempts - 1 WHERE run_id = ? AND idx = ? AND status = 'started'",
+            (self.run_id, self._premarked),
+        )
+        self._premarked = None
 
     def _mark(self, step: StepInfo, status: str, error: str | None = None) -> None:
         self.journal.set_step_status(self.run_id, step.index, status, error)

@@ -114,28 +114,28 @@ class Journal:
         plugin_path: str | None = None,
     ) -> None:
         owner = Owner.current()
-        exists = self.db.execute('SELECT 1 FROM runs WHERE id = ?', (run_id,)).fetchone()
-        if exists is not None:
+        try:
+            self.db.execute(
+                'INSERT INTO runs (id, entrypoint, action, plugin_path, params, status, started_at,'
+                ' host, pid, pid_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                (
+                    run_id,
+                    entrypoint,
+                    action,
+                    plugin_path,
+                    to_json(params, 'params'),
+                    'running',
+                    now(),
+                    owner.host,
+                    owner.pid,
+                    owner.started,
+                ),
+            )
+        except sqlite3.IntegrityError as error:  # runs.id is the primary key
             raise JournalError(
                 f"a run '{run_id}' is already in the journal {self.path}; give each run its "
                 'own job_id (RuntimeContext(job_id=...), or none: a fresh one is made up)'
-            )
-        self.db.execute(
-            'INSERT INTO runs (id, entrypoint, action, plugin_path, params, status, started_at,'
-            ' host, pid, pid_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-            (
-                run_id,
-                entrypoint,
-                action,
-                plugin_path,
-                to_json(params, 'params'),
-                'running',
-                now(),
-                owner.host,
-                owner.pid,
-                owner.started,
-            ),
-        )
+            ) from error
 
     def claim_run(self, run_id: str, status: str = 'running', *, keep_error: bool = False) -> None:
         """This process takes the run over (resume, rollback): active again, owned by us.

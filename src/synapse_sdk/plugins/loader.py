@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from synapse_sdk.paths import UnreadableTextError, read_utf8
 
 from .actions import BaseAction
+from .steps.result import describe_exception
 
 _NAME = r'[A-Za-z_]\w*'
 # module:Class or module.Class; the module is dotted names (no empty part: not 'plugin..A')
@@ -79,12 +80,9 @@ class PluginConfig(BaseModel):
     @field_validator('version', mode='before')
     @classmethod
     def _version_as_text(cls, value: Any) -> Any:
-        if isinstance(value, bool | float):
-            # YAML read it as a number or a boolean: 1.10 is 1.1, yes is true
-            raise ValueError(
-                f"YAML reads it as {value!r}, not as text: quote it, e.g. version: '{value}'"
-            )
-        return str(value) if isinstance(value, int) else value
+        # a float or a boolean (1.10 read as 1.1, yes as true) is refused by Plugin.load,
+        # which can quote what was written; a whole number is the version it looks like
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class Plugin:
@@ -162,8 +160,8 @@ class Plugin:
         try:
             return importlib.import_module(module_name)
         except Exception as error:
-            message = f"cannot import '{module_name}' from {self.path}: {type(error).__name__}"
-            message += f': {error}'
+            message = f"cannot import '{module_name}' from {self.path}: "
+            message += describe_exception(error)
             if not isinstance(error, SyntaxError):  # its message names file and line already
                 where = code_location(error, self.path)
                 if where:

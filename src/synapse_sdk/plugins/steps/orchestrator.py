@@ -133,9 +133,7 @@ class Orchestrator(Generic[C]):
         completed = self.completed
         plan = self.registry.plan()
         progress = plan.progress
-        run = ActiveRun(
-            context, plan.names, plan.weights, progress, self.progress_callback, listeners
-        )
+        run = ActiveRun(context, plan, self.progress_callback, listeners)
         # the result of each executed or reused step, by index: what a failure rolls back
         outcomes: list[StepResult | None] = [None] * len(plan.steps)
         skipped = reused = 0
@@ -161,12 +159,13 @@ class Orchestrator(Generic[C]):
         record = context.step_results.append
         clock = self._clock
         result_type = StepResult
-        # A step's duration runs from its can_skip() to the return of execute(); one clock
-        # reading per step serves as the end of one and the start of the next. Time spent in
-        # listeners and the progress callback is added up in ``run.excluded`` and taken off.
+        # A step's duration runs from its can_skip() to the return of execute(); on a timed
+        # run, the clock reading at one step's end is the next one's start (read again after
+        # a skipped or reused step). Time spent in listeners and the progress callback is
+        # added up in ``run.excluded`` and taken off.
         timed = self.timing if self.timing is not None else bool(listeners)
         run.clock = clock if timed else None
-        last = clock()
+        last = clock() if timed else 0.0
         try:
             for index, step, name, guard in plan.entries:
                 context.current_step = name
@@ -179,17 +178,16 @@ class Orchestrator(Generic[C]):
                         reused += 1
                         if listeners:
                             run.tell('on_step_reused', index, result)
-                        last = clock()
-                        run.excluded = 0.0
+                        if timed:
+                            last = clock()
+                            run.excluded = 0.0
                     elif (skip := step.can_skip(context)) is False or not _is_true(skip, self):
                         run.index = index
                         if listeners:
                             run.tell('on_step_start', index)
                         if guard is None:
                             returned = step.execute(context)
-                            if returned.__class__ is not result_type and not isinstance(
-                                returned, result_type
-                            ):
+                            if not isinstance(returned, result_type):
                                 returned = self._settle(name, returned)
                         else:
                             returned = self._execute_guarded(step, guard, run.info(index), run)
@@ -216,17 +214,18 @@ class Orchestrator(Generic[C]):
                         skipped += 1
                         if listeners:
                             run.tell('on_step_skip', index, result)
-                        last = clock()
-                        run.excluded = 0.0
+                        if timed:
+                            last = clock()
+                            run.excluded = 0.0
                     if index == next_mark:
                         run.emit(next(mark_percents))
                         next_mark = next(mark_steps, -1)
                 except BaseException as exc:
                     began = last if timed else None
-                    self._fail(plan, index, run, outcomes, result, exc, skipped, began)
+                    self._fail(plan, index, run, outcomes, result, exc, (skipped, reused), began)
                     raise  # not reached: _fail always raises
 
-            self._conclude(plan, run, outcomes, skipped)
+            self._conclude(plan, run, outcomes, (skipped, reused))
             executed = len(outcomes) - skipped - reused
             summary = RunSummary(True, executed, skipped, reused, len(outcomes))
             self._notify_safely('on_run_end', None, context, summary)
@@ -247,7 +246,7 @@ class Orchestrator(Generic[C]):
         plan: RunPlan[C],
         run: ActiveRun,
         outcomes: list[StepResult | None],
-        skipped: int,
+        counts: tuple[int, int],
     ) -> None:
         """After the last step: a cancel that came while it ran, then the final 100.
 
@@ -266,7 +265,7 @@ class Orchestrator(Generic[C]):
                 self._notify_safely('on_run_end', None, self.context, summary)
                 raise
             result = outcomes[last] or self.context.step_results[-1]
-            self._fail(plan, last, run, outcomes, result, exc, skipped, None)
+            self._fail(plan, last, run, outcomes, result, exc, counts, None)
 
     def rollback(self, results: Mapping[str, StepResult]) -> list[str]:
         """Roll back the named steps, newest first, without executing anything.
@@ -393,12 +392,13 @@ class Orchestrator(Generic[C]):
         outcomes: list[StepResult | None],
         result: StepResult | None,
         exc: BaseException,
-        skipped: int,
+        counts: tuple[int, int],
         began: float | None,
     ) -> None:
         """Turn whatever went wrong into the step's failed result, roll back, then raise.
 
-        ``began`` is the step's start on the run's clock when the run is timed.
+        ``counts`` is ``(skipped, reused)`` so far; ``began`` is the step's start on
+        the run's clock when the run is timed.
         """
         context = self.context
         completed = self.completed
@@ -437,10 +437,8 @@ class Orchestrator(Generic[C]):
         run.index = None
         run.stop = None
         run.attempt = 1
-        done = sum(1 for i in range(index + 1) if outcomes[i] is not None)
-        reused = sum(
-            1 for i in range(index + 1) if outcomes[i] is not None and plan.names[i] in completed
-        )
+        skipped, reused = counts
+        done = sum(1 for i in range(index + 1) if outcomes[i] is not None)  # executed or reused
 
         def standing(i: int) -> StepResult | None:
             """What step ``i`` is undone with, if its work stands: what this run did or

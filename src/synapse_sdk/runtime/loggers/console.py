@@ -18,7 +18,6 @@ from rich.progress import (
 )
 
 from synapse_sdk.plugins.steps import BaseStepContext, RunSummary, StepInfo, StepResult
-from synapse_sdk.plugins.steps.result import describe_exception
 
 from .base import Logger
 
@@ -125,7 +124,7 @@ class ConsoleLogger(Logger):
         self._flush()
         self.console.print(
             f'[yellow]retry {escape(step.name)}[/yellow] (attempt {attempt} failed: '
-            f'{escape(_failure(result))}; next in {delay:.1f}s)',
+            f'{escape(result.error or "failed")}; next in {delay:.1f}s)',
             highlight=False,
         )
 
@@ -163,14 +162,6 @@ class ConsoleLogger(Logger):
             self._bars.stop()
             self._bars = None
             self._tasks.clear()
-
-
-def _failure(result: StepResult) -> str:
-    if result.error:
-        return result.error
-    if result.exception is not None:
-        return describe_exception(result.exception)
-    return 'failed'
 
 
 def _fmt(value: Any) -> str:

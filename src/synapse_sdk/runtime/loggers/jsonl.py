@@ -77,15 +77,12 @@ class JsonLinesLogger(Logger):
         result: StepResult,
         delay: float,
     ) -> None:
-        error = result.error
-        if error is None and result.exception is not None:
-            error = describe_exception(result.exception)
         self._write(
             {
                 'type': 'step_retry',
                 'step': step.name,
                 'attempt': attempt,
-                'error': error,
+                'error': result.error,
                 'delay': delay,
             }
         )
