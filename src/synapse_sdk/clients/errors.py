@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from synapse_sdk.db import UnusableDatabaseError
+
 __all__ = [
     'ClientError',
     'FileNotFoundInStorageError',
     'SourceFileError',
+    'StorageIndexError',
     'StorageIntegrityError',
 ]
 
@@ -64,3 +67,8 @@ class StorageIntegrityError(ClientError):
     Raised instead of returning bad bytes, since silently handing a plugin a
     damaged file is worse than failing loudly.
     """
+
+
+class StorageIndexError(ClientError, UnusableDatabaseError):
+    """The storage's index cannot be used: not a database, another program's, written by
+    a newer synapse-sdk, or damaged. The message names the file and what to do."""

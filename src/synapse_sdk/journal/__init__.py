@@ -8,7 +8,7 @@ from .codec import SNAPSHOT, SnapshotError, restore, snapshot
 from .listener import JournalListener
 from .records import RUN_STATUSES, STEP_STATUSES, RunRecord, StepRecord
 from .schema import SCHEMA_VERSION, JournalVersionError
-from .store import Journal, JournalError, UnknownRunError
+from .store import Journal, JournalDamagedError, JournalError, UnknownRunError
 
 __all__ = [
     'RUN_STATUSES',
@@ -16,6 +16,7 @@ __all__ = [
     'SNAPSHOT',
     'STEP_STATUSES',
     'Journal',
+    'JournalDamagedError',
     'JournalError',
     'JournalListener',
     'JournalVersionError',
