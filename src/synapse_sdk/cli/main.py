@@ -103,7 +103,7 @@ def run(
             raise BadInput(f"--mode must be 'local' or 'ray', got {mode!r}")
         store = Journal() if journal else None
         if store is not None:
-            store.db  # noqa: B018 - open it now: a bad journal is bad input, not a failed run
+            store.check()  # read it now: a bad journal is bad input, not a failed run
         executor = _executor(mode, ray_address, store)
     except (BadInput, PluginError, ActionError, JournalError, JournalVersionError) as error:
         _fail(EXIT_BAD_INPUT, str(error), debug)
@@ -261,9 +261,9 @@ def runs_show(
     journal = _journal()
     try:
         record = journal.get_run(run_id)
+        steps = journal.steps(run_id)
     except (JournalError, JournalVersionError) as error:
         _fail(EXIT_BAD_INPUT, str(error), False)
-    steps = journal.steps(run_id)
     if as_json:
         _print_json({**record.to_dict(), 'steps': [s.to_dict() for s in steps]})
         return
@@ -297,6 +297,7 @@ def runs_rollback(
     """Undo what a crashed, failed or cancelled run left behind (safe to repeat)."""
     journal = _journal()
     try:
+        journal.check()  # a damaged journal is refused before anything is undone
         report = rollback_run(journal, run_id)
     except (JournalError, JournalVersionError, PluginError, ActionError) as error:
         _fail(EXIT_BAD_INPUT, str(error), debug)
@@ -318,6 +319,7 @@ def runs_resume(
     runtime = default_runtime(run_id)
     with cancel_on_signals(runtime.cancel_token) as signals:
         try:
+            journal.check()  # a damaged journal is refused before anything runs
             result = resume_run(journal, run_id, runtime)
         except RecoveryFailed as error:
             _fail(EXIT_FAILED, str(error), debug)

@@ -325,13 +325,18 @@ class LocalBackendClient:
     def _ensure_ready(self) -> None:
         """Create the root, blob dir and index once per process (idempotent).
 
-        Opening the index here refuses one that cannot be used (not a database,
-        damaged, a newer version) before any blob is written.
+        The index is read through here, so one that cannot be used (not a
+        database, a newer version, damaged pages) is refused before anything
+        is written to it, and left as it is.
         """
         if self._ready:
             return
         self._blob_dir.mkdir(parents=True, exist_ok=True)
-        self._database.connect().close()
+        conn = self._database.connect()
+        try:
+            conn.check()
+        finally:
+            conn.close()
         self._ready = True
 
 

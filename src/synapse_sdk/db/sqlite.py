@@ -89,8 +89,9 @@ class SQLiteDatabase:
 
     def damaged(self, cause: str, error: BaseException | None = None) -> NoReturn:
         raise self.schema.damaged_error(
-            f'{self.path} is damaged ({cause}); to start a new {self.schema.name}, {self.remedy}'
-            f' (`sqlite3 {self.path} .recover` may save what it holds)'
+            f'{self.path} is damaged ({cause}); to start a new {self.schema.name},'
+            f' {self.remedy}; `sqlite3 {self.path} .recover` prints what can still be read,'
+            ' as SQL'
         ) from error
 
 
