@@ -69,10 +69,21 @@ def _read_params(params: str | None, params_file: Path | None) -> dict[str, Any]
     try:
         value = json.loads(params)
     except json.JSONDecodeError as error:
+        if params_file is not None:  # a YAML file, most often: say which file, and what it needs
+            problem = f'is not valid JSON ({error})'
+            raise BadInput(_params_file_problem(params_file, problem)) from error
         raise BadInput(f'params are not valid JSON: {error}') from error
     if not isinstance(value, dict):
+        if params_file is not None:
+            problem = f'holds a {type(value).__name__}, not a JSON object'
+            raise BadInput(_params_file_problem(params_file, problem))
         raise BadInput(f'params must be a JSON object, got {type(value).__name__}')
     return value
+
+
+def _params_file_problem(params_file: Path, problem: str) -> str:
+    fix = 'write the params as one JSON object, e.g. {"name": "value"}'
+    return f'--params-file {params_file} {problem}: {fix}'
 
 
 @plugin_app.command('run')
