@@ -11,6 +11,7 @@ import inspect
 import pickle
 import pkgutil
 import re
+from pathlib import Path
 
 import pytest
 
@@ -148,6 +149,14 @@ def test_the_docstring_draws_the_tree_as_it_is() -> None:
             assert cls.kind is cls.__bases__[0].kind, name  # type: ignore[attr-defined]
         builtins = [b.__name__ for b in cls.__bases__[1:]]
         assert builtins == ([also] if also else []), name
+
+
+def test_the_docs_show_the_same_drawing() -> None:
+    assert errors.__doc__ is not None
+    docstring = [line[4:] for line in errors.__doc__.splitlines() if LINE.match(line)]
+    page = (Path(__file__).resolve().parents[1] / 'docs' / 'errors.md').read_text('utf-8')
+    assert '\n'.join(docstring) in page
+    assert len(docstring) == len(TREE)
 
 
 def test_the_drawing_is_read_as_drawn() -> None:
