@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from synapse_sdk.plugins.steps import SynapseError
+
 __all__ = [
     'ClientError',
     'FileNotFoundInStorageError',
@@ -19,7 +21,7 @@ __all__ = [
 ]
 
 
-class ClientError(Exception):
+class ClientError(SynapseError):
     """Base class, so one ``except`` clause covers every storage failure."""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from .errors import JournalVersionError
+
 SCHEMA_VERSION = 1
 
 TABLES = """
@@ -54,10 +56,6 @@ CREATE INDEX rollback_items_by_step ON rollback_items (run_id, idx);
 
 # version -> SQL that brings a database of that version to the next one
 MIGRATIONS: dict[int, str] = {}
-
-
-class JournalVersionError(RuntimeError):
-    """The database is not a journal this version can read."""
 
 
 def prepare(connection: sqlite3.Connection, path: Path) -> None:

@@ -14,21 +14,13 @@ from typing import Any
 from synapse_sdk.paths import synapse_home
 
 from .codec import from_json, to_json
+from .errors import JournalError, JournalVersionError, UnknownRunError
 from .process import Owner
 from .records import ACTIVE, RUN_STATUSES, RunRecord, StepRecord
-from .schema import JournalVersionError, prepare
+from .schema import prepare
 
 # a file that is not (or no longer) an SQLite database
 _NOT_A_DATABASE = (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
-
-
-class JournalError(Exception):
-    """A journal request that cannot be met (unknown run, wrong state)."""
-
-
-class UnknownRunError(JournalError, KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def now() -> str:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from synapse_sdk.paths import UnreadableTextError, read_utf8
 
 from .actions import BaseAction
+from .steps import ErrorKind, SynapseError
 from .steps.result import describe_exception
 
 _NAME = r'[A-Za-z_]\w*'
@@ -28,8 +29,10 @@ _ENTRYPOINT = re.compile(rf'^{_NAME}(?:\.{_NAME})*(?::{_NAME}|\.{_NAME})$')
 _PLUGIN_FOLDERS: set[str] = set()
 
 
-class PluginError(Exception):
+class PluginError(SynapseError):
     """The plugin cannot be used as it is: bad config, unknown action, broken entrypoint."""
+
+    kind = ErrorKind.BAD_INPUT
 
 
 class ActionConfig(BaseModel):
