@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,13 @@ LAYERS = {
     'synapse_sdk.execution': 4,
     'synapse_sdk.testing': 5,
     'synapse_sdk.cli': 5,
+    'synapse_sdk.errors': 5,  # names every layer's errors (loads the upper ones lazily)
 }
+
+# Re-export points that name upper layers, but only lazily (on first attribute
+# access): synapse_sdk (SynapseError), synapse_sdk.plugins (the spec's import
+# point: actions, the runtime). test_lazy_reexports_load_nothing_above checks it.
+LAZY_REEXPORTS = {'synapse_sdk', 'synapse_sdk.plugins'}
 
 
 def layer_of(module: str) -> int:
@@ -64,8 +73,8 @@ SOURCES = sorted(PACKAGE.rglob('*.py'))
 @pytest.mark.parametrize('path', SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_imports_point_downwards(path: Path) -> None:
     here = module_name(path)
-    if here == 'synapse_sdk.plugins':
-        return  # the spec's re-export point: lazily names actions and the runtime
+    if here in LAZY_REEXPORTS:
+        return  # names upper layers only lazily: see test_lazy_reexports_load_nothing_above
     source = path.read_text(encoding='utf-8')
     imports = imported_modules(source, here, path.name == '__init__.py')
     upward = [m for m in imports if layer_of(m) > layer_of(here)]
@@ -78,3 +87,31 @@ def test_the_check_sees_upward_imports() -> None:
     imports = imported_modules(source, here)
     assert imports == ['synapse_sdk.runtime', 'synapse_sdk.plugins.actions']
     assert all(layer_of(m) > layer_of(here) for m in imports)
+
+
+def loaded_by(module: str) -> list[str]:
+    """The modules a fresh interpreter holds after importing ``module``."""
+    probe = f'import json, sys, {module}; print(json.dumps(sorted(sys.modules)))'
+    done = subprocess.run(
+        [sys.executable, '-c', probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: list[str] = json.loads(done.stdout)
+    return loaded
+
+
+@pytest.mark.parametrize(
+    ('module', 'highest'),
+    [
+        ('synapse_sdk', 0),  # SynapseError comes with its first use
+        ('synapse_sdk.plugins', 1),  # the actions and the runtime too
+        ('synapse_sdk.errors', 1),  # the steps core's errors now, the others on first use
+    ],
+)
+def test_lazy_reexports_load_nothing_above(module: str, highest: int) -> None:
+    loaded = loaded_by(module)
+    assert module in loaded
+    ours = [m for m in loaded if m.partition('.')[0] == 'synapse_sdk' and m != module]
+    ours = [m for m in ours if m not in LAZY_REEXPORTS]  # parents of what they import
+    assert [m for m in ours if layer_of(m) > highest] == []
+    assert [m for m in ('pydantic', 'rich', 'yaml', 'typer', 'ray') if m in loaded] == []

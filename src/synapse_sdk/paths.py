@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from synapse_sdk.plugins.steps import ErrorKind, SynapseError
+
 __all__ = ['UnreadableTextError', 'read_utf8', 'synapse_home']
 
 
@@ -24,8 +26,10 @@ def synapse_home() -> Path:
     return Path('~/.synapse').expanduser()
 
 
-class UnreadableTextError(ValueError):
+class UnreadableTextError(SynapseError, ValueError):
     """A file the user named (a config, a params file) cannot be read as UTF-8 text."""
+
+    kind = ErrorKind.BAD_INPUT
 
 
 def read_utf8(path: Path, label: str) -> str:

@@ -39,7 +39,7 @@ def test_created_plugin_runs_and_its_tests_pass(
         'config.yaml',
         'plugin.py',
         'tests',
-        'tests/test_plugin.py',
+        f'tests/test_{name}.py',
     ]
     config = (folder / 'config.yaml').read_text()
     assert f'code: {name}\n' in config
@@ -78,7 +78,7 @@ def test_created_plugin_runs_and_its_tests_pass(
         timeout=120,
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert '1 passed' in tests.stdout
+    assert '2 passed' in tests.stdout
 
 
 def test_created_plugin_rejects_bad_params(cli: Cli, tmp_path: Path) -> None:
@@ -164,3 +164,35 @@ def test_create_in_a_folder_named_like_markup(cli: Cli, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f'created {where / "tagged"}'
     assert (where / 'tagged' / 'plugin.py').is_file()
+
+
+def run_pytest(where: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest in a subprocess, from ``where``, as a plugin author would run it."""
+    return subprocess.run(
+        [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *args],
+        capture_output=True,
+        text=True,
+        cwd=where,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize('mode', ['prepend', 'importlib'])
+def test_the_tests_of_two_created_plugins_run_together(
+    cli: Cli, cli_env: dict[str, str], tmp_path: Path, mode: str
+) -> None:
+    """Each plugin's test loads its own plugin (same module names), in one pytest run."""
+    where = tmp_path / 'plugins'
+    assert cli('plugin', 'create', 'new_plugin', '--dir', where).returncode == 0
+    assert cli('plugin', 'create', 'other_plugin', '--dir', where).returncode == 0
+    # make the two plugins tell apart: the other one's process step counts twice
+    other = where / 'other_plugin' / 'plugin.py'
+    other.write_text(other.read_text().replace("{'processed': count}", "{'processed': 2 * count}"))
+    test = where / 'other_plugin' / 'tests' / 'test_other_plugin.py'
+    test.write_text(test.read_text().replace("{'processed': 3}", "{'processed': 6}"))
+
+    tests = run_pytest(where, cli_env, f'--import-mode={mode}', 'new_plugin', 'other_plugin')
+
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert '4 passed' in tests.stdout

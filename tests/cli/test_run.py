@@ -435,6 +435,32 @@ def test_cli_params_file_that_is_not_utf8_is_one_line_exit_2(
     assert not home.exists()
 
 
+@pytest.mark.parametrize(
+    ('name', 'text', 'problem'),
+    [
+        pytest.param(
+            'params.yaml',
+            'source_path: data\n',
+            'is not valid JSON (Expecting value: line 1 column 1 (char 0))',
+            id='yaml',
+        ),
+        pytest.param('params.json', '["data"]', 'holds a list, not a JSON object', id='list'),
+    ],
+)
+def test_cli_params_file_that_is_not_a_json_object_names_the_file(
+    cli: Cli, home: Path, example: Path, tmp_path: Path, name: str, text: str, problem: str
+) -> None:
+    params = tmp_path / name
+    params.write_text(text, encoding='utf-8')
+    proc = cli('plugin', 'run', 'upload', '--path', example, '--params-file', params)
+    expected = (
+        f'error: --params-file {params} {problem}: write the params as one JSON object, '
+        'e.g. {"name": "value"}'
+    )
+    assert_clean_error(proc, 2, expected)
+    assert not home.exists()
+
+
 def test_debug_shows_the_traceback(cli: Cli, example: Path) -> None:
     proc = cli('plugin', 'run', 'nope', '--path', example, '--debug')
     assert proc.returncode == 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from synapse_sdk.clients import ClientError, LocalBackendClient, StorageIndexError
-from synapse_sdk.db import UnusableDatabaseError
+from synapse_sdk.errors import ErrorKind
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_an_index_of_a_newer_version_is_refused(root: Path, tmp_path: Path) -> N
     assert 'newer synapse-sdk (storage index schema 7; this one reads up to 1)' in message
     assert 'upgrade synapse-sdk' in message
     assert isinstance(caught.value, ClientError)
-    assert isinstance(caught.value, UnusableDatabaseError)
+    assert caught.value.kind is ErrorKind.BAD_INPUT  # the file is at fault
     assert peek(index_of(root), 'PRAGMA user_version') == [(7,)]
 
 

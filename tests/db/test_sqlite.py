@@ -9,20 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from synapse_sdk.db import (
-    DamagedDatabaseError,
-    Schema,
-    SQLiteConnection,
-    SQLiteDatabase,
-    UnusableDatabaseError,
-)
+from synapse_sdk.db import Schema, SQLiteConnection, SQLiteDatabase
 
 
-class NotOurs(UnusableDatabaseError):
+class NotOurs(Exception):
     pass
 
 
-class Broken(DamagedDatabaseError):
+class Broken(Exception):
     pass
 
 

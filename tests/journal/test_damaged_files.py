@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from synapse_sdk.clients import ClientError, LocalBackendClient, StorageIndexError
-from synapse_sdk.db import DamagedDatabaseError
+from synapse_sdk.errors import ErrorKind
 from synapse_sdk.journal import Journal, JournalDamagedError, JournalError
 
 from .conftest import EXAMPLE, connect, make_files, one_line_error, run_cli
@@ -107,7 +107,7 @@ def test_the_journal_api_raises_its_own_error_chained_to_sqlites(damaged_journal
         with pytest.raises(JournalDamagedError) as caught:
             journal.get_run(TARGET)
         assert isinstance(caught.value, JournalError)
-        assert isinstance(caught.value, DamagedDatabaseError)
+        assert caught.value.kind is ErrorKind.BAD_INPUT  # the file is at fault: exit 2
         assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
         assert_refused_as_damaged(str(caught.value), damaged_journal)
         with pytest.raises(JournalDamagedError):

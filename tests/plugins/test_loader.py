@@ -238,3 +238,34 @@ def test_syntax_error_in_a_helper_module_names_its_file_and_line(
     message = str(caught.value)
     assert message.startswith(f"cannot import 'plugin' from {folder}: SyntaxError: ")
     assert '(helpers.py, line 2)' in message
+
+
+def test_a_namespace_package_that_reaches_into_a_plugin_folder_does_not_break_loading(
+    tmp_path: Path, clean_imports: None
+) -> None:
+    """A package without __init__.py (a project's ``tests``) spans every sys.path entry with
+    a folder of its name, a loaded plugin's ``tests`` folder too. Loading the next plugin
+    drops it from sys.modules: its subpackage must go with it, or reading the subpackage's
+    path raises KeyError in every later load."""
+    project = tmp_path / 'project'
+    (project / 'shared_ns' / 'inner').mkdir(parents=True)
+    (project / 'shared_ns' / 'inner' / 'mod.py').write_text('WHERE = "project"\n')
+    for name in ('one', 'two'):
+        write_plugin(tmp_path / name, {'plugin.py': PLAIN_PLUGIN, 'shared_ns/x.py': ''})
+    sys.path.insert(0, str(project))
+    try:
+        import shared_ns.inner.mod  # noqa: F401 - namespace packages 'shared_ns', '.inner'
+
+        Plugin.load(tmp_path / 'one').load_action('run')  # shared_ns now spans one/shared_ns
+        for name in ('two', 'one'):
+            action = Plugin.load(tmp_path / name).load_action('run')
+            assert action.dispatch({}, RecordingRuntime()) == {'n': 1}
+        from shared_ns.inner import mod
+
+        assert mod.WHERE == 'project'
+        del sys.modules['shared_ns']  # dropped by someone else, its subpackage left behind
+        for name in ('two', 'one'):
+            assert Plugin.load(tmp_path / name).load_action('run').__name__ == 'Act'
+    finally:
+        for name in [n for n in sys.modules if n.split('.')[0] == 'shared_ns']:
+            del sys.modules[name]

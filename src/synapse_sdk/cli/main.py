@@ -14,24 +14,29 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from synapse_sdk.execution import (
-    LocalExecutor,
-    RecoveryFailed,
-    default_runtime,
-    resume_run,
-    rollback_run,
+from synapse_sdk.errors import (
+    ActionError,
+    ErrorKind,
+    JournalError,
+    StepExecutionError,
+    SynapseError,
 )
-from synapse_sdk.execution.signals import EXIT_CODES, cancel_on_signals
-from synapse_sdk.journal import Journal, JournalError, JournalVersionError
-from synapse_sdk.paths import UnreadableTextError, read_utf8
-from synapse_sdk.plugins.actions import ActionError, ActionOrigin
-from synapse_sdk.plugins.loader import Plugin, PluginError, code_location
+from synapse_sdk.execution import LocalExecutor, default_runtime, resume_run, rollback_run
+from synapse_sdk.execution.signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
+from synapse_sdk.journal import Journal
+from synapse_sdk.paths import read_utf8
+from synapse_sdk.plugins.actions import ActionOrigin
+from synapse_sdk.plugins.loader import Plugin, code_location
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
-from synapse_sdk.plugins.steps import RunCancelledError, StepExecutionError
 from synapse_sdk.plugins.steps.result import describe_exception
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
+# What went wrong -> the exit code: the one table (docs/errors.md). Every
+# error is reported by its kind (``SynapseError.kind``; see ``_kind_of``).
+EXIT_CODES: dict[ErrorKind, int] = {
+    ErrorKind.BAD_INPUT: 2,  # one line; nothing ran
+    ErrorKind.FAILED: 1,  # the run failed (and was rolled back)
+    ErrorKind.CANCELLED: SIGNAL_EXIT_CODES['SIGINT'],  # 130; 143 if SIGTERM stopped the run
+}
 
 app = typer.Typer(help='Synapse SDK: run and build plugin actions.', no_args_is_help=True)
 plugin_app = typer.Typer(help='Run, inspect and create plugins.', no_args_is_help=True)
@@ -45,8 +50,27 @@ PathOption = Annotated[Path, typer.Option('--path', help='The plugin folder (hol
 DebugOption = Annotated[bool, typer.Option('--debug', help='Show tracebacks.')]
 
 
-class BadInput(Exception):
+class BadInput(SynapseError):
     """The command line itself is at fault: exit code 2, one line."""
+
+    kind = ErrorKind.BAD_INPUT
+
+
+def _kind_of(error: BaseException) -> ErrorKind:
+    """An SDK error says its kind; Ctrl-C (or SystemExit) stopped the run; anything else failed."""
+    if isinstance(error, SynapseError):
+        return error.kind
+    if isinstance(error, KeyboardInterrupt | SystemExit):
+        return ErrorKind.CANCELLED
+    return ErrorKind.FAILED
+
+
+def _exit_code(error: BaseException, signals: SignalState | None = None) -> int:
+    """``EXIT_CODES`` for the error's kind; a cancelled run: 128 + the signal that stopped it."""
+    kind = _kind_of(error)
+    if kind is ErrorKind.CANCELLED and signals is not None:
+        return signals.exit_code
+    return EXIT_CODES[kind]
 
 
 def _fail(code: int, message: str, debug: bool) -> NoReturn:
@@ -59,20 +83,28 @@ def _fail(code: int, message: str, debug: bool) -> NoReturn:
 def _read_params(params: str | None, params_file: Path | None) -> dict[str, Any]:
     if params is not None and params_file is not None:
         raise BadInput('give --params or --params-file, not both')
-    if params_file is not None:
-        try:
-            params = read_utf8(params_file, f'--params-file {params_file}')
-        except UnreadableTextError as error:
-            raise BadInput(str(error)) from error
+    if params_file is not None:  # unreadable: an UnreadableTextError, bad input too
+        params = read_utf8(params_file, f'--params-file {params_file}')
     if params is None:
         return {}
     try:
         value = json.loads(params)
     except json.JSONDecodeError as error:
+        if params_file is not None:  # a YAML file, most often: say which file, and what it needs
+            problem = f'is not valid JSON ({error})'
+            raise BadInput(_params_file_problem(params_file, problem)) from error
         raise BadInput(f'params are not valid JSON: {error}') from error
     if not isinstance(value, dict):
+        if params_file is not None:
+            problem = f'holds a {type(value).__name__}, not a JSON object'
+            raise BadInput(_params_file_problem(params_file, problem))
         raise BadInput(f'params must be a JSON object, got {type(value).__name__}')
     return value
+
+
+def _params_file_problem(params_file: Path, problem: str) -> str:
+    fix = 'write the params as one JSON object, e.g. {"name": "value"}'
+    return f'--params-file {params_file} {problem}: {fix}'
 
 
 @plugin_app.command('run')
@@ -105,8 +137,8 @@ def run(
         if store is not None:
             store.check()  # read it now: a bad journal is bad input, not a failed run
         executor = _executor(mode, ray_address, store)
-    except (BadInput, PluginError, ActionError, JournalError, JournalVersionError) as error:
-        _fail(EXIT_BAD_INPUT, str(error), debug)
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), debug)
     runtime = default_runtime()
     if store is not None:
         stderr.print(Text(f'run {runtime.job_id} (journal: {store.path})', style='dim'))
@@ -116,16 +148,15 @@ def run(
     with cancel_on_signals(runtime.cancel_token, grace=grace) as signals:
         try:
             result = executor.run(action_cls, values, ctx=runtime, origin=origin)
-        except RunCancelledError as error:
-            _fail(signals.exit_code, _describe_failure(error, run_id), debug)
-        except (KeyboardInterrupt, SystemExit) as error:
-            _fail(signals.exit_code, _describe_interrupt(error, store, run_id), debug)
-        except StepExecutionError as error:
-            _fail(EXIT_FAILED, _describe_failure(error, run_id), debug)
-        except ActionError as error:
-            _fail(EXIT_BAD_INPUT, str(error), debug)
-        except Exception as error:
-            _fail(EXIT_FAILED, f'action {action!r} failed: {describe_exception(error)}', debug)
+        except (Exception, KeyboardInterrupt, SystemExit) as error:
+            message = _describe_end(error, store, run_id)
+            if message is None:
+                message = (
+                    str(error)
+                    if _kind_of(error) is ErrorKind.BAD_INPUT
+                    else f'action {action!r} failed: {describe_exception(error)}'
+                )
+            _fail(_exit_code(error, signals), message, debug)
     _print_json(result)
 
 
@@ -145,6 +176,15 @@ def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
 
 def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + '\n')
+
+
+def _describe_end(error: BaseException, store: Journal | None, run_id: str | None) -> str | None:
+    """How a run that ended in ``error`` is reported, if it was a failed step or a stop."""
+    if isinstance(error, StepExecutionError):
+        return _describe_failure(error, run_id)
+    if isinstance(error, KeyboardInterrupt | SystemExit):
+        return _describe_interrupt(error, store, run_id)
+    return None
 
 
 def _describe_interrupt(error: BaseException, store: Journal | None, run_id: str | None) -> str:
@@ -179,16 +219,18 @@ def steps(
         values = _read_params(params, None)
         plugin = Plugin.load(path)
         action_cls = plugin.load_action(action)
-    except (BadInput, PluginError, ActionError) as error:
-        _fail(EXIT_BAD_INPUT, str(error), debug)
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), debug)
     try:
         plan = action_cls.plan(values)
-    except ActionError as error:
-        _fail(EXIT_BAD_INPUT, str(error), debug)
-    except Exception as error:  # the action's own code: its setup_steps() raised
-        message = f'cannot build the steps of {action!r}: {describe_exception(error)}'
-        where = code_location(error, plugin.path)
-        _fail(EXIT_BAD_INPUT, message + (f' ({where})' if where else ''), debug)
+    except Exception as error:  # params that do not fit, or the plugin is broken: bad input
+        if isinstance(error, ActionError):
+            message = str(error)
+        else:  # the action's own code: its setup_steps() raised
+            message = f'cannot build the steps of {action!r}: {describe_exception(error)}'
+            where = code_location(error, plugin.path)
+            message += f' ({where})' if where else ''
+        _fail(EXIT_CODES[ErrorKind.BAD_INPUT], message, debug)
     if not plan:
         Console().print(f'{action} registers no steps: it runs in plain execute() mode')
         return
@@ -211,8 +253,8 @@ def create(
     """Scaffold a plugin that runs and has a passing test."""
     try:
         folder = create_plugin(directory, name, category)
-    except (ValueError, OSError) as error:
-        _fail(EXIT_BAD_INPUT, str(error), False)
+    except (ValueError, OSError) as error:  # a bad name or category, an existing folder
+        _fail(EXIT_CODES[ErrorKind.BAD_INPUT], str(error), False)
     Console().print(Text(f'created {folder}'))
 
 
@@ -234,8 +276,8 @@ def runs_list(
     """The journaled runs, newest first."""
     try:
         records = _journal().list_runs(status=status, limit=limit)
-    except (JournalError, JournalVersionError) as error:
-        _fail(EXIT_BAD_INPUT, str(error), False)
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), False)
     if as_json:
         _print_json([r.to_dict() for r in records])
         return
@@ -262,8 +304,8 @@ def runs_show(
     try:
         record = journal.get_run(run_id)
         steps = journal.steps(run_id)
-    except (JournalError, JournalVersionError) as error:
-        _fail(EXIT_BAD_INPUT, str(error), False)
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), False)
     if as_json:
         _print_json({**record.to_dict(), 'steps': [s.to_dict() for s in steps]})
         return
@@ -299,14 +341,15 @@ def runs_rollback(
     try:
         journal.check()  # a damaged journal is refused before anything is undone
         report = rollback_run(journal, run_id)
-    except (JournalError, JournalVersionError, PluginError, ActionError) as error:
-        _fail(EXIT_BAD_INPUT, str(error), debug)
-    except KeyboardInterrupt:
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), debug)
+    except KeyboardInterrupt as error:
         message = f'rollback interrupted; the rest is pending: synapse runs rollback {run_id}'
-        _fail(EXIT_CODES['SIGINT'], message, debug)
+        _fail(_exit_code(error), message, debug)
     _print_json(report)
     if report['errors']:
-        _fail(EXIT_FAILED, f"rollback of run '{run_id}' left errors; run it again", debug)
+        message = f"rollback of run '{run_id}' left errors; run it again"
+        _fail(EXIT_CODES[ErrorKind.FAILED], message, debug)
 
 
 @runs_app.command('resume')
@@ -321,16 +364,9 @@ def runs_resume(
         try:
             journal.check()  # a damaged journal is refused before anything runs
             result = resume_run(journal, run_id, runtime)
-        except RecoveryFailed as error:
-            _fail(EXIT_FAILED, str(error), debug)
-        except (JournalError, JournalVersionError, PluginError, ActionError) as error:
-            _fail(EXIT_BAD_INPUT, str(error), debug)
-        except RunCancelledError as error:
-            _fail(signals.exit_code, _describe_failure(error, run_id), debug)
-        except (KeyboardInterrupt, SystemExit) as error:
-            _fail(signals.exit_code, _describe_interrupt(error, journal, run_id), debug)
-        except StepExecutionError as error:
-            _fail(EXIT_FAILED, _describe_failure(error, run_id), debug)
+        except (SynapseError, KeyboardInterrupt, SystemExit) as error:
+            message = _describe_end(error, journal, run_id) or str(error)
+            _fail(_exit_code(error, signals), message, debug)
     _print_json(result)
 
 

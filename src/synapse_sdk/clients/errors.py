@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from synapse_sdk.db import UnusableDatabaseError
+from synapse_sdk.plugins.steps import ErrorKind, SynapseError
 
 __all__ = [
     'ClientError',
@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 
-class ClientError(Exception):
+class ClientError(SynapseError):
     """Base class, so one ``except`` clause covers every storage failure."""
 
 
@@ -69,6 +69,9 @@ class StorageIntegrityError(ClientError):
     """
 
 
-class StorageIndexError(ClientError, UnusableDatabaseError):
+class StorageIndexError(ClientError):
     """The storage's index cannot be used: not a database, another program's, written by
-    a newer synapse-sdk, or damaged. The message names the file and what to do."""
+    a newer synapse-sdk, or damaged. The file is at fault (bad input, as a bad journal
+    is); the message names it and what to do."""
+
+    kind = ErrorKind.BAD_INPUT

@@ -7,12 +7,10 @@ the embedded implementation. Imports only the standard library.
 from .base import (
     Connection,
     Cursor,
-    DamagedDatabaseError,
     Database,
     Params,
     Row,
     Schema,
-    UnusableDatabaseError,
     prepare,
 )
 from .sqlite import SQLiteConnection, SQLiteDatabase
@@ -20,13 +18,11 @@ from .sqlite import SQLiteConnection, SQLiteDatabase
 __all__ = [
     'Connection',
     'Cursor',
-    'DamagedDatabaseError',
     'Database',
     'Params',
     'Row',
     'SQLiteConnection',
     'SQLiteDatabase',
     'Schema',
-    'UnusableDatabaseError',
     'prepare',
 ]

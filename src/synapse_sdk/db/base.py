@@ -8,7 +8,8 @@ Narrow on purpose, so that a second database is a new module beside
 - A ``Schema`` holds what differs per dialect (table definitions, migrations),
   keyed by the connection's ``dialect``.
 - A file that is not a database, or is damaged, is refused with the schema's
-  own error classes (the journal's, the storage's), in one place per driver.
+  own error classes (the journal's, the storage index's: each in the SDK's
+  error tree), in one place per driver.
 """
 
 from __future__ import annotations
@@ -21,26 +22,15 @@ from typing import Any, Protocol
 __all__ = [
     'Connection',
     'Cursor',
-    'DamagedDatabaseError',
     'Database',
     'Params',
     'Row',
     'Schema',
-    'UnusableDatabaseError',
     'prepare',
 ]
 
 Params = Sequence[Any] | Mapping[str, Any]
 Row = tuple[Any, ...]
-
-
-class UnusableDatabaseError(Exception):
-    """A database this code cannot use: not a database, another program's, or a
-    schema version it cannot read. The message names it and what to do."""
-
-
-class DamagedDatabaseError(UnusableDatabaseError):
-    """A database whose pages are damaged (the file is left as it is)."""
 
 
 @dataclass(frozen=True)
@@ -49,15 +39,17 @@ class Schema:
 
     ``tables`` and ``migrations`` are keyed by dialect (``'sqlite'``);
     ``migrations[dialect][n]`` brings a database of version ``n`` to ``n + 1``.
-    Statements are separated by ``;``.
+    Statements are separated by ``;``. ``unusable_error``: raised for a
+    database that is not one, another program's, or of a version this code
+    cannot read; ``damaged_error``: for damaged pages. Both get one message.
     """
 
     name: str  # in messages: 'run journal', 'storage index'
     version: int
     tables: Mapping[str, str]
+    unusable_error: type[Exception]
+    damaged_error: type[Exception]
     migrations: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
-    unusable_error: type[Exception] = UnusableDatabaseError
-    damaged_error: type[Exception] = DamagedDatabaseError
 
 
 class Cursor(Protocol):

@@ -20,7 +20,7 @@ from synapse_sdk.journal import (
 from synapse_sdk.journal.records import DONE_STEP, UNDONE_WORK
 from synapse_sdk.plugins.actions import BaseAction
 from synapse_sdk.plugins.loader import Plugin
-from synapse_sdk.plugins.steps import BaseStep, Orchestrator, StepResult
+from synapse_sdk.plugins.steps import BaseStep, Orchestrator, StepResult, SynapseError
 from synapse_sdk.runtime import RuntimeContext
 
 from .local import default_runtime
@@ -33,7 +33,7 @@ class RecoveryError(JournalError):
     """The run cannot be rolled back or resumed as asked; the message says why."""
 
 
-class RecoveryFailed(RuntimeError):
+class RecoveryFailed(SynapseError, RuntimeError):
     """Recovery was attempted and did not complete (e.g. undoing partial work failed)."""
 
 

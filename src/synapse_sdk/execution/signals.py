@@ -11,7 +11,9 @@ from types import FrameType
 
 from synapse_sdk.plugins.steps import CancelToken
 
-EXIT_CODES = {'SIGINT': 130, 'SIGTERM': 143}
+# A run stopped by a signal exits 128 + its number, as the shell reports it; the
+# CLI's table (cli/main.py EXIT_CODES) gives a cancelled run the SIGINT code.
+SIGNAL_EXIT_CODES = {'SIGINT': 130, 'SIGTERM': 143}
 
 
 class SignalState:
@@ -22,7 +24,8 @@ class SignalState:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES.get(self.first or 'SIGINT', 130)
+        """The code for the signal that came first; SIGINT's if none did (cancelled otherwise)."""
+        return SIGNAL_EXIT_CODES[self.first or 'SIGINT']
 
 
 @contextmanager

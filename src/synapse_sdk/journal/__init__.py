@@ -4,11 +4,18 @@ Written through the orchestrator's lifecycle listener protocol; the steps
 core does not know it exists.
 """
 
-from .codec import SNAPSHOT, SnapshotError, restore, snapshot
+from .codec import SNAPSHOT, restore, snapshot
+from .errors import (
+    JournalDamagedError,
+    JournalError,
+    JournalVersionError,
+    SnapshotError,
+    UnknownRunError,
+)
 from .listener import JournalListener
 from .records import RUN_STATUSES, STEP_STATUSES, RunRecord, StepRecord
-from .schema import SCHEMA_VERSION, JournalVersionError
-from .store import Journal, JournalDamagedError, JournalError, UnknownRunError
+from .schema import SCHEMA_VERSION
+from .store import Journal
 
 __all__ = [
     'RUN_STATUSES',

@@ -11,15 +11,13 @@ from typing import Any
 
 from synapse_sdk.plugins.steps import BaseStepContext
 
+from .errors import SnapshotError
+
 _TAG = '__synapse__'
 SNAPSHOT = 'snapshot'
 """Field metadata key: ``field(..., metadata={'snapshot': False})`` keeps a field out."""
 
 _BASE_FIELDS = {f.name for f in dataclasses.fields(BaseStepContext)}
-
-
-class SnapshotError(TypeError):
-    """A value the journal cannot save; the message names it and says what to do."""
 
 
 _ENCODER = json.JSONEncoder(separators=(',', ':'), allow_nan=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from synapse_sdk.db import Schema
 
+from .errors import JournalDamagedError, JournalVersionError
+
 SCHEMA_VERSION = 1
 
 TABLES = """
@@ -58,11 +60,7 @@ MIGRATIONS: dict[int, str] = {}
 INSERTION_ORDER = {'sqlite': 'rowid'}
 
 
-class JournalVersionError(RuntimeError):
-    """The database is not a journal this version can read."""
-
-
-def journal_schema(damaged_error: type[Exception]) -> Schema:
+def journal_schema() -> Schema:
     """The journal's schema as this module says now (tests pretend other versions)."""
     return Schema(
         name='run journal',
@@ -70,5 +68,5 @@ def journal_schema(damaged_error: type[Exception]) -> Schema:
         tables={'sqlite': TABLES},
         migrations={'sqlite': MIGRATIONS},
         unusable_error=JournalVersionError,
-        damaged_error=damaged_error,
+        damaged_error=JournalDamagedError,
     )

@@ -8,26 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from synapse_sdk.db import Connection, DamagedDatabaseError, Database, SQLiteDatabase
+from synapse_sdk.db import Connection, Database, SQLiteDatabase
 from synapse_sdk.paths import synapse_home
 
 from .codec import from_json, to_json
+from .errors import JournalError, UnknownRunError
 from .process import Owner
 from .records import ACTIVE, RUN_STATUSES, RunRecord, StepRecord
 from .schema import INSERTION_ORDER, journal_schema
-
-
-class JournalError(Exception):
-    """A journal request that cannot be met (unknown run, wrong state)."""
-
-
-class UnknownRunError(JournalError, KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class JournalDamagedError(JournalError, DamagedDatabaseError):
-    """The journal's file has damaged pages; the message names it and what to do."""
 
 
 def now() -> str:
@@ -52,9 +40,7 @@ class Journal:
     ) -> None:
         self.path = Path(path) if path is not None else synapse_home() / 'runs.db'
         self.durable = durable
-        self.database: Database = SQLiteDatabase(
-            self.path, journal_schema(JournalDamagedError), durable=durable
-        )
+        self.database: Database = SQLiteDatabase(self.path, journal_schema(), durable=durable)
         self._connection: Connection | None = None
         self._pid = 0
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from synapse_sdk.paths import UnreadableTextError, read_utf8
 
 from .actions import BaseAction
+from .steps import ErrorKind, SynapseError
 from .steps.result import describe_exception
 
 _NAME = r'[A-Za-z_]\w*'
@@ -28,8 +29,10 @@ _ENTRYPOINT = re.compile(rf'^{_NAME}(?:\.{_NAME})*(?::{_NAME}|\.{_NAME})$')
 _PLUGIN_FOLDERS: set[str] = set()
 
 
-class PluginError(Exception):
+class PluginError(SynapseError):
     """The plugin cannot be used as it is: bad config, unknown action, broken entrypoint."""
+
+    kind = ErrorKind.BAD_INPUT
 
 
 class ActionConfig(BaseModel):
@@ -193,10 +196,17 @@ def _forget_other_plugins(folder: str) -> None:
     if not others:
         return
     ours = folder + os.sep
-    for name, module in list(sys.modules.items()):
-        files = _module_files(module)
-        if any(f.startswith(others) and not f.startswith(ours) for f in files):
-            del sys.modules[name]
+    # All decided first, while every package is still there to compute its subpackages' paths.
+    doomed = [
+        name
+        for name, module in list(sys.modules.items())
+        if any(f.startswith(others) and not f.startswith(ours) for f in _module_files(module))
+    ]
+    for name in doomed:
+        # With its submodules: one left behind could no longer find its package (a namespace
+        # package spanning a plugin's folder and the project's, as a `tests` folder does).
+        for sub in [m for m in sys.modules if m == name or m.startswith(name + '.')]:
+            del sys.modules[sub]
 
 
 def _module_files(module: ModuleType | None) -> list[str]:
@@ -207,7 +217,7 @@ def _module_files(module: ModuleType | None) -> list[str]:
     path = getattr(module, '__path__', None)
     try:
         return [p for p in path or () if isinstance(p, str)]
-    except TypeError:
+    except (TypeError, KeyError):  # KeyError: a namespace package whose parent is gone
         return []
 
 

@@ -77,28 +77,44 @@ class {cls}({base}[Params]):
         registry.register(ProcessStep())
 '''
 
+# Named after the plugin (pytest imports test files by their base name, so two
+# plugins' tests/test_plugin.py would collide), no __init__.py or conftest.py; the
+# plugin is loaded by the loader, as `synapse plugin run` loads it, never by a bare
+# `import plugin` that would find whichever plugin's module was imported first.
 _TEST = """\
-import sys
+\"\"\"{title}'s tests: its action loaded from this folder, as `synapse plugin run` loads it.\"\"\"
+
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pytest
 
-from plugin import {cls}  # noqa: E402
+from synapse_sdk.plugins.actions import ParamsValidationError
+from synapse_sdk.plugins.loader import Plugin
+from synapse_sdk.testing import RecordingRuntime, assert_progress_monotonic, assert_steps_ran
 
-from synapse_sdk.runtime import MemoryLogger, RuntimeContext  # noqa: E402
+PLUGIN = Path(__file__).resolve().parents[1]
+
+
+def load_action():
+    return Plugin.load(PLUGIN).load_action('{category}')
 
 
 def test_runs_every_step():
-    logger = MemoryLogger()
-    result = {cls}.dispatch({{'items': 3}}, RuntimeContext(logger=logger))
-    assert result['success'] is True
+    runtime = RecordingRuntime()
+    result = load_action().dispatch({{'items': 3}}, runtime)
     assert result['steps']['process'] == {{'processed': 3}}
-    assert logger.progress_of('overall')[-1] == 100
+    assert_steps_ran(runtime.memory, ['prepare', 'process'])
+    assert_progress_monotonic(runtime.memory)
+
+
+def test_refuses_a_negative_item_count():
+    with pytest.raises(ParamsValidationError, match='items'):
+        load_action().dispatch({{'items': -1}}, RecordingRuntime())
 """
 
 
 def create_plugin(directory: Path, code: str, category: str) -> Path:
-    """Write ``directory/code`` with config.yaml, plugin.py and tests/test_plugin.py."""
+    """Write ``directory/code`` with config.yaml, plugin.py and tests/test_<code>.py."""
     if category not in CATEGORIES:
         raise ValueError(f'unknown category {category!r}; choose one of {", ".join(CATEGORIES)}')
     if not re.fullmatch(r'[a-z][a-z0-9_]*', code) or keyword.iskeyword(code):
@@ -123,7 +139,7 @@ def create_plugin(directory: Path, code: str, category: str) -> Path:
     (folder / 'tests').mkdir(parents=True)
     (folder / 'config.yaml').write_text(_CONFIG.format(**values), encoding='utf-8')
     (folder / 'plugin.py').write_text(_PLUGIN.format(**values), encoding='utf-8')
-    (folder / 'tests' / 'test_plugin.py').write_text(_TEST.format(**values), encoding='utf-8')
+    (folder / 'tests' / f'test_{code}.py').write_text(_TEST.format(**values), encoding='utf-8')
     return folder
 
 

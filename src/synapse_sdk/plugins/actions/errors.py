@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from synapse_sdk.plugins.steps import ErrorKind, SynapseError
 
-class ActionError(Exception):
+
+class ActionError(SynapseError):
     """Base of the errors the action layer raises before any step runs."""
+
+    kind = ErrorKind.BAD_INPUT
 
 
 class ActionDefinitionError(ActionError, TypeError):

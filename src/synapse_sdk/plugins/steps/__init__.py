@@ -7,7 +7,7 @@ spec's import path).
 from .base import BaseStep
 from .cancellation import CancelToken, StepCancelled, StepInterrupted, StepTimeoutError
 from .context import BaseStepContext, RuntimeContextLike
-from .errors import RunCancelledError, StepExecutionError
+from .errors import ErrorKind, RunCancelledError, StepExecutionError, SynapseError
 from .fanout import MapBackend, MapItemError, register_backend
 from .listeners import RunListener, RunSummary, StepInfo
 from .orchestrator import Orchestrator
@@ -21,6 +21,7 @@ __all__ = [
     'BaseStep',
     'BaseStepContext',
     'CancelToken',
+    'ErrorKind',
     'LoggingStep',
     'MapBackend',
     'MapItemError',
@@ -39,6 +40,7 @@ __all__ = [
     'StepResult',
     'StepTimeoutError',
     'StepWrapper',
+    'SynapseError',
     'TimingStep',
     'ValidationStep',
     'register_backend',

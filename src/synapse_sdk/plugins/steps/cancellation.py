@@ -5,13 +5,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from .errors import ErrorKind, SynapseError
 
-class StepInterrupted(Exception):
+
+class StepInterrupted(SynapseError):
     """Base of what a step sees when it is asked to stop (cancelled, or out of time)."""
 
 
 class StepCancelled(StepInterrupted):
     """The run was cancelled (e.g. Ctrl-C, SIGTERM, ``Orchestrator.cancel()``)."""
+
+    kind = ErrorKind.CANCELLED
 
     def __init__(self, reason: str = 'cancelled', *, before_step: bool = False) -> None:
         super().__init__(f'the run was cancelled ({reason})')

@@ -1,11 +1,40 @@
-"""The exception a failed run raises."""
+"""The root of the SDK's exceptions, and the exceptions a failed run raises.
+
+The root lives here, in the lowest layer, so every layer's errors can derive
+from it; ``synapse_sdk.errors`` draws the whole tree (docs/errors.md).
+"""
 
 from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
 
 from .result import StepResult
 
 
-class StepExecutionError(RuntimeError):
+class ErrorKind(StrEnum):
+    """What an error means to whoever ran the SDK; the CLI turns each into its exit code."""
+
+    BAD_INPUT = 'bad_input'
+    """The input is at fault (command line, params, plugin, journal, run id): fix it and retry."""
+    FAILED = 'failed'
+    """Something ran and failed (a run is rolled back first)."""
+    CANCELLED = 'cancelled'
+    """The run was asked to stop (Ctrl-C, SIGTERM, ``cancel()``) and was rolled back."""
+
+
+class SynapseError(Exception):
+    """Root of every exception the SDK raises on purpose: ``except SynapseError`` catches them all.
+
+    Each subclass also keeps the built-in base its callers rely on (a failed
+    run is a ``RuntimeError``, bad params a ``ValueError``); ``kind`` says
+    what the error means, so that a front end (the CLI) need not list classes.
+    """
+
+    kind: ClassVar[ErrorKind] = ErrorKind.FAILED
+
+
+class StepExecutionError(SynapseError, RuntimeError):
     """``Step '<name>' failed: <error>``, raised after the rollback has run.
 
     A ``RuntimeError`` as the spec promises; the original exception (if the
@@ -31,6 +60,8 @@ class StepExecutionError(RuntimeError):
 
 class RunCancelledError(StepExecutionError):
     """The run was cancelled (``reason``: e.g. ``'SIGINT'``); it was rolled back like a failure."""
+
+    kind = ErrorKind.CANCELLED
 
     def __init__(
         self, step_name: str, result: StepResult, rollback_errors: list[str], reason: str

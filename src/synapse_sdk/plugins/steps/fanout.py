@@ -11,12 +11,14 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
 
+from .errors import SynapseError
+
 T = TypeVar('T')
 R = TypeVar('R')
 H = TypeVar('H', bound=Hashable)
 
 
-class MapItemError(RuntimeError):
+class MapItemError(SynapseError, RuntimeError):
     """One item of ``context.map`` failed; the others were stopped."""
 
     def __init__(self, index: int, item: object, error: BaseException) -> None:

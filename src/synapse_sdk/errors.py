@@ -1,0 +1,144 @@
+"""Every exception the SDK raises on purpose, in one tree under ``SynapseError``.
+
+Each also keeps the built-in base its callers rely on (the spec's
+``except RuntimeError`` around a run, ``except ValueError`` around params,
+``except KeyError`` around a lookup), and says what it means in ``kind``
+(an ``ErrorKind``), which the ``synapse`` command turns into its exit code::
+
+    SynapseError                       kind      also a
+    ├── StepExecutionError             failed    RuntimeError       a step failed; run rolled back
+    │   └── RunCancelledError          cancelled                    run cancelled; rolled back too
+    ├── StepInterrupted                failed                       inside a step: asked to stop
+    │   ├── StepCancelled              cancelled                    the run is being cancelled
+    │   └── StepTimeoutError           failed    TimeoutError       past the step's timeout
+    ├── MapItemError                   failed    RuntimeError       an item of context.map() failed
+    ├── ClientError                    failed                       storage:
+    │   ├── FileNotFoundInStorageError           KeyError           no file with that id
+    │   ├── SourceFileError                      FileNotFoundError  a file to upload is unusable
+    │   ├── StorageIntegrityError                                   a blob is missing or damaged
+    │   └── StorageIndexError          bad input                    its index file is unusable
+    ├── RecoveryFailed                 failed    RuntimeError       rollback/resume of a run failed
+    ├── ActionError                    bad input                    before any step ran:
+    │   ├── ActionDefinitionError                TypeError          the action class is incomplete
+    │   └── ParamsValidationError                ValueError         params do not fit its model
+    ├── PluginError                    bad input                    config.yaml, action, entrypoint
+    ├── UnreadableTextError            bad input ValueError         a named file is not UTF-8 text
+    └── JournalError                   bad input                    the run journal:
+        ├── UnknownRunError                      KeyError           no run with that id
+        ├── JournalVersionError                  RuntimeError       not a journal this SDK reads
+        ├── JournalDamagedError                                     its file has damaged pages
+        ├── SnapshotError                        TypeError          a context value it cannot keep
+        └── RecoveryError                                           cannot roll back/resume that run
+
+A subclass has its parent's kind unless shown. The command line's own
+``BadInput`` (bad JSON in ``--params``, ...) is a ``SynapseError`` of kind
+bad input too. Exit codes (``synapse``): bad input 2, failed 1, cancelled 130
+(143 when SIGTERM stopped it); docs/errors.md.
+
+The root, ``ErrorKind`` and the steps core's errors are defined in the steps
+core (the lowest layer, so that every layer can derive from them) and loaded
+with this module; the others on first use, so ``from synapse_sdk.errors
+import SynapseError`` costs only the standard-library-only steps core.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from synapse_sdk.plugins.steps import (
+    ErrorKind,
+    MapItemError,
+    RunCancelledError,
+    StepCancelled,
+    StepExecutionError,
+    StepInterrupted,
+    StepTimeoutError,
+    SynapseError,
+)
+
+if TYPE_CHECKING:
+    from synapse_sdk.clients.errors import (
+        ClientError,
+        FileNotFoundInStorageError,
+        SourceFileError,
+        StorageIndexError,
+        StorageIntegrityError,
+    )
+    from synapse_sdk.execution.recovery import RecoveryError, RecoveryFailed
+    from synapse_sdk.journal.errors import (
+        JournalDamagedError,
+        JournalError,
+        JournalVersionError,
+        SnapshotError,
+        UnknownRunError,
+    )
+    from synapse_sdk.paths import UnreadableTextError
+    from synapse_sdk.plugins.actions.errors import (
+        ActionDefinitionError,
+        ActionError,
+        ParamsValidationError,
+    )
+    from synapse_sdk.plugins.loader import PluginError
+
+# name -> the module that defines it, imported on first use
+_LAZY = {
+    'ClientError': 'synapse_sdk.clients.errors',
+    'FileNotFoundInStorageError': 'synapse_sdk.clients.errors',
+    'SourceFileError': 'synapse_sdk.clients.errors',
+    'StorageIndexError': 'synapse_sdk.clients.errors',
+    'StorageIntegrityError': 'synapse_sdk.clients.errors',
+    'RecoveryError': 'synapse_sdk.execution.recovery',
+    'RecoveryFailed': 'synapse_sdk.execution.recovery',
+    'JournalDamagedError': 'synapse_sdk.journal.errors',
+    'JournalError': 'synapse_sdk.journal.errors',
+    'JournalVersionError': 'synapse_sdk.journal.errors',
+    'SnapshotError': 'synapse_sdk.journal.errors',
+    'UnknownRunError': 'synapse_sdk.journal.errors',
+    'UnreadableTextError': 'synapse_sdk.paths',
+    'ActionDefinitionError': 'synapse_sdk.plugins.actions.errors',
+    'ActionError': 'synapse_sdk.plugins.actions.errors',
+    'ParamsValidationError': 'synapse_sdk.plugins.actions.errors',
+    'PluginError': 'synapse_sdk.plugins.loader',
+}
+
+__all__ = [
+    'ActionDefinitionError',
+    'ActionError',
+    'ClientError',
+    'ErrorKind',
+    'FileNotFoundInStorageError',
+    'JournalDamagedError',
+    'JournalError',
+    'JournalVersionError',
+    'MapItemError',
+    'ParamsValidationError',
+    'PluginError',
+    'RecoveryError',
+    'RecoveryFailed',
+    'RunCancelledError',
+    'SnapshotError',
+    'SourceFileError',
+    'StepCancelled',
+    'StepExecutionError',
+    'StepInterrupted',
+    'StepTimeoutError',
+    'StorageIndexError',
+    'StorageIntegrityError',
+    'SynapseError',
+    'UnknownRunError',
+    'UnreadableTextError',
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
