@@ -77,3 +77,20 @@ def test_the_check_sees_upward_imports() -> None:
     imports = imported_modules(source, here)
     assert imports == ['synapse_sdk.runtime', 'synapse_sdk.plugins.actions']
     assert all(layer_of(m) > layer_of(here) for m in imports)
+
+
+ACTIONS_LAYER = [p for p in SOURCES if layer_of(module_name(p)) == 3]
+
+
+@pytest.mark.parametrize('path', ACTIONS_LAYER, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_actions_layer_does_not_know_the_journal(path: Path) -> None:
+    """Journaling is the execution layer's: it attaches the journal as a listener."""
+    here = module_name(path)
+    source = path.read_text(encoding='utf-8')
+    imports = imported_modules(source, here, path.name == '__init__.py')
+    assert [m for m in imports if layer_of(m) == 2 and m.startswith('synapse_sdk.journal')] == []
+
+
+def test_the_actions_layer_is_checked() -> None:
+    names = {module_name(p) for p in ACTIONS_LAYER}
+    assert {'synapse_sdk.plugins.actions.base', 'synapse_sdk.plugins.loader'} <= names

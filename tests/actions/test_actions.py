@@ -1,4 +1,4 @@
-"""The action layer: params models, dispatch, step mode, plain mode, contexts and plans."""
+"""The action layer: params models, dispatch, step mode, plain mode, contexts, plan."""
 
 from __future__ import annotations
 
@@ -492,6 +492,33 @@ def test_step_mode_ignores_an_overridden_execute() -> None:
     assert result['steps'] == {'only': {'step': 'only'}}
 
 
+# -- prepare_run: the execution layer's way in --------------------------------------------
+
+
+def test_prepare_run_sets_up_steps_and_context_without_running_them() -> None:
+    journal: list[str] = []
+    ctx, logger = memory_ctx()
+    prepared = three_step_action(journal)({'count': 1, 'name': 'a'}, ctx).prepare_run()
+    assert not prepared.plain
+    assert [s.name for s in prepared.steps] == ['first', 'second', 'third']
+    assert isinstance(prepared.context, UploadContext) and prepared.context.runtime_ctx is ctx
+    assert journal == [] and logger.lifecycle == []
+    done = StepResult(data={'step': 'first'}, step_name='first')
+    result = prepared.run(completed={'first': done})  # as a resume passes finished steps
+    assert journal == ['execute:second', 'execute:third']
+    assert result['steps_reused'] == 1 and list(result['steps']) == ['second', 'third']
+
+
+def test_prepare_run_of_a_plain_action_has_no_context_and_runs_execute() -> None:
+    class Act(BaseTrainAction[Params]):
+        def execute(self) -> dict[str, Any]:
+            return {'n': self.params.count}
+
+    prepared = Act({'count': 2, 'name': 'p'}, memory_ctx()[0]).prepare_run()
+    assert prepared.plain and prepared.context is None and prepared.steps == []
+    assert prepared.run() == {'n': 2}
+
+
 # -- plain mode -------------------------------------------------------------------------
 
 
@@ -608,8 +635,8 @@ def test_default_context_is_fresh_for_each_run() -> None:
 
     ctx, _ = memory_ctx()
     action = Act({'count': 1, 'name': 'a'}, ctx)
-    action.run()
-    action.run()
+    action.prepare_run().run()
+    action.prepare_run().run()
     assert seen[0] is not seen[1]
     assert len(seen[1].step_results) == 1
 
@@ -670,10 +697,10 @@ def test_action_without_ctx_gets_a_default_runtime() -> None:
     action.ctx.close()
 
 
-# -- plan ---------------------------------------------------------------------------
+# -- plan ---------------------------------------------------------------
 
 
-class PlannedAction(BaseUploadAction[Params]):
+class ThreeSteps(BaseUploadAction[Params]):
     def setup_steps(self, registry: StepRegistry[UploadContext]) -> None:
         registry.register(Step('discover', 0.1, []))
         registry.register(Step('upload', 0.8, []))
@@ -681,21 +708,21 @@ class PlannedAction(BaseUploadAction[Params]):
 
 
 def test_plan_gives_names_weights_and_shares() -> None:
-    plan = PlannedAction.plan({'count': 1, 'name': 'a'})
-    assert [(n, w) for n, w, _ in plan] == [('discover', 0.1), ('upload', 0.8), ('finalize', 0.1)]
-    assert [share for _, _, share in plan] == pytest.approx([10.0, 80.0, 10.0])
+    rows = ThreeSteps.plan({'count': 1, 'name': 'a'})
+    assert [(n, w) for n, w, _ in rows] == [('discover', 0.1), ('upload', 0.8), ('finalize', 0.1)]
+    assert [share for _, _, share in rows] == pytest.approx([10.0, 80.0, 10.0])
 
 
 def test_plan_works_without_params_for_a_model_with_required_fields() -> None:
-    plan = PlannedAction.plan()
-    assert [n for n, _, _ in plan] == ['discover', 'upload', 'finalize']
-    assert [s for _, _, s in plan] == pytest.approx([10.0, 80.0, 10.0])
-    assert PlannedAction.plan({}) == plan
+    rows = ThreeSteps.plan()
+    assert [n for n, _, _ in rows] == ['discover', 'upload', 'finalize']
+    assert [s for _, _, s in rows] == pytest.approx([10.0, 80.0, 10.0])
+    assert ThreeSteps.plan({}) == rows
 
 
 def test_plan_with_bad_params_raises() -> None:
     with pytest.raises(ParamsValidationError) as info:
-        PlannedAction.plan({'count': -1})
+        ThreeSteps.plan({'count': -1})
     assert [where for where, _ in info.value.problems] == ['count', 'name']
 
 

@@ -20,6 +20,7 @@ WORKER = textwrap.dedent(
 
     from pydantic import BaseModel
 
+    from synapse_sdk.execution import run_action
     from synapse_sdk.journal import Journal
     from synapse_sdk.plugins.actions import ActionContext, BaseAction
     from synapse_sdk.plugins.steps import BaseStep, StepResult
@@ -61,7 +62,7 @@ WORKER = textwrap.dedent(
     journal.db  # open it (the first process to do so creates it)
     for n in range(runs):
         runtime = RuntimeContext(logger=[], job_id=f'{worker}-{n:02d}')
-        Action.dispatch({'n': n}, runtime, journal=journal)
+        run_action(Action, {'n': n}, runtime, journal=journal)
     print('ok', flush=True)
     """
 )

@@ -23,6 +23,7 @@ SCRIPT = textwrap.dedent(
 
     from pydantic import BaseModel
 
+    from synapse_sdk.execution import run_action
     from synapse_sdk.journal import Journal
     from synapse_sdk.plugins.actions import ActionContext, BaseAction
     from synapse_sdk.plugins.steps import BaseStep, StepResult
@@ -66,7 +67,7 @@ SCRIPT = textwrap.dedent(
 
     runtime = RuntimeContext(logger=[])
     print(runtime.job_id, flush=True)
-    Action.dispatch({}, runtime, journal=Journal(path))
+    run_action(Action, {}, runtime, journal=Journal(path))
     print('done', flush=True)
     """
 )

@@ -46,7 +46,7 @@ from synapse_sdk.plugins.steps import (
 from synapse_sdk.plugins.steps.fanout import windowed
 from synapse_sdk.runtime import Logger, RuntimeContext
 
-from .local import default_runtime
+from .local import default_runtime, run_action
 from .recovery import rollback_run
 
 Event = tuple[Any, ...]
@@ -239,7 +239,7 @@ class RunHost:
         self.runtime = RuntimeContext(logger=[self.relay], client=client, job_id=run_id)
         journal = Journal(journal_path) if journal_path else None
         try:
-            result = action.dispatch(params, self.runtime, journal=journal, origin=origin)
+            result = run_action(action, params, self.runtime, journal=journal, origin=origin)
         except RunCancelledError as error:
             return _outcome('cancelled', error)
         except StepExecutionError as error:
