@@ -235,7 +235,7 @@ def test_a_journaled_run_stopped_in_its_setup_is_recorded_as_cancelled(tmp_path:
     assert (record.status, record.error) == ('cancelled', 'KeyboardInterrupt')
 
 
-# --- plan() -------------------------------------------------------------------------
+# --- describe_steps() -------------------------------------------------------------------------
 
 
 class NeedsPaths(BaseModel):
@@ -248,12 +248,12 @@ class PathsAction(BaseUploadAction[NeedsPaths]):
             registry.register(FunctionStep(path))
 
 
-def test_plan_keeps_the_pydantic_cause_of_its_params_error() -> None:
+def test_describe_steps_keeps_the_pydantic_cause_of_its_params_error() -> None:
     with pytest.raises(ParamsValidationError) as direct:
         PathsAction.validate_params({})
     assert isinstance(direct.value.__cause__, ValidationError)
     with pytest.raises(ParamsValidationError) as planned:
-        PathsAction.plan()
+        PathsAction.describe_steps()
     assert isinstance(planned.value.__cause__, ValidationError)
 
 

@@ -174,7 +174,7 @@ def steps(
     params: Annotated[str | None, typer.Option('--params', help='Params as JSON.')] = None,
     debug: DebugOption = False,
 ) -> None:
-    """Show ACTION's step plan (order, names, weights) without running it."""
+    """Show ACTION's steps (order, names, weights) without running it."""
     try:
         values = _read_params(params, None)
         plugin = Plugin.load(path)
@@ -182,18 +182,18 @@ def steps(
     except (BadInput, PluginError, ActionError) as error:
         _fail(EXIT_BAD_INPUT, str(error), debug)
     try:
-        plan = action_cls.plan(values)
+        rows = action_cls.describe_steps(values)
     except ActionError as error:
         _fail(EXIT_BAD_INPUT, str(error), debug)
     except Exception as error:  # the action's own code: its setup_steps() raised
         message = f'cannot build the steps of {action!r}: {describe_exception(error)}'
         where = code_location(error, plugin.path)
         _fail(EXIT_BAD_INPUT, message + (f' ({where})' if where else ''), debug)
-    if not plan:
+    if not rows:
         Console().print(f'{action} registers no steps: it runs in plain execute() mode')
         return
     table = Table('#', 'step', 'weight', 'share')
-    for index, (name, weight, share) in enumerate(plan, 1):
+    for index, (name, weight, share) in enumerate(rows, 1):
         table.add_row(str(index), name, f'{weight:g}', f'{share:.1f}%')
     Console().print(table)
 

@@ -3,13 +3,14 @@
 Who calls what: plugin authors implement :meth:`BaseAction.setup_steps`,
 :meth:`~BaseAction.create_context` and, for plain mode,
 :meth:`~BaseAction.execute`; users call :meth:`~BaseAction.dispatch` (and
-:meth:`~BaseAction.plan`); the execution layer (executors, the
+:meth:`~BaseAction.describe_steps`); the execution layer (executors, the
 journal, recovery) calls :meth:`~BaseAction.prepare_run`. This layer knows
 nothing of the run journal: journaled runs go through ``synapse_sdk.execution``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
@@ -206,7 +207,9 @@ class BaseAction(Generic[P]):
             return action.prepare_run().run(listeners=listeners)
 
     @classmethod
-    def plan(cls, params: Mapping[str, Any] | None = None) -> list[tuple[str, float, float]]:
+    def describe_steps(
+        cls, params: Mapping[str, Any] | None = None
+    ) -> list[tuple[str, float, float]]:
         """``(name, weight, share in percent)`` per step, without running anything.
 
         Without params (or with params that do not validate yet), the steps are
@@ -231,6 +234,16 @@ class BaseAction(Generic[P]):
         total = sum(weights)
         shares = [w / total * 100 if total else 100 / len(steps) for w in weights]
         return [(s.name, w, share) for s, w, share in zip(steps, weights, shares, strict=True)]
+
+    @classmethod
+    def plan(cls, params: Mapping[str, Any] | None = None) -> list[tuple[str, float, float]]:
+        """Deprecated name of :meth:`describe_steps` ("plan" is the registry's run plan)."""
+        warnings.warn(
+            f'{cls.__name__}.plan() is now {cls.__name__}.describe_steps()',
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return cls.describe_steps(params)
 
     # --- for the execution layer (executors, recovery): not for plugin code ---------
 
