@@ -87,7 +87,7 @@ class Step(BaseStep[Any]):
 
 def memory_ctx() -> tuple[RuntimeContext, MemoryLogger]:
     logger = MemoryLogger()
-    return RuntimeContext(logger=logger, client=object(), job_id='job-1'), logger
+    return RuntimeContext(logger=logger, client=object(), run_id='run-1'), logger
 
 
 # -- imports --------------------------------------------------------------------------

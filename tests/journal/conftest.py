@@ -130,8 +130,8 @@ def dispatch(
             action, params or {}, runtime, journal=journal, origin=origin, listeners=listeners
         )
     except BaseException as error:  # noqa: BLE001 - the test inspects it
-        return Dispatched(runtime.job_id, None, error, logger)
-    return Dispatched(runtime.job_id, result, None, logger)
+        return Dispatched(runtime.run_id, None, error, logger)
+    return Dispatched(runtime.run_id, result, None, logger)
 
 
 # --------------------------------------------------------------- the database, read directly

@@ -61,7 +61,7 @@ WORKER = textwrap.dedent(
         pass
     journal.db  # open it (the first process to do so creates it)
     for n in range(runs):
-        runtime = RuntimeContext(logger=[], job_id=f'{worker}-{n:02d}')
+        runtime = RuntimeContext(logger=[], run_id=f'{worker}-{n:02d}')
         run_action(Action, {'n': n}, runtime, journal=journal)
     print('ok', flush=True)
     """

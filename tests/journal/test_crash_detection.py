@@ -66,7 +66,7 @@ SCRIPT = textwrap.dedent(
             registry.register(Third())
 
     runtime = RuntimeContext(logger=[])
-    print(runtime.job_id, flush=True)
+    print(runtime.run_id, flush=True)
     run_action(Action, {}, runtime, journal=Journal(path))
     print('done', flush=True)
     """

@@ -246,7 +246,7 @@ def crashed_run(journal: Journal, in_step: str = 'c', *, at_progress: int | None
         logger = MemoryLogger()
         error: BaseException | None = None
         try:
-            run_action(EdgeAction, {}, RuntimeContext(logger=logger, job_id=run_id), journal=live)
+            run_action(EdgeAction, {}, RuntimeContext(logger=logger, run_id=run_id), journal=live)
         except _Crash as crash:
             error = crash
         assert isinstance(error, _Crash)

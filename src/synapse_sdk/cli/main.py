@@ -109,9 +109,9 @@ def run(
         _fail(EXIT_BAD_INPUT, str(error), debug)
     runtime = default_runtime()
     if store is not None:
-        stderr.print(Text(f'run {runtime.job_id} (journal: {store.path})', style='dim'))
+        stderr.print(Text(f'run {runtime.run_id} (journal: {store.path})', style='dim'))
     origin = ActionOrigin(str(plugin.path), action)
-    run_id = runtime.job_id if store else None
+    run_id = runtime.run_id if store else None
     grace = None if mode == 'ray' else 10.0  # the Ray driver waits for the worker itself
     with cancel_on_signals(runtime.cancel_token, grace=grace) as signals:
         try:

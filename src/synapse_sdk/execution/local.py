@@ -30,7 +30,7 @@ def default_runtime(
     return RuntimeContext(
         logger=loggers,
         client=client if client is not None else LocalBackendClient(),
-        job_id=run_id,
+        run_id=run_id,
     )
 
 
@@ -45,7 +45,7 @@ def run_action(
 ) -> dict[str, Any]:
     """``action.dispatch(params, ctx, listeners=...)``, recorded in ``journal`` when given one.
 
-    The run is recorded under ``ctx.job_id``, write-ahead, so a crash leaves what
+    The run is recorded under ``ctx.run_id``, write-ahead, so a crash leaves what
     ``synapse runs rollback/resume`` needs; ``origin`` says where to rebuild the
     action from. Without ``ctx``, a default runtime is made and closed after the run.
     """
@@ -66,7 +66,7 @@ def _run_journaled(
 ) -> dict[str, Any]:
     """Start the record before the action's setup code runs, so that a setup that raises
     is recorded ``failed`` with its cause (not left ``running``, later ``crashed``)."""
-    run_id = action.ctx.job_id
+    run_id = action.ctx.run_id
     journal.start_run(
         run_id,
         entrypoint=action.entrypoint(),
@@ -122,7 +122,7 @@ class LocalExecutor:
                 self._record_interrupted_rollback(ctx)
                 raise
         if self.journal is not None:
-            result['run_id'] = ctx.job_id
+            result['run_id'] = ctx.run_id
         return result
 
     def _record_interrupted_rollback(self, ctx: RuntimeContext) -> None:
@@ -131,13 +131,13 @@ class LocalExecutor:
         if journal is None:
             return
         try:
-            record = journal.get_run(ctx.job_id)
+            record = journal.get_run(ctx.run_id)
         except JournalError:
             return  # interrupted before the run was recorded
         if record.active:
             journal.set_run_status(
-                ctx.job_id,
+                ctx.run_id,
                 'cancelled',
                 'interrupted during rollback; the rest is pending: '
-                f'synapse runs rollback {ctx.job_id}',
+                f'synapse runs rollback {ctx.run_id}',
             )
