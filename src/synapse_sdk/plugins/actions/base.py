@@ -3,8 +3,8 @@
 Who calls what: plugin authors implement :meth:`BaseAction.setup_steps`,
 :meth:`~BaseAction.create_context` and, for plain mode,
 :meth:`~BaseAction.execute`; users call :meth:`~BaseAction.dispatch` (and
-:meth:`~BaseAction.describe_steps`); the execution layer (executors, the
-journal, recovery) calls :meth:`~BaseAction.prepare_run`. This layer knows
+:meth:`~BaseAction.describe_steps`); the execution layer (the executors and
+recovery) calls :meth:`~BaseAction.prepare_run`. This layer knows
 nothing of the run journal: journaled runs go through ``synapse_sdk.execution``.
 """
 
