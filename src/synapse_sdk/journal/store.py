@@ -126,7 +126,7 @@ class Journal:
         except sqlite3.IntegrityError as error:  # runs.id is the primary key
             raise JournalError(
                 f"a run '{run_id}' is already in the journal {self.path}; give each run its "
-                'own job_id (RuntimeContext(job_id=...), or none: a fresh one is made up)'
+                'own run_id (RuntimeContext(run_id=...), or none: a fresh one is made up)'
             ) from error
 
     def claim_run(self, run_id: str, status: str = 'running', *, keep_error: bool = False) -> None:
