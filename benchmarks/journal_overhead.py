@@ -62,7 +62,7 @@ class _Runtime:
     """A runtime context that does nothing."""
 
     client: Any = None
-    job_id = 'bench'
+    run_id = 'bench'
 
     def log(self, event: str, data: dict[str, Any] | None = None, file: str | None = None) -> None:
         pass

@@ -115,3 +115,20 @@ def test_lazy_reexports_load_nothing_above(module: str, highest: int) -> None:
     ours = [m for m in ours if m not in LAZY_REEXPORTS]  # parents of what they import
     assert [m for m in ours if layer_of(m) > highest] == []
     assert [m for m in ('pydantic', 'rich', 'yaml', 'typer', 'ray') if m in loaded] == []
+
+
+ACTIONS_LAYER = [p for p in SOURCES if layer_of(module_name(p)) == 3]
+
+
+@pytest.mark.parametrize('path', ACTIONS_LAYER, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_actions_layer_does_not_know_the_journal(path: Path) -> None:
+    """Journaling is the execution layer's: it attaches the journal as a listener."""
+    here = module_name(path)
+    source = path.read_text(encoding='utf-8')
+    imports = imported_modules(source, here, path.name == '__init__.py')
+    assert [m for m in imports if layer_of(m) == 2 and m.startswith('synapse_sdk.journal')] == []
+
+
+def test_the_actions_layer_is_checked() -> None:
+    names = {module_name(p) for p in ACTIONS_LAYER}
+    assert {'synapse_sdk.plugins.actions.base', 'synapse_sdk.plugins.loader'} <= names

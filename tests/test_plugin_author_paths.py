@@ -16,6 +16,7 @@ import pytest
 from pydantic import BaseModel
 
 from synapse_sdk.clients import LocalBackendClient, SourceFileError
+from synapse_sdk.execution import run_action
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins import BaseUploadAction
 from synapse_sdk.plugins.actions import ParamsValidationError
@@ -177,9 +178,10 @@ class PlainWorks(BaseUploadAction[NoParams]):
 
 def test_journaled_plain_mode_records_success_and_failure_with_cause(tmp_path: Path) -> None:
     journal = Journal(tmp_path / 'runs.db')
-    assert PlainWorks.dispatch({}, RecordingRuntime(job_id='ok'), journal=journal) == {'done': True}
+    ok = run_action(PlainWorks, {}, RecordingRuntime(run_id='ok'), journal=journal)
+    assert ok == {'done': True}
     with pytest.raises(ConnectionError):
-        PlainFails.dispatch({}, RecordingRuntime(job_id='ko'), journal=journal)
+        run_action(PlainFails, {}, RecordingRuntime(run_id='ko'), journal=journal)
     assert journal.get_run('ok').status == 'succeeded'
     failed = journal.get_run('ko')
     assert failed.status == 'failed'

@@ -62,14 +62,14 @@ def test_the_quick_start_uploads_and_rolls_back(tmp_path: Path) -> None:
         (tmp_path / name).write_text(name)
         files.append(str(tmp_path / name))
     client = LocalBackendClient(tmp_path / 'store')
-    runtime = RecordingRuntime(client, job_id='run-1')
+    runtime = RecordingRuntime(client, run_id='run-1')
     result = action.dispatch({'paths': files}, runtime)
     assert result['steps'] == {'upload': {'count': 2}}
     assert sorted(f['name'] for f in client.list_files()) == ['a.txt', 'b.txt']
     assert_progress_monotonic(runtime.memory)
 
     # a missing file fails the step halfway: what it uploaded is deleted again
-    failing = RecordingRuntime(client, job_id='run-2')
+    failing = RecordingRuntime(client, run_id='run-2')
     with pytest.raises(RuntimeError, match="Step 'upload' failed: SourceFileError"):
         action.dispatch({'paths': [files[0], str(tmp_path / 'missing.txt')]}, failing)
     assert sorted(f['name'] for f in client.list_files()) == ['a.txt', 'b.txt']
@@ -132,7 +132,7 @@ class DiesAfterStoring(LocalBackendClient):
 
 folder = sys.argv[1]
 action = Plugin.load(folder).load_action('upload')
-runtime = RuntimeContext(logger=MemoryLogger(), client=DiesAfterStoring(), job_id='killed')
+runtime = RuntimeContext(logger=MemoryLogger(), client=DiesAfterStoring(), run_id='killed')
 action.dispatch(
     {'paths': ['a.txt', 'b.txt']}, runtime, journal=Journal(),
     origin=ActionOrigin(folder, 'upload'),

@@ -144,7 +144,7 @@ class DurableUploadFilesStep(UploadFilesStep):
     def execute(self, context: DurableUploadContext) -> StepResult:
         assert context.source_path is not None
         keys = [
-            f'{context.runtime_ctx.job_id}:{file.relative_to(context.source_path)}'
+            f'{context.runtime_ctx.run_id}:{file.relative_to(context.source_path)}'
             for file in context.files
         ]
         if context.parallel != 'serial':

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, HttpUrl, SecretStr, ValidationError
 
-from synapse_sdk.execution import LocalExecutor, resume_run, rollback_run
+from synapse_sdk.execution import LocalExecutor, resume_run, rollback_run, run_action
 from synapse_sdk.execution.recovery import RecoveryError
 from synapse_sdk.journal import Journal, JournalError
 from synapse_sdk.plugins import BaseUploadAction
@@ -84,7 +84,7 @@ def test_a_journaled_step_run_takes_params_json_does_not_know(
     with the run (they are input, not part of the context's snapshot)."""
     TypedAction.seen = []
     journal = Journal(tmp_path / 'runs.db')
-    result = TypedAction.dispatch(params, RecordingRuntime(job_id='typed'), journal=journal)
+    result = run_action(TypedAction, params, RecordingRuntime(run_id='typed'), journal=journal)
     assert result['success'] is True
     assert journal.get_run('typed').status == 'succeeded'
     [field] = params
@@ -94,7 +94,7 @@ def test_a_journaled_step_run_takes_params_json_does_not_know(
 def test_a_journaled_step_run_takes_a_url_param(tmp_path: Path) -> None:
     journal = Journal(tmp_path / 'runs.db')
     params = {'endpoint': 'https://example.com/api'}
-    result = TypedAction.dispatch(params, RecordingRuntime(job_id='url'), journal=journal)
+    result = run_action(TypedAction, params, RecordingRuntime(run_id='url'), journal=journal)
     assert result['success'] is True
     assert journal.get_run('url').params['endpoint'] == 'https://example.com/api'
 
@@ -125,16 +125,18 @@ def test_a_secret_param_is_not_journaled_and_recovery_asks_for_it(tmp_path: Path
     SecretAction.failures_left = 1
     journal = Journal(tmp_path / 'runs.db')
     with pytest.raises(StepExecutionError, match="Step 'use' failed: ConnectionError"):
-        SecretAction.dispatch({'token': 'hunter2'}, RecordingRuntime(job_id='s1'), journal=journal)
+        run_action(
+            SecretAction, {'token': 'hunter2'}, RecordingRuntime(run_id='s1'), journal=journal
+        )
     assert 'hunter2' not in str(journal.get_run('s1').params)
 
     with pytest.raises(RecoveryError, match=r"params token are secrets.*secrets=\{'token'"):
-        resume_run(journal, 's1', RecordingRuntime(job_id='s1'))
+        resume_run(journal, 's1', RecordingRuntime(run_id='s1'))
     assert SecretAction.seen == ['hunter2']  # nothing ran with the journal's mask
     # rolled back already, in process: nothing to undo, so no secret is needed for that
-    assert rollback_run(journal, 's1', RecordingRuntime(job_id='s1'))['rolled_back'] == []
+    assert rollback_run(journal, 's1', RecordingRuntime(run_id='s1'))['rolled_back'] == []
 
-    result = resume_run(journal, 's1', RecordingRuntime(job_id='s1'), secrets={'token': 'hunter2'})
+    result = resume_run(journal, 's1', RecordingRuntime(run_id='s1'), secrets={'token': 'hunter2'})
     assert result['success'] is True
     assert SecretAction.seen == ['hunter2', 'hunter2']
 
@@ -165,7 +167,7 @@ def test_a_journaled_run_whose_setup_raises_is_recorded_as_failed_with_the_cause
     """Not left 'running' (later: 'crashed, the process died') with the cause nowhere."""
     journal = Journal(tmp_path / 'runs.db')
     with pytest.raises(KeyError, match='source_path'):
-        action.dispatch({}, RecordingRuntime(job_id='setup-fails'), journal=journal)
+        run_action(action, {}, RecordingRuntime(run_id='setup-fails'), journal=journal)
     record = journal.get_run('setup-fails')
     assert record.status == 'failed'
     assert record.error == "KeyError: 'source_path'"
@@ -181,7 +183,7 @@ def test_a_plain_execute_returning_none_is_an_error_that_says_what_to_return(
     tmp_path: Path,
 ) -> None:
     journal = Journal(tmp_path / 'runs.db')
-    runtime = RecordingRuntime(job_id='plain-none')
+    runtime = RecordingRuntime(run_id='plain-none')
     with pytest.raises(ActionDefinitionError, match=r'returned NoneType; return a dict'):
         LocalExecutor(console=False, journal=journal).run(NoneResult, {}, ctx=runtime)
     record = journal.get_run('plain-none')
@@ -195,16 +197,45 @@ class Plain(BaseUploadAction[NoParams]):
 
 
 def test_a_reused_run_id_is_a_clear_error(tmp_path: Path) -> None:
-    """RecordingRuntime's job_id is always 'test-run'; users name jobs: a second journaled
+    """RecordingRuntime's run_id is always 'test-run'; users name runs: a second journaled
     run under the same id says so instead of an SQLite integrity error."""
     journal = Journal(tmp_path / 'runs.db')
-    assert Plain.dispatch({}, RecordingRuntime(), journal=journal) == {'done': True}
-    with pytest.raises(JournalError, match="a run 'test-run' is already in the journal .*job_id"):
-        Plain.dispatch({}, RecordingRuntime(), journal=journal)
+    assert run_action(Plain, {}, RecordingRuntime(), journal=journal) == {'done': True}
+    with pytest.raises(JournalError, match="a run 'test-run' is already in the journal .*run_id"):
+        run_action(Plain, {}, RecordingRuntime(), journal=journal)
     assert journal.get_run('test-run').status == 'succeeded'  # the first run is untouched
 
 
-# --- plan() -----------------------------------------------------------------------------------
+class PlainFails(BaseUploadAction[NoParams]):
+    def execute(self) -> dict[str, Any]:
+        raise ConnectionError('backend down')
+
+
+def test_a_failed_plain_run_is_not_resumed_as_if_it_had_steps(tmp_path: Path) -> None:
+    """No steps, so nothing to resume from: refused, not 'succeeded' after running nothing."""
+    journal = Journal(tmp_path / 'runs.db')
+    with pytest.raises(ConnectionError):
+        run_action(PlainFails, {}, RecordingRuntime(run_id='plain-ko'), journal=journal)
+    with pytest.raises(RecoveryError, match=r"run 'plain-ko' ran .*PlainFails in plain execute"):
+        resume_run(journal, 'plain-ko', RecordingRuntime(run_id='plain-ko'))
+    assert journal.get_run('plain-ko').status == 'failed'
+    assert rollback_run(journal, 'plain-ko', RecordingRuntime())['rolled_back'] == []
+
+
+class SetupInterrupted(BaseUploadAction[NoParams]):
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_journaled_run_stopped_in_its_setup_is_recorded_as_cancelled(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / 'runs.db')
+    with pytest.raises(KeyboardInterrupt):
+        run_action(SetupInterrupted, {}, RecordingRuntime(run_id='stopped'), journal=journal)
+    record = journal.get_run('stopped')
+    assert (record.status, record.error) == ('cancelled', 'KeyboardInterrupt')
+
+
+# --- describe_steps() -------------------------------------------------------------------------
 
 
 class NeedsPaths(BaseModel):
@@ -217,12 +248,12 @@ class PathsAction(BaseUploadAction[NeedsPaths]):
             registry.register(FunctionStep(path))
 
 
-def test_plan_keeps_the_pydantic_cause_of_its_params_error() -> None:
+def test_describe_steps_keeps_the_pydantic_cause_of_its_params_error() -> None:
     with pytest.raises(ParamsValidationError) as direct:
         PathsAction.validate_params({})
     assert isinstance(direct.value.__cause__, ValidationError)
     with pytest.raises(ParamsValidationError) as planned:
-        PathsAction.plan()
+        PathsAction.describe_steps()
     assert isinstance(planned.value.__cause__, ValidationError)
 
 

@@ -1,4 +1,4 @@
-"""The action layer: params models, dispatch, step mode, plain mode, contexts and plans."""
+"""The action layer: params models, dispatch, step mode, plain mode, contexts, describe_steps."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ class Step(BaseStep[Any]):
 
 def memory_ctx() -> tuple[RuntimeContext, MemoryLogger]:
     logger = MemoryLogger()
-    return RuntimeContext(logger=logger, client=object(), job_id='job-1'), logger
+    return RuntimeContext(logger=logger, client=object(), run_id='run-1'), logger
 
 
 # -- imports --------------------------------------------------------------------------
@@ -249,7 +249,7 @@ def test_no_params_model_is_a_definition_error() -> None:
     with pytest.raises(ActionDefinitionError, match='Act has no params model'):
         Act.validate_params({'a': 1})
     with pytest.raises(ActionDefinitionError):
-        Act.plan()
+        Act.describe_steps()
 
 
 # -- validation -------------------------------------------------------------------------
@@ -492,6 +492,33 @@ def test_step_mode_ignores_an_overridden_execute() -> None:
     assert result['steps'] == {'only': {'step': 'only'}}
 
 
+# -- prepare_run: the execution layer's way in --------------------------------------------
+
+
+def test_prepare_run_sets_up_steps_and_context_without_running_them() -> None:
+    journal: list[str] = []
+    ctx, logger = memory_ctx()
+    prepared = three_step_action(journal)({'count': 1, 'name': 'a'}, ctx).prepare_run()
+    assert not prepared.plain
+    assert [s.name for s in prepared.steps] == ['first', 'second', 'third']
+    assert isinstance(prepared.context, UploadContext) and prepared.context.runtime_ctx is ctx
+    assert journal == [] and logger.lifecycle == []
+    done = StepResult(data={'step': 'first'}, step_name='first')
+    result = prepared.run(completed={'first': done})  # as a resume passes finished steps
+    assert journal == ['execute:second', 'execute:third']
+    assert result['steps_reused'] == 1 and list(result['steps']) == ['second', 'third']
+
+
+def test_prepare_run_of_a_plain_action_has_no_context_and_runs_execute() -> None:
+    class Act(BaseTrainAction[Params]):
+        def execute(self) -> dict[str, Any]:
+            return {'n': self.params.count}
+
+    prepared = Act({'count': 2, 'name': 'p'}, memory_ctx()[0]).prepare_run()
+    assert prepared.plain and prepared.context is None and prepared.steps == []
+    assert prepared.run() == {'n': 2}
+
+
 # -- plain mode -------------------------------------------------------------------------
 
 
@@ -608,8 +635,8 @@ def test_default_context_is_fresh_for_each_run() -> None:
 
     ctx, _ = memory_ctx()
     action = Act({'count': 1, 'name': 'a'}, ctx)
-    action.run()
-    action.run()
+    action.prepare_run().run()
+    action.prepare_run().run()
     assert seen[0] is not seen[1]
     assert len(seen[1].step_results) == 1
 
@@ -670,48 +697,48 @@ def test_action_without_ctx_gets_a_default_runtime() -> None:
     action.ctx.close()
 
 
-# -- plan ---------------------------------------------------------------------------
+# -- describe_steps ---------------------------------------------------------------
 
 
-class PlannedAction(BaseUploadAction[Params]):
+class ThreeSteps(BaseUploadAction[Params]):
     def setup_steps(self, registry: StepRegistry[UploadContext]) -> None:
         registry.register(Step('discover', 0.1, []))
         registry.register(Step('upload', 0.8, []))
         registry.register(Step('finalize', 0.1, []))
 
 
-def test_plan_gives_names_weights_and_shares() -> None:
-    plan = PlannedAction.plan({'count': 1, 'name': 'a'})
-    assert [(n, w) for n, w, _ in plan] == [('discover', 0.1), ('upload', 0.8), ('finalize', 0.1)]
-    assert [share for _, _, share in plan] == pytest.approx([10.0, 80.0, 10.0])
+def test_describe_steps_gives_names_weights_and_shares() -> None:
+    rows = ThreeSteps.describe_steps({'count': 1, 'name': 'a'})
+    assert [(n, w) for n, w, _ in rows] == [('discover', 0.1), ('upload', 0.8), ('finalize', 0.1)]
+    assert [share for _, _, share in rows] == pytest.approx([10.0, 80.0, 10.0])
 
 
-def test_plan_works_without_params_for_a_model_with_required_fields() -> None:
-    plan = PlannedAction.plan()
-    assert [n for n, _, _ in plan] == ['discover', 'upload', 'finalize']
-    assert [s for _, _, s in plan] == pytest.approx([10.0, 80.0, 10.0])
-    assert PlannedAction.plan({}) == plan
+def test_describe_steps_works_without_params_for_a_model_with_required_fields() -> None:
+    rows = ThreeSteps.describe_steps()
+    assert [n for n, _, _ in rows] == ['discover', 'upload', 'finalize']
+    assert [s for _, _, s in rows] == pytest.approx([10.0, 80.0, 10.0])
+    assert ThreeSteps.describe_steps({}) == rows
 
 
-def test_plan_with_bad_params_raises() -> None:
+def test_describe_steps_with_bad_params_raises() -> None:
     with pytest.raises(ParamsValidationError) as info:
-        PlannedAction.plan({'count': -1})
+        ThreeSteps.describe_steps({'count': -1})
     assert [where for where, _ in info.value.problems] == ['count', 'name']
 
 
-def test_plan_runs_nothing_and_logs_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+def test_describe_steps_runs_nothing_and_logs_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     journal: list[str] = []
 
     class Act(BaseTrainAction[Params]):
         def setup_steps(self, registry: StepRegistry[TrainContext]) -> None:
             registry.register(Step('a', 1, journal))
 
-    assert Act.plan() == [('a', 1.0, 100.0)]
+    assert Act.describe_steps() == [('a', 1.0, 100.0)]
     assert journal == []
     assert capsys.readouterr() == ('', '')
 
 
-def test_plan_normalises_weights_and_handles_zero_weights() -> None:
+def test_describe_steps_normalises_weights_and_handles_zero_weights() -> None:
     class Uneven(BaseExportAction[OtherParams]):
         def setup_steps(self, registry: StepRegistry[ExportContext]) -> None:
             registry.register(Step('a', 1, []))
@@ -722,18 +749,25 @@ def test_plan_normalises_weights_and_handles_zero_weights() -> None:
             registry.register(Step('a', 0, []))
             registry.register(Step('b', 0, []))
 
-    assert Uneven.plan() == [('a', 1.0, 25.0), ('b', 3.0, 75.0)]
-    assert Zero.plan() == [('a', 0.0, 50.0), ('b', 0.0, 50.0)]
+    assert Uneven.describe_steps() == [('a', 1.0, 25.0), ('b', 3.0, 75.0)]
+    assert Zero.describe_steps() == [('a', 0.0, 50.0), ('b', 0.0, 50.0)]
 
 
-def test_plan_of_a_plain_action_is_empty() -> None:
-    assert ParamsAction.plan() == []
+def test_describe_steps_of_a_plain_action_is_empty() -> None:
+    assert ParamsAction.describe_steps() == []
 
 
-def test_plan_without_params_when_setup_steps_reads_a_required_field() -> None:
+def test_plan_is_a_deprecated_name_of_describe_steps() -> None:
+    """The docs once promised ``Action.plan()``; "plan" is now the registry's run plan only."""
+    with pytest.warns(DeprecationWarning, match=r'ThreeSteps.plan\(\) is now ThreeSteps.describe_'):
+        rows = ThreeSteps.plan({'count': 1, 'name': 'a'})
+    assert rows == ThreeSteps.describe_steps({'count': 1, 'name': 'a'})
+
+
+def test_describe_steps_without_params_when_setup_steps_reads_a_required_field() -> None:
     """Without params the plan may not be buildable, but it must say why in params terms.
 
-    ``plan()`` builds the action from ``model_construct()`` when no params are
+    ``describe_steps()`` builds the action from ``model_construct()`` when no params are
     given; a ``setup_steps`` that reads a required field then gets a bare
     AttributeError (and ``synapse plugin steps`` a traceback) instead of a
     ParamsValidationError naming the missing field.
@@ -748,7 +782,7 @@ def test_plan_without_params_when_setup_steps_reads_a_required_field() -> None:
                 registry.register(Step('compress', 1, []))
             registry.register(Step('upload', 1, []))
 
-    assert [n for n, _, _ in Act.plan({'compress': True})] == ['compress', 'upload']
+    assert [n for n, _, _ in Act.describe_steps({'compress': True})] == ['compress', 'upload']
     with pytest.raises(ParamsValidationError) as info:
-        Act.plan()
+        Act.describe_steps()
     assert info.value.problems == [('compress', 'Field required')]

@@ -491,7 +491,7 @@ def table_rows(text: str) -> list[list[str]]:
     return rows
 
 
-def test_steps_prints_the_plan(cli: Cli, example: Path) -> None:
+def test_steps_prints_the_steps(cli: Cli, example: Path) -> None:
     proc = cli('plugin', 'steps', 'upload', '--path', example)
     assert proc.returncode == 0, proc.stderr
     assert table_rows(proc.stdout) == [

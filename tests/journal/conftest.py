@@ -34,6 +34,7 @@ import pytest
 from pydantic import BaseModel
 
 from synapse_sdk.clients import LocalBackendClient
+from synapse_sdk.execution import run_action
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.actions import ActionContext, ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import BaseStep, RunListener, StepRegistry
@@ -125,12 +126,12 @@ def dispatch(
     logger = MemoryLogger()
     runtime = RuntimeContext(logger=logger, client=client)
     try:
-        result = action.dispatch(
-            params or {}, runtime, journal=journal, origin=origin, listeners=listeners
+        result = run_action(
+            action, params or {}, runtime, journal=journal, origin=origin, listeners=listeners
         )
     except BaseException as error:  # noqa: BLE001 - the test inspects it
-        return Dispatched(runtime.job_id, None, error, logger)
-    return Dispatched(runtime.job_id, result, None, logger)
+        return Dispatched(runtime.run_id, None, error, logger)
+    return Dispatched(runtime.run_id, result, None, logger)
 
 
 # --------------------------------------------------------------- the database, read directly

@@ -20,6 +20,7 @@ WORKER = textwrap.dedent(
 
     from pydantic import BaseModel
 
+    from synapse_sdk.execution import run_action
     from synapse_sdk.journal import Journal
     from synapse_sdk.plugins.actions import ActionContext, BaseAction
     from synapse_sdk.plugins.steps import BaseStep, StepResult
@@ -60,8 +61,8 @@ WORKER = textwrap.dedent(
         pass
     journal.db  # open it (the first process to do so creates it)
     for n in range(runs):
-        runtime = RuntimeContext(logger=[], job_id=f'{worker}-{n:02d}')
-        Action.dispatch({'n': n}, runtime, journal=journal)
+        runtime = RuntimeContext(logger=[], run_id=f'{worker}-{n:02d}')
+        run_action(Action, {'n': n}, runtime, journal=journal)
     print('ok', flush=True)
     """
 )

@@ -23,6 +23,7 @@ SCRIPT = textwrap.dedent(
 
     from pydantic import BaseModel
 
+    from synapse_sdk.execution import run_action
     from synapse_sdk.journal import Journal
     from synapse_sdk.plugins.actions import ActionContext, BaseAction
     from synapse_sdk.plugins.steps import BaseStep, StepResult
@@ -65,8 +66,8 @@ SCRIPT = textwrap.dedent(
             registry.register(Third())
 
     runtime = RuntimeContext(logger=[])
-    print(runtime.job_id, flush=True)
-    Action.dispatch({}, runtime, journal=Journal(path))
+    print(runtime.run_id, flush=True)
+    run_action(Action, {}, runtime, journal=Journal(path))
     print('done', flush=True)
     """
 )

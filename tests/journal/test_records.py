@@ -110,7 +110,7 @@ def test_a_failed_run_is_rolled_back_and_says_where_it_failed(journal: Journal, 
 
     def look(context: Any, result: StepResult) -> None:
         # written ahead: while the failed step is rolled back, the DB already says so
-        run_id = context.runtime_ctx.job_id
+        run_id = context.runtime_ctx.run_id
         seen_during_rollback['run'] = peek_run(journal.path, run_id)
         seen_during_rollback['steps'] = peek_steps(journal.path, run_id)
 
@@ -225,10 +225,10 @@ def test_progress_is_recorded_while_the_run_goes(
 
     def halfway(context: Any) -> None:
         context.set_progress(1, 2)
-        seen.append(peek_run(journal.path, context.runtime_ctx.job_id)['progress'])
+        seen.append(peek_run(journal.path, context.runtime_ctx.run_id)['progress'])
 
     def look(context: Any) -> None:
-        seen.append(peek_run(journal.path, context.runtime_ctx.job_id)['progress'])
+        seen.append(peek_run(journal.path, context.runtime_ctx.run_id)['progress'])
 
     done = dispatch(
         make_action(FnStep('a', 2, execute=halfway), FnStep('b', 2, execute=look)), journal
@@ -277,7 +277,7 @@ def test_progress_writes_are_throttled(journal: Journal) -> None:
     def report(context: Any) -> None:
         for i in range(1, 101):
             context.set_progress(i, 100)
-        seen.append(peek_run(journal.path, context.runtime_ctx.job_id)['progress'])
+        seen.append(peek_run(journal.path, context.runtime_ctx.run_id)['progress'])
 
     done = dispatch(make_action(FnStep('a', 1, execute=report), FnStep('b', 1)), journal)
     assert done.error is None

@@ -248,7 +248,7 @@ def test_resume_of_a_failed_and_rolled_back_run(
 
 KILL_ON_RUN_START = """\
 import json, os, signal, sys
-from synapse_sdk.execution import default_runtime
+from synapse_sdk.execution import default_runtime, run_action
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.actions import ActionOrigin
 from synapse_sdk.plugins.loader import Plugin
@@ -260,8 +260,8 @@ class Kill(RunListener):
 
 folder, params = sys.argv[1], json.loads(sys.argv[2])
 action = Plugin.load(folder).load_action('store')
-action.dispatch(params, default_runtime(console=False), journal=Journal(),
-                origin=ActionOrigin(folder, 'store'), listeners=[Kill()])
+run_action(action, params, default_runtime(console=False), journal=Journal(),
+           origin=ActionOrigin(folder, 'store'), listeners=[Kill()])
 """
 
 

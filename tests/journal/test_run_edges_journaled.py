@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from synapse_sdk.execution import run_action
 from synapse_sdk.execution.recovery import resume_run, rollback_run
 from synapse_sdk.journal import Journal, JournalListener
 from synapse_sdk.paths import synapse_home
@@ -145,24 +146,33 @@ class EdgeStep(BaseStep[ActionContext]):
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while `runs resume` undoes this
 
 
+class ProgressFaults(Logger):
+    """Makes the run's overall progress report fail (hooks, or the environment)."""
+
+    def progress(self, current: float, total: float, category: str) -> None:
+        if category != 'overall':
+            return
+        hook = STATE.hooks.get('progress')
+        if hook is not None:
+            hook(int(current))
+        if str(int(current)) == os.environ.get('EDGE_PROGRESS_FAIL_AT'):
+            raise OSError('progress bar gone')
+        if str(int(current)) == os.environ.get('EDGE_PROGRESS_INTERRUPT_AT'):
+            raise KeyboardInterrupt
+
+
 class EdgeAction(BaseAction[EdgeParams]):
-    """Steps a, b, c; the progress report can be made to fail (hooks, or the environment)."""
+    """Steps a, b, c; the progress report can be made to fail (a logger ahead of the others)."""
 
     context_class = ActionContext
+
+    def __init__(self, params: Any, ctx: RuntimeContext | None = None) -> None:
+        super().__init__(params, ctx)
+        self.ctx.loggers.insert(0, ProgressFaults())
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         for name in 'abc':
             registry.register(EdgeStep(name))
-
-    def _report_progress(self, current: int, total: int) -> None:
-        hook = STATE.hooks.get('progress')
-        if hook is not None:
-            hook(current)
-        if str(current) == os.environ.get('EDGE_PROGRESS_FAIL_AT'):
-            raise OSError('progress bar gone')
-        if str(current) == os.environ.get('EDGE_PROGRESS_INTERRUPT_AT'):
-            raise KeyboardInterrupt
-        super()._report_progress(current, total)
 
 
 class Fails(Logger):
@@ -236,7 +246,7 @@ def crashed_run(journal: Journal, in_step: str = 'c', *, at_progress: int | None
         logger = MemoryLogger()
         error: BaseException | None = None
         try:
-            EdgeAction.dispatch({}, RuntimeContext(logger=logger, job_id=run_id), journal=live)
+            run_action(EdgeAction, {}, RuntimeContext(logger=logger, run_id=run_id), journal=live)
         except _Crash as crash:
             error = crash
         assert isinstance(error, _Crash)
@@ -334,10 +344,11 @@ def test_a_failing_skip_report_after_the_journal_heard_of_the_skip(journal: Jour
     the other listener fails. b stays 'skipped' and c goes back to 'pending'."""
     run_id = 'journal-first'
     journal.start_run(run_id, entrypoint=EdgeAction.entrypoint(), params={'skip': ['b']})
-    action = EdgeAction({'skip': ['b']}, runtime())
+    prepared = EdgeAction({'skip': ['b']}, runtime()).prepare_run()
+    assert prepared.context is not None
     orchestrator = Orchestrator(
-        action.build_steps(),
-        action.create_context(),
+        prepared.registry,
+        prepared.context,
         listeners=[JournalListener(journal, run_id), Fails('on_step_skip', 'b')],
     )
     with pytest.raises(StepExecutionError) as info:
@@ -708,7 +719,9 @@ def _module_root() -> Path:
 
 
 def cli(home: Path, *args: str, **env: str) -> Any:
-    return run_cli(home, *args, PYTHONPATH=str(_module_root()), **env)
+    # kept: a PYTHONPATH that points at the SDK's sources under test
+    path = os.pathsep.join(filter(None, [str(_module_root()), os.environ.get('PYTHONPATH')]))
+    return run_cli(home, *args, PYTHONPATH=path, **env)
 
 
 def shown(home: Path, run_id: str) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def test_inside_a_step_the_previous_step_and_this_start_are_committed(journal: J
         return StepResult(data={'n': 1}, rollback_data={'undo': 'first'})
 
     def second(context: CountingContext) -> StepResult:
-        run_id = context.runtime_ctx.job_id
+        run_id = context.runtime_ctx.run_id
         seen['at_start'] = peek_steps(journal.path, run_id)
         seen['run_at_start'] = peek_run(journal.path, run_id)
         context.append_rollback('keys', 'k1')
@@ -57,7 +57,7 @@ def test_inside_a_step_the_previous_step_and_this_start_are_committed(journal: J
         return StepResult(data={'n': 2}, rollback_data={'final': True})
 
     def third(context: CountingContext) -> None:
-        run_id = context.runtime_ctx.job_id
+        run_id = context.runtime_ctx.run_id
         seen['third'] = peek_steps(journal.path, run_id)
         seen['items_at_third'] = peek_items(journal.path, run_id)
 

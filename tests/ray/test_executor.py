@@ -149,7 +149,7 @@ def test_upload_example_runs_on_ray_and_relays_its_events(
     )
 
     assert result['success'] is True
-    assert result['run_id'] == runtime.job_id
+    assert result['run_id'] == runtime.run_id
     assert result['steps']['discover_files'] == {'file_count': 7}
     assert result['steps']['upload_files'] == {'uploaded': 7}
     assert sorted(name for _, name in stored(store)) == names_in(source)
@@ -175,12 +175,12 @@ def test_upload_example_runs_on_ray_and_relays_its_events(
     assert complete[0].data['file_count'] == 7
     assert sorted(complete[0].data['file_ids']) == sorted(i for i, _ in stored(store))
 
-    record = journal.get_run(runtime.job_id)
+    record = journal.get_run(runtime.run_id)
     assert record.status == 'succeeded'
     assert record.progress == 100
     assert record.action == 'upload'
     assert record.plugin_path == str(example.path)
-    assert [s.status for s in journal.steps(runtime.job_id)] == ['succeeded'] * 3
+    assert [s.status for s in journal.steps(runtime.run_id)] == ['succeeded'] * 3
 
 
 def test_bad_params_fail_on_the_driver_before_ray_is_asked(
@@ -237,14 +237,14 @@ def test_a_failing_step_is_rolled_back_on_the_worker(driver: Driver) -> None:
     assert error.rollback_errors == []
     assert stored(driver.store) == driver.before  # the 7 uploads were deleted, the older file kept
 
-    memory, journal, job_id = driver.memory, driver.journal, driver.runtime.job_id
+    memory, journal, run_id = driver.memory, driver.journal, driver.runtime.run_id
     assert 'publishing' in memory.event_names()
     assert ('rollback_end', 'store') in memory.lifecycle
     assert memory.lifecycle[-1] == ('run_end', 'failed')
     assert memory.progress_of('store')[-1] == 100
-    record = journal.get_run(job_id)
+    record = journal.get_run(run_id)
     assert record.status == 'rolled_back'
-    assert [(s.name, s.status) for s in journal.steps(job_id)] == [
+    assert [(s.name, s.status) for s in journal.steps(run_id)] == [
         ('store', 'rolled_back'),
         ('publish', 'rolled_back'),
     ]
@@ -300,7 +300,7 @@ def test_cancelling_the_driver_runtime_cancels_the_remote_run(driver: Driver, al
     rolled_back = [e for e in memory.events if e.event == 'spin_rolled_back']
     assert len(rolled_back) == 1 and len(rolled_back[0].data['ids']) == 2
     assert ('rollback_end', 'spin') in memory.lifecycle
-    record = driver.journal.get_run(driver.runtime.job_id)
+    record = driver.journal.get_run(driver.runtime.run_id)
     assert record.status == 'cancelled'
     assert 'stopped from the test' in (record.error or '')
 
@@ -323,13 +323,13 @@ class Store(BaseStep[UploadContext]):
     def execute(self, context):
         files = sorted(p for p in Path(context.params['source_path']).rglob('*') if p.is_file())
         for i, path in enumerate(files[:4]):
-            key = f'{context.runtime_ctx.job_id}:{path.name}'
+            key = f'{context.runtime_ctx.run_id}:{path.name}'
             context.append_rollback('keys', key)  # intent first
             context.append_rollback('ids', context.client.upload_file(path, key=key))
             context.set_progress(i + 1, len(files))
         # one more upload whose id is never recorded: only its key finds it
         last = files[4]
-        key = f'{context.runtime_ctx.job_id}:{last.name}'
+        key = f'{context.runtime_ctx.run_id}:{last.name}'
         context.append_rollback('keys', key)
         context.client.upload_file(last, key=key)
         os._exit(1)  # the Ray worker dies mid-step
@@ -364,10 +364,10 @@ def test_a_dead_worker_is_reported_and_rolled_back_on_the_driver(
     assert error.rollback_errors == []
     assert stored(driver.store) == driver.before  # the five uploads, by id or by key, are gone
 
-    journal, job_id = driver.journal, driver.runtime.job_id
-    record = journal.get_run(job_id)
+    journal, run_id = driver.journal, driver.runtime.run_id
+    record = journal.get_run(run_id)
     assert record.status == 'rolled_back'
-    steps = {s.name: s.status for s in journal.steps(job_id)}
+    steps = {s.name: s.status for s in journal.steps(run_id)}
     assert steps == {'prepare': 'rolled_back', 'store': 'rolled_back'}
     # the rollback ran here, on the driver: its loggers saw it
     assert ('rollback_end', 'store') in driver.memory.lifecycle
@@ -411,7 +411,7 @@ def test_a_worker_deaf_to_cancel_is_killed_after_stop_timeout_and_rolled_back(
     assert 'did not stop in time' in (error.result.error or '')
     assert error.rollback_errors == []
     assert stored(driver.store) == driver.before  # rolled back on the driver, from the journal
-    assert driver.journal.get_run(driver.runtime.job_id).status == 'rolled_back'
+    assert driver.journal.get_run(driver.runtime.run_id).status == 'rolled_back'
 
 
 OVERDUE = STUBBORN.replace("    name = 'block'\n", "    name = 'block'\n    timeout = 0.5\n")
@@ -433,7 +433,7 @@ def test_a_step_stuck_past_its_timeout_has_its_worker_killed_and_is_rolled_back(
     assert error.step_name == 'block'
     assert 'exceeded its timeout of 0.5s and did not stop' in (error.result.error or '')
     assert stored(driver.store) == driver.before  # rolled back on the driver, from the journal
-    assert driver.journal.get_run(driver.runtime.job_id).status == 'rolled_back'
+    assert driver.journal.get_run(driver.runtime.run_id).status == 'rolled_back'
 
 
 # --- what is not a worker crash ---------------------------------------------------
@@ -466,7 +466,7 @@ def test_an_error_of_a_plain_action_reaches_the_driver_as_itself(
     assert 'worker died' not in str(caught.value)
     assert isinstance(caught.value, ValueError), f'got {type(caught.value).__name__}'
     assert 'cannot handle value 7' in str(caught.value)
-    assert journal.get_run(runtime.job_id).status == 'failed'
+    assert journal.get_run(runtime.run_id).status == 'failed'
 
 
 SAY = """\

@@ -130,7 +130,7 @@ class Run:
         self.memory = MemoryLogger()
         self.runtime = RuntimeContext(logger=self.memory, client=None)
         self.journal = Journal(tmp_path / 'runs.db')
-        self.run_id = self.runtime.job_id
+        self.run_id = self.runtime.run_id
         self.journal.start_run(self.run_id, entrypoint='tests.ray:fanout', params={})
         registry: StepRegistry[BaseStepContext] = StepRegistry()
         for step in steps:
@@ -375,4 +375,4 @@ def test_upload_example_fanned_out_stores_every_file_exactly_once(
     assert len({f['id'] for f in files}) == 30
     assert result['steps']['upload_files'] == {'uploaded': 30}
     assert memory.progress_of('upload')[-1] == 100
-    assert journal.get_run(runtime.job_id).status == 'succeeded'
+    assert journal.get_run(runtime.run_id).status == 'succeeded'

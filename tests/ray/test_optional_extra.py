@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,7 +90,12 @@ def test_the_local_mode_does_not_need_ray(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={'SYNAPSE_HOME': str(tmp_path / 'home'), 'PATH': '/usr/bin:/bin'},
+        env={
+            'SYNAPSE_HOME': str(tmp_path / 'home'),
+            'PATH': '/usr/bin:/bin',
+            # kept: a PYTHONPATH that points at the SDK's sources under test
+            **{k: v for k, v in os.environ.items() if k == 'PYTHONPATH'},
+        },
     )
     assert done.returncode == 0, done.stderr
     assert '"success": true' in done.stdout

@@ -197,9 +197,9 @@ class UploadStep(BaseStep[Context]):
 
     def execute(self, context: Context) -> StepResult:
         files = sorted(Path(context.params['source_path']).iterdir())
-        job = context.runtime_ctx.job_id
+        run_id = context.runtime_ctx.run_id
         for i, path in enumerate(files):
-            key = f'{job}:{path.name}'
+            key = f'{run_id}:{path.name}'
             context.append_rollback('keys', key)
             context.client.upload_file(path, key=key)
             context.set_progress(i + 1, len(files) + 1)

@@ -137,11 +137,13 @@ def test_recording_runtime_uses_a_fake_backend_unless_given_a_client() -> None:
     runtime = RecordingRuntime()
     assert isinstance(runtime.client, FakeBackend)
     assert isinstance(runtime.memory, MemoryLogger) and runtime.listeners == [runtime.memory]
-    assert runtime.job_id == 'test-run' and runtime.env == {} and runtime.sleep is None
+    assert runtime.run_id == 'test-run' and runtime.env == {} and runtime.sleep is None
     other = object()
     clock = FakeClock()
-    custom = RecordingRuntime(other, sleep=clock.sleep, job_id='job-7')
-    assert custom.client is other and custom.job_id == 'job-7' and custom.sleep == clock.sleep
+    custom = RecordingRuntime(other, sleep=clock.sleep, run_id='run-7')
+    assert custom.client is other and custom.run_id == 'run-7' and custom.sleep == clock.sleep
+    with pytest.warns(DeprecationWarning, match=r'RecordingRuntime\(run_id=\.\.\.\)'):
+        assert RecordingRuntime(job_id='old-name').run_id == 'old-name'
     assert isinstance(custom, RuntimeContext)
 
 
@@ -328,7 +330,7 @@ def test_run_workflow_with_own_context_runtime_and_listeners() -> None:
         def on_step_start(self, context: Any, step: Any) -> None:
             self.started.append(step.name)
 
-    runtime = RecordingRuntime(job_id='mine')
+    runtime = RecordingRuntime(run_id='mine')
     context = BaseStepContext(runtime_ctx=runtime)
     seen = Seen()
     run = run_workflow([FnStep('a')], context, runtime=runtime, listeners=[seen])

@@ -33,8 +33,8 @@ def test_no_arguments_gives_working_defaults(home: Path) -> None:
     assert len(ctx.loggers) == 1
     assert isinstance(ctx.loggers[0], ConsoleLogger)
     assert ctx.listeners == ctx.loggers
-    assert re.fullmatch(r'[0-9a-f]{12}', ctx.job_id)
-    assert RuntimeContext(logger=[]).job_id != ctx.job_id
+    assert re.fullmatch(r'[0-9a-f]{12}', ctx.run_id)
+    assert RuntimeContext(logger=[]).run_id != ctx.run_id
     ctx.close()
 
 
@@ -52,13 +52,25 @@ def test_env_is_a_copy_of_the_process_environment(
     assert ctx.env['SYNAPSE_TEST_VAR'] == 'changed'
 
 
-def test_given_env_and_job_id_are_kept() -> None:
+def test_given_env_and_run_id_are_kept() -> None:
     source = {'A': '1'}
-    ctx = RuntimeContext(logger=[], env=source, job_id='job-7')
+    ctx = RuntimeContext(logger=[], env=source, run_id='run-7')
     assert ctx.env == {'A': '1'}
     source['A'] = '2'
     assert ctx.env == {'A': '1'}
-    assert ctx.job_id == 'job-7'
+    assert ctx.run_id == 'run-7'
+
+
+def test_job_id_is_a_deprecated_name_of_run_id() -> None:
+    with pytest.warns(DeprecationWarning, match=r'RuntimeContext\(run_id=\.\.\.\)') as caught:
+        ctx = RuntimeContext(logger=[], job_id='old-7')
+    assert caught[0].filename == __file__  # the warning points at the caller
+    assert ctx.run_id == 'old-7'
+    with pytest.warns(DeprecationWarning, match='RuntimeContext.job_id is now run_id'):
+        assert ctx.job_id == 'old-7'
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match='disagree'):
+        RuntimeContext(logger=[], run_id='a', job_id='b')
+    assert RuntimeContext([], None, None, 'positional').run_id == 'positional'
 
 
 def test_client_is_a_lazy_local_backend_under_synapse_home(home: Path) -> None:

@@ -141,9 +141,9 @@ def run(
         _fail(_exit_code(error), str(error), debug)
     runtime = default_runtime()
     if store is not None:
-        stderr.print(Text(f'run {runtime.job_id} (journal: {store.path})', style='dim'))
+        stderr.print(Text(f'run {runtime.run_id} (journal: {store.path})', style='dim'))
     origin = ActionOrigin(str(plugin.path), action)
-    run_id = runtime.job_id if store else None
+    run_id = runtime.run_id if store else None
     grace = None if mode == 'ray' else 10.0  # the Ray driver waits for the worker itself
     with cancel_on_signals(runtime.cancel_token, grace=grace) as signals:
         try:
@@ -214,7 +214,7 @@ def steps(
     params: Annotated[str | None, typer.Option('--params', help='Params as JSON.')] = None,
     debug: DebugOption = False,
 ) -> None:
-    """Show ACTION's step plan (order, names, weights) without running it."""
+    """Show ACTION's steps (order, names, weights) without running it."""
     try:
         values = _read_params(params, None)
         plugin = Plugin.load(path)
@@ -222,7 +222,7 @@ def steps(
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
     try:
-        plan = action_cls.plan(values)
+        rows = action_cls.describe_steps(values)
     except Exception as error:  # params that do not fit, or the plugin is broken: bad input
         if isinstance(error, ActionError):
             message = str(error)
@@ -231,11 +231,11 @@ def steps(
             where = code_location(error, plugin.path)
             message += f' ({where})' if where else ''
         _fail(EXIT_CODES[ErrorKind.BAD_INPUT], message, debug)
-    if not plan:
+    if not rows:
         Console().print(f'{action} registers no steps: it runs in plain execute() mode')
         return
     table = Table('#', 'step', 'weight', 'share')
-    for index, (name, weight, share) in enumerate(plan, 1):
+    for index, (name, weight, share) in enumerate(rows, 1):
         table.add_row(str(index), name, f'{weight:g}', f'{share:.1f}%')
     Console().print(table)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .local import LocalExecutor, default_runtime, new_run_id
+from .local import LocalExecutor, default_runtime, new_run_id, run_action
 from .recovery import RecoveryError, RecoveryFailed, load_action_class, resume_run, rollback_run
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ __all__ = [
     'new_run_id',
     'resume_run',
     'rollback_run',
+    'run_action',
 ]
 
 

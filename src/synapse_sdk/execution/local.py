@@ -1,16 +1,18 @@
-"""Run an action in this process with the default runtime."""
+"""Run an action in this process: with the default runtime, and journaled when asked."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from synapse_sdk.clients import LocalBackendClient
-from synapse_sdk.journal import Journal, JournalError
+from synapse_sdk.journal import Journal, JournalError, JournalListener
 from synapse_sdk.paths import synapse_home
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import RunListener
+from synapse_sdk.plugins.steps.result import describe_exception
 from synapse_sdk.runtime import ConsoleLogger, JsonLinesLogger, Logger, RuntimeContext
 
 
@@ -28,8 +30,68 @@ def default_runtime(
     return RuntimeContext(
         logger=loggers,
         client=client if client is not None else LocalBackendClient(),
-        job_id=run_id,
+        run_id=run_id,
     )
+
+
+def run_action(
+    action: type[BaseAction[Any]],
+    params: Mapping[str, Any],
+    ctx: RuntimeContext | None = None,
+    *,
+    journal: Journal | None = None,
+    listeners: Iterable[RunListener] = (),
+    origin: ActionOrigin | None = None,
+) -> dict[str, Any]:
+    """``action.dispatch(params, ctx, listeners=...)``, recorded in ``journal`` when given one.
+
+    The run is recorded under ``ctx.run_id``, write-ahead, so a crash leaves what
+    ``synapse runs rollback/resume`` needs; ``origin`` says where to rebuild the
+    action from. Without ``ctx``, a default runtime is made and closed after the run.
+    """
+    if journal is None:
+        return action.dispatch(params, ctx, listeners=listeners)
+    instance = action(params, ctx)
+    if ctx is not None:
+        return _run_journaled(instance, journal, listeners, origin)
+    with instance.ctx:
+        return _run_journaled(instance, journal, listeners, origin)
+
+
+def _run_journaled(
+    action: BaseAction[Any],
+    journal: Journal,
+    listeners: Iterable[RunListener],
+    origin: ActionOrigin | None,
+) -> dict[str, Any]:
+    """Start the record before the action's setup code runs, so that a setup that raises
+    is recorded ``failed`` with its cause (not left ``running``, later ``crashed``)."""
+    run_id = action.ctx.run_id
+    journal.start_run(
+        run_id,
+        entrypoint=action.entrypoint(),
+        params=action.params.model_dump(mode='json'),
+        action=origin.action if origin else None,
+        plugin_path=origin.plugin_path if origin else None,
+    )
+    with _ends_run_if_raising(journal, run_id):
+        prepared = action.prepare_run()
+    if not prepared.plain:  # the steps' listener records the rest, the run's end included
+        return prepared.run(listeners=[*listeners, JournalListener(journal, run_id)])
+    with _ends_run_if_raising(journal, run_id):
+        result = prepared.run()
+    journal.set_run_status(run_id, 'succeeded')
+    return result
+
+
+@contextmanager
+def _ends_run_if_raising(journal: Journal, run_id: str) -> Iterator[None]:
+    try:
+        yield
+    except BaseException as error:
+        status = 'failed' if isinstance(error, Exception) else 'cancelled'
+        journal.set_run_status(run_id, status, describe_exception(error))
+        raise
 
 
 class LocalExecutor:
@@ -48,32 +110,34 @@ class LocalExecutor:
         listeners: Iterable[RunListener] = (),
         origin: ActionOrigin | None = None,
     ) -> dict[str, Any]:
-        runtime = ctx if ctx is not None else default_runtime(console=self.console)
-        with runtime:
+        """Run ``action`` on ``ctx`` (default: :func:`default_runtime`), closed afterwards;
+        journaled, the result carries the ``run_id``."""
+        ctx = ctx if ctx is not None else default_runtime(console=self.console)
+        with ctx:
             try:
-                result = action.dispatch(
-                    params, runtime, listeners=listeners, journal=self.journal, origin=origin
+                result = run_action(
+                    action, params, ctx, journal=self.journal, listeners=listeners, origin=origin
                 )
             except (KeyboardInterrupt, SystemExit):
-                self._record_interrupted_rollback(runtime)
+                self._record_interrupted_rollback(ctx)
                 raise
         if self.journal is not None:
-            result['run_id'] = runtime.job_id
+            result['run_id'] = ctx.run_id
         return result
 
-    def _record_interrupted_rollback(self, runtime: RuntimeContext) -> None:
+    def _record_interrupted_rollback(self, ctx: RuntimeContext) -> None:
         """Stopped during rollback: say in the journal that the rest of it is pending."""
         journal = self.journal
         if journal is None:
             return
         try:
-            record = journal.get_run(runtime.job_id)
+            record = journal.get_run(ctx.run_id)
         except JournalError:
             return  # interrupted before the run was recorded
         if record.active:
             journal.set_run_status(
-                runtime.job_id,
+                ctx.run_id,
                 'cancelled',
                 'interrupted during rollback; the rest is pending: '
-                f'synapse runs rollback {runtime.job_id}',
+                f'synapse runs rollback {ctx.run_id}',
             )

@@ -46,7 +46,7 @@ from synapse_sdk.plugins.steps import (
 from synapse_sdk.plugins.steps.fanout import windowed
 from synapse_sdk.runtime import Logger, RuntimeContext
 
-from .local import default_runtime
+from .local import default_runtime, run_action
 from .recovery import rollback_run
 
 Event = tuple[Any, ...]
@@ -236,10 +236,10 @@ class RunHost:
             sys.path.insert(0, folder)  # its sibling modules import as they do locally
         # unpickled here, after the path is set: the class may import its siblings
         action: type[BaseAction[Any]] = ray.cloudpickle.loads(shipped_action)
-        self.runtime = RuntimeContext(logger=[self.relay], client=client, job_id=run_id)
+        self.runtime = RuntimeContext(logger=[self.relay], client=client, run_id=run_id)
         journal = Journal(journal_path) if journal_path else None
         try:
-            result = action.dispatch(params, self.runtime, journal=journal, origin=origin)
+            result = run_action(action, params, self.runtime, journal=journal, origin=origin)
         except RunCancelledError as error:
             return _outcome('cancelled', error)
         except StepExecutionError as error:
@@ -315,34 +315,34 @@ class RayExecutor:
         origin: ActionOrigin | None = None,
     ) -> dict[str, Any]:
         values = action.validate_params(params).model_dump(mode='json')  # bad input stays local
-        runtime = ctx if ctx is not None else default_runtime(console=self.console)
+        ctx = ctx if ctx is not None else default_runtime(console=self.console)
         # Starting Ray here: the plugin folder travels as the job's working_dir.
         # Ray already up: a worker on this machine finds the folder where it is.
         working_dir = origin.plugin_path if origin is not None else None
         ensure_ray(self.address, num_cpus=self.num_cpus, working_dir=working_dir)
         _ship_by_value(action)
         host = RunHost.remote()  # type: ignore[attr-defined]
-        with runtime:
+        with ctx:
             driver = (socket.gethostname(), os.getcwd())
             ref = host.run.remote(
                 ray.cloudpickle.dumps(action),
                 values,
-                runtime.job_id,
-                runtime.client,
+                ctx.run_id,
+                ctx.client,
                 str(self.journal.path),
                 origin,
                 driver,
             )
-            outcome = self._follow(host, ref, runtime)
-        return self._conclude(outcome, runtime, action)
+            outcome = self._follow(host, ref, ctx)
+        return self._conclude(outcome, ctx, action)
 
-    def _follow(self, host: Any, ref: Any, runtime: RuntimeContext) -> dict[str, Any]:
+    def _follow(self, host: Any, ref: Any, ctx: RuntimeContext) -> dict[str, Any]:
         cancelled_at: float | None = None
         try:
             while True:
                 ready, _ = ray.wait([ref], timeout=self.poll_interval)
                 events = ray.get(host.drain.remote())
-                self._replay(events, runtime)
+                self._replay(events, ctx)
                 if ready:
                     return dict(ray.get(ref))
                 overdue = [e for e in events if e[0] == 'overdue']
@@ -354,9 +354,9 @@ class RayExecutor:
                         'message': f"step '{step}' exceeded its timeout of {limit:g}s and "
                         'did not stop; its Ray worker was killed',
                     }
-                if runtime.cancel_token.cancelled and cancelled_at is None:
+                if ctx.cancel_token.cancelled and cancelled_at is None:
                     cancelled_at = time.monotonic()
-                    host.cancel.remote(runtime.cancel_token.reason or 'cancelled')
+                    host.cancel.remote(ctx.cancel_token.reason or 'cancelled')
                 if cancelled_at is not None and time.monotonic() - cancelled_at > self.stop_timeout:
                     ray.kill(host)
                     return {'status': 'killed', 'message': 'the worker did not stop in time'}
@@ -366,7 +366,7 @@ class RayExecutor:
             return {'status': 'error', 'error': _cause(error)}
         except (KeyboardInterrupt, SystemExit):
             ray.kill(host)
-            self._mark_pending(runtime.job_id)
+            self._mark_pending(ctx.run_id)
             raise
 
     def _replay(self, events: list[Event], runtime: RuntimeContext) -> None:
@@ -386,14 +386,14 @@ class RayExecutor:
                     _replay_lifecycle(logger, kind, event[1:], context)
 
     def _conclude(
-        self, outcome: dict[str, Any], runtime: RuntimeContext, action: type[BaseAction[Any]]
+        self, outcome: dict[str, Any], ctx: RuntimeContext, action: type[BaseAction[Any]]
     ) -> dict[str, Any]:
         status = outcome['status']
         if status == 'error':
             raise outcome['error']
         if status == 'succeeded':
             result = dict(outcome['result'])
-            result['run_id'] = runtime.job_id
+            result['run_id'] = ctx.run_id
             return result
         if status in ('failed', 'cancelled'):
             failed = StepResult(success=False, error=outcome['error'], step_name=outcome['step'])
@@ -405,13 +405,13 @@ class RayExecutor:
                 raise StepExecutionError(outcome['step'], failed, outcome['rollback_errors'])
             raise KeyboardInterrupt(outcome.get('message', 'cancelled'))
         # the worker died or was killed: roll back from the journal, here
-        step = self._running_step(runtime.job_id) or '?'
-        report = self._rollback_after_crash(runtime)
+        step = self._running_step(ctx.run_id) or '?'
+        report = self._rollback_after_crash(ctx)
         if status == 'killed':
             failed = StepResult(success=False, error=outcome['message'], step_name=step)
-            if runtime.cancel_token.reason is None:  # killed for its timeout: a failure
+            if ctx.cancel_token.reason is None:  # killed for its timeout: a failure
                 raise StepExecutionError(step, failed, report)
-            raise RunCancelledError(step, failed, report, runtime.cancel_token.reason)
+            raise RunCancelledError(step, failed, report, ctx.cancel_token.reason)
         failed = StepResult(
             success=False,
             error=f'the Ray worker died while running it ({outcome.get("message")})',
@@ -427,18 +427,18 @@ class RayExecutor:
         started = [s.name for s in steps if s.status in ('started', 'failed')]
         return started[-1] if started else None
 
-    def _rollback_after_crash(self, runtime: RuntimeContext) -> list[str]:
+    def _rollback_after_crash(self, ctx: RuntimeContext) -> list[str]:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # the worker process may take a moment to go
             try:
-                record = self.journal.get_run(runtime.job_id)
+                record = self.journal.get_run(ctx.run_id)
             except JournalError:
                 return ['the run was not journaled: nothing to roll back from']
             if not record.active:
                 break
             time.sleep(0.1)
         try:
-            report = rollback_run(self.journal, runtime.job_id, runtime)
+            report = rollback_run(self.journal, ctx.run_id, ctx)
         except (JournalError, ActionError) as error:
             return [f'rollback after the crash failed: {error}']
         return list(report['errors'])

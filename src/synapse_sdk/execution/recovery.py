@@ -18,9 +18,14 @@ from synapse_sdk.journal import (
     restore,
 )
 from synapse_sdk.journal.records import DONE_STEP, UNDONE_WORK
-from synapse_sdk.plugins.actions import BaseAction
+from synapse_sdk.plugins.actions import BaseAction, PreparedRun
 from synapse_sdk.plugins.loader import Plugin
-from synapse_sdk.plugins.steps import BaseStep, Orchestrator, StepResult, SynapseError
+from synapse_sdk.plugins.steps import (
+    BaseStepContext,
+    Orchestrator,
+    StepResult,
+    SynapseError,
+)
 from synapse_sdk.runtime import RuntimeContext
 
 from .local import default_runtime
@@ -58,7 +63,7 @@ def load_action_class(run: RunRecord) -> type[BaseAction[Any]]:
 
 def _build_action(
     run: RunRecord,
-    runtime: RuntimeContext,
+    ctx: RuntimeContext,
     secrets: Mapping[str, Any] | None,
     recovery: Callable[..., Any],
 ) -> BaseAction[Any]:
@@ -77,7 +82,7 @@ def _build_action(
             f'secrets={{{", ".join(repr(n) + ": ..." for n in missing)}}})'
         )
     params.update(given)
-    return action_class(params, runtime)
+    return action_class(params, ctx)
 
 
 def _secret_fields(action_class: type[BaseAction[Any]]) -> list[str]:
@@ -112,16 +117,14 @@ def rollback_run(
         if run.status != 'rolled_back':
             journal.set_run_status(run_id, 'rolled_back')
         return {'run_id': run_id, 'status': 'rolled_back', 'rolled_back': [], 'errors': []}
-    runtime = ctx if ctx is not None else default_runtime(run_id)
-    with runtime:
-        action = _build_action(run, runtime, secrets, rollback_run)
-        registry = action.build_steps()
-        _check_plan(run, registry.get_steps(), records)
-        context = action.create_context()
+    ctx = ctx if ctx is not None else default_runtime(run_id)
+    with ctx:
+        action = _build_action(run, ctx, secrets, rollback_run)
+        prepared, context = _prepare(action, run, records)
         restore(context, journal.snapshot_before(run_id, len(records)))
         journal.claim_run(run_id, status='failed', keep_error=True)
-        listeners = [*runtime.listeners, JournalListener(journal, run_id)]
-        orchestrator = Orchestrator(registry, context, listeners=listeners)
+        listeners = [*ctx.listeners, JournalListener(journal, run_id)]
+        orchestrator = Orchestrator(prepared.registry, context, listeners=listeners)
         with _pending_if_interrupted(journal, run_id):
             errors = orchestrator.rollback(
                 {r.name: _result_of(journal, run_id, r) for r in pending}
@@ -151,17 +154,16 @@ def resume_run(
     """
     run = _recoverable(journal, run_id, RESUME_FROM, 'resumed')
     records = journal.steps(run_id)
-    runtime = ctx if ctx is not None else default_runtime(run_id)
-    with runtime:
-        action = _build_action(run, runtime, secrets, resume_run)
-        registry = action.build_steps()
-        steps = registry.get_steps()
-        _check_plan(run, steps, records)
+    ctx = ctx if ctx is not None else default_runtime(run_id)
+    with ctx:
+        action = _build_action(run, ctx, secrets, resume_run)
+        prepared, context = _prepare(action, run, records)
+        steps = prepared.steps
         done = ('succeeded', 'reused', 'skipped')
         start = next((r.index for r in records if r.status not in done), len(records))
         for record in records[:start]:
             if record.status in DONE_STEP and not steps[record.index].resumable:
-                runtime.log(
+                ctx.log(
                     'resume_restart',
                     {'step': record.name, 'reason': 'the step is not resumable'},
                     level='warning',
@@ -169,7 +171,6 @@ def resume_run(
                 start = record.index
                 break
         journal.claim_run(run_id)
-        context = action.create_context()
         restore(context, journal.snapshot_before(run_id, start))
         listener = JournalListener(journal, run_id)
         leftovers = {
@@ -178,7 +179,9 @@ def resume_run(
             if r.status in UNDONE_WORK
         }
         if leftovers:
-            orchestrator = Orchestrator(registry, context, listeners=[*runtime.listeners, listener])
+            orchestrator = Orchestrator(
+                prepared.registry, context, listeners=[*ctx.listeners, listener]
+            )
             with _pending_if_interrupted(journal, run_id):
                 errors = orchestrator.rollback(leftovers)
             if errors:
@@ -191,7 +194,7 @@ def resume_run(
         completed = {
             r.name: _result_of(journal, run_id, r) for r in records[:start] if r.status in DONE_STEP
         }
-        result = action.run_steps(registry, context, listeners=[listener], completed=completed)
+        result = prepared.run(listeners=[listener], completed=completed)
     result['run_id'] = run_id
     result['resumed_from'] = steps[start].name if start < len(steps) else None
     return result
@@ -225,14 +228,24 @@ def _recoverable(journal: Journal, run_id: str, allowed: tuple[str, ...], verb: 
     return run
 
 
-def _check_plan(run: RunRecord, steps: list[BaseStep[Any]], records: list[StepRecord]) -> None:
-    planned = [s.name for s in steps]
+def _prepare(
+    action: BaseAction[Any], run: RunRecord, records: list[StepRecord]
+) -> tuple[PreparedRun, BaseStepContext]:
+    """The action set up as the run was: the same steps, and a context to restore."""
+    prepared = action.prepare_run()
+    current = [s.name for s in prepared.steps]
     recorded = [r.name for r in records]
-    if recorded and planned != recorded:  # none recorded: it died before its first step
+    if recorded and current != recorded:  # none recorded: it died before its first step
         raise RecoveryError(
-            f"run '{run.id}' recorded the steps {recorded}, but the action now has {planned}; "
+            f"run '{run.id}' recorded the steps {recorded}, but the action now has {current}; "
             'recover it with the plugin version that ran it'
         )
+    if prepared.context is None:
+        raise RecoveryError(
+            f"run '{run.id}' ran {run.action or run.entrypoint} in plain execute() mode: "
+            'it has no steps to roll back or resume; run the action again'
+        )
+    return prepared, prepared.context
 
 
 def _result_of(journal: Journal, run_id: str, record: StepRecord) -> StepResult:

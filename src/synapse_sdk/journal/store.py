@@ -100,7 +100,7 @@ class Journal:
         except self.database.IntegrityError as error:  # runs.id is the primary key
             raise JournalError(
                 f"a run '{run_id}' is already in the journal {self.database.describe()}; give"
-                ' each run its own job_id (RuntimeContext(job_id=...), or none: a fresh one is'
+                ' each run its own run_id (RuntimeContext(run_id=...), or none: a fresh one is'
                 ' made up)'
             ) from error
 

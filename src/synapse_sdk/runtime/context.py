@@ -1,9 +1,10 @@
-"""The runtime a plugin action runs in: loggers, backend client, environment, job id."""
+"""The runtime a plugin action runs in: loggers, backend client, environment, run id."""
 
 from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -23,7 +24,8 @@ class RuntimeContext:
     Every argument is optional: by default events and progress go to the
     terminal, the client is a :class:`~synapse_sdk.clients.LocalBackendClient`
     under ``$SYNAPSE_HOME`` (created on first use), ``env`` is a copy of the
-    process environment and ``job_id`` a fresh random id.
+    process environment and ``run_id`` a fresh random id (the journal, the logs and
+    the result name the run by it).
     """
 
     def __init__(
@@ -31,9 +33,12 @@ class RuntimeContext:
         logger: Logger | Sequence[Logger] | None = None,
         client: Any = None,
         env: Mapping[str, str] | None = None,
-        job_id: str | None = None,
+        run_id: str | None = None,
         sleep: Callable[[float], None] | None = None,
+        *,
+        job_id: str | None = None,
     ) -> None:
+        """``job_id``: the deprecated name of ``run_id``."""
         if logger is None:
             self.loggers: list[Logger] = [ConsoleLogger()]
         elif isinstance(logger, Logger):
@@ -45,12 +50,18 @@ class RuntimeContext:
             raise TypeError(f'logger must be a Logger or a sequence of Loggers, got {bad}')
         self._client = client
         self.env: dict[str, str] = dict(os.environ if env is None else env)
-        self.job_id = job_id or uuid.uuid4().hex[:12]
+        self.run_id: str = _run_id(run_id, job_id) or uuid.uuid4().hex[:12]
         self.sleep = sleep
         """How the wait between retry attempts is spent (None: a cancellable real wait);
         tests pass a fake clock's ``sleep``."""
         self.cancel_token = CancelToken()
         """Set it (``cancel_token.cancel('why')``) to stop the action's run; see ``cancel()``."""
+
+    @property
+    def job_id(self) -> str:
+        """Deprecated name of :attr:`run_id`."""
+        warnings.warn('RuntimeContext.job_id is now run_id', DeprecationWarning, stacklevel=2)
+        return self.run_id
 
     def cancel(self, reason: str = 'cancelled') -> None:
         """Stop the running action: its step is interrupted and the run rolled back."""
@@ -131,3 +142,16 @@ class RuntimeContext:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _run_id(run_id: str | None, job_id: str | None) -> str | None:
+    if job_id is None:
+        return run_id
+    message = 'RuntimeContext(job_id=...) is now RuntimeContext(run_id=...)'
+    warnings.warn(message, DeprecationWarning, stacklevel=3)
+    if run_id is not None and run_id != job_id:
+        raise TypeError(
+            f'run_id={run_id!r} and job_id={job_id!r} (its deprecated name) disagree; '
+            'give run_id only'
+        )
+    return job_id

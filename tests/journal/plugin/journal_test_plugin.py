@@ -89,7 +89,7 @@ class StoreStep(BaseStep[StoreContext]):
         fail_after = os.environ.get('JT_FIRST_ATTEMPT_FAILS_AFTER')
         first_attempt = not getattr(self, '_attempted', False)
         self._attempted = True
-        job = context.runtime_ctx.job_id  # type: ignore[attr-defined]
+        run_id = context.runtime_ctx.run_id  # type: ignore[attr-defined]
         context.stored_ids = []  # this attempt's
         total = len(context.files)
         for i, path in enumerate(context.files):
@@ -97,7 +97,7 @@ class StoreStep(BaseStep[StoreContext]):
                 os.kill(os.getpid(), signal.SIGKILL)
             if fail_after is not None and first_attempt and i == int(fail_after):
                 raise ConnectionError('the backend went away')
-            key = f'{job}:{path.name}'
+            key = f'{run_id}:{path.name}'
             context.append_rollback('keys', key)
             context.stored_ids.append(context.client.upload_file(path, key=key))
             context.set_progress(i + 1, total)

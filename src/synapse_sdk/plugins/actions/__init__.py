@@ -1,6 +1,6 @@
 """The action layer: params, runtime context, and steps or a plain execute()."""
 
-from .base import ActionContext, ActionOrigin, BaseAction
+from .base import ActionContext, ActionOrigin, BaseAction, PreparedRun
 from .errors import ActionDefinitionError, ActionError, ParamsValidationError
 from .export import BaseExportAction, ExportContext
 from .train import BaseTrainAction, TrainContext
@@ -17,6 +17,7 @@ __all__ = [
     'BaseUploadAction',
     'ExportContext',
     'ParamsValidationError',
+    'PreparedRun',
     'TrainContext',
     'UploadContext',
 ]

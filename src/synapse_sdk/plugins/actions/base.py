@@ -1,23 +1,30 @@
-"""The action: validated params, a runtime context, and either steps or a plain execute()."""
+"""The action: validated params, a runtime context, and either steps or a plain execute().
+
+Who calls what: plugin authors implement :meth:`BaseAction.setup_steps`,
+:meth:`~BaseAction.create_context` and, for plain mode,
+:meth:`~BaseAction.execute`; users call :meth:`~BaseAction.dispatch` (and
+:meth:`~BaseAction.describe_steps`); the execution layer (the executors and
+recovery) calls :meth:`~BaseAction.prepare_run`. This layer knows
+nothing of the run journal: journaled runs go through ``synapse_sdk.execution``.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from synapse_sdk.journal import Journal, JournalListener
-from synapse_sdk.journal.codec import SNAPSHOT
 from synapse_sdk.plugins.steps import (
+    BaseStep,
     BaseStepContext,
     Orchestrator,
     RunListener,
     StepRegistry,
     StepResult,
 )
-from synapse_sdk.plugins.steps.result import describe_exception
 from synapse_sdk.runtime import RuntimeContext
 
 from .errors import ActionDefinitionError, ParamsValidationError
@@ -41,7 +48,70 @@ class ActionContext(BaseStepContext):
     they are not part of the context's snapshot (so dates, enums, secrets fit).
     """
 
-    params: dict[str, Any] = field(default_factory=dict, metadata={SNAPSHOT: False})
+    # 'snapshot': the documented field-metadata key of the journal's snapshots, spelled
+    # out so that this layer need not import the journal
+    params: dict[str, Any] = field(default_factory=dict, metadata={'snapshot': False})
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """One run of an action, set up: its steps and their context (``None``: plain mode).
+
+    Made by :meth:`BaseAction.prepare_run` so that the execution layer can act
+    between the action's setup code and its run (start the journal's record,
+    restore a snapshot, check the steps against a journaled run).
+    """
+
+    action: BaseAction[Any]
+    registry: StepRegistry[Any]
+    context: BaseStepContext | None
+
+    @property
+    def plain(self) -> bool:
+        """No steps registered: the run is the action's :meth:`BaseAction.execute`."""
+        return self.context is None
+
+    @property
+    def steps(self) -> list[BaseStep[Any]]:
+        return self.registry.get_steps()
+
+    def run(
+        self,
+        *,
+        listeners: Iterable[RunListener] = (),
+        completed: Mapping[str, StepResult] | None = None,
+    ) -> dict[str, Any]:
+        """Run it: the orchestrator's result with each step's data, or ``execute()``'s dict.
+
+        ``listeners`` join the runtime's loggers; ``completed`` are results of steps
+        a journaled run finished before (resume), reported as reused.
+        """
+        if self.context is None:
+            return self._execute()
+        ctx = self.action.ctx
+        orchestrator = Orchestrator(
+            self.registry,
+            self.context,
+            progress_callback=ctx.set_progress,
+            listeners=[*ctx.listeners, *listeners],
+            completed=completed,
+            cancel_token=ctx.cancel_token,
+            sleep=ctx.sleep,
+            timing=True,  # results carry their durations whoever listens
+        )
+        summary = orchestrator.execute()
+        results = self.context.step_results
+        steps = {r.step_name: r.data for r in results if r.step_name and not r.skipped}
+        return {**summary, 'steps': steps}
+
+    def _execute(self) -> dict[str, Any]:
+        result = self.action.execute()
+        if not isinstance(result, dict):
+            raise ActionDefinitionError(
+                f'{type(self.action).__name__}.execute() returned {type(result).__name__}; '
+                "return a dict, the action's result ({} for nothing to report)"
+            )
+        return result
 
 
 class BaseAction(Generic[P]):
@@ -89,30 +159,11 @@ class BaseAction(Generic[P]):
             raise ParamsValidationError.from_pydantic(cls.__name__, error) from error
 
     @classmethod
-    def dispatch(
-        cls,
-        params: P | Mapping[str, Any],
-        ctx: RuntimeContext | None = None,
-        *,
-        listeners: Iterable[RunListener] = (),
-        journal: Journal | None = None,
-        origin: ActionOrigin | None = None,
-    ) -> dict[str, Any]:
-        """Validate ``params``, build the action and run it (journaled when given a journal).
-
-        Without ``ctx``, a default runtime is made for the run and closed after it
-        (its live display ends, stdout is the caller's again).
-        """
-        action = cls(params, ctx)
-        if ctx is not None:
-            return action.run(listeners=listeners, journal=journal, origin=origin)
-        with action.ctx:
-            return action.run(listeners=listeners, journal=journal, origin=origin)
-
-    @classmethod
     def entrypoint(cls) -> str:
         """``module:QualName``: how the journal finds this class again."""
         return f'{cls.__module__}:{cls.__qualname__}'
+
+    # --- for plugin authors: override these ---------------------------------------
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         """Register the workflow's steps; register none to run :meth:`execute` instead."""
@@ -133,19 +184,37 @@ class BaseAction(Generic[P]):
             'or override execute()'
         )
 
-    def build_steps(self) -> StepRegistry[Any]:
-        """The registry as :meth:`setup_steps` fills it (also used to show the plan)."""
-        registry: StepRegistry[Any] = StepRegistry()
-        self.setup_steps(registry)
-        return registry
+    # --- for users ----------------------------------------------------------------
 
     @classmethod
-    def plan(cls, params: Mapping[str, Any] | None = None) -> list[tuple[str, float, float]]:
+    def dispatch(
+        cls,
+        params: P | Mapping[str, Any],
+        ctx: RuntimeContext | None = None,
+        *,
+        listeners: Iterable[RunListener] = (),
+    ) -> dict[str, Any]:
+        """Validate ``params``, build the action and run it in this process.
+
+        Without ``ctx``, a default runtime is made for the run and closed after it
+        (its live display ends, stdout is the caller's again). Not journaled:
+        ``synapse_sdk.execution.run_action`` runs an action with a journal.
+        """
+        action = cls(params, ctx)
+        if ctx is not None:
+            return action.prepare_run().run(listeners=listeners)
+        with action.ctx:
+            return action.prepare_run().run(listeners=listeners)
+
+    @classmethod
+    def describe_steps(
+        cls, params: Mapping[str, Any] | None = None
+    ) -> list[tuple[str, float, float]]:
         """``(name, weight, share in percent)`` per step, without running anything.
 
-        Without params (or with params that do not validate yet), the plan is
-        built from an unvalidated params model, so it can be shown before
-        the params are known.
+        Without params (or with params that do not validate yet), the steps are
+        set up on an unvalidated params model, so they can be shown before the
+        params are known.
         """
         try:
             model: Any = cls.validate_params(params or {})
@@ -155,91 +224,40 @@ class BaseAction(Generic[P]):
             assert cls.params_model is not None
             model = cls.params_model.model_construct()
             try:
-                steps = cls(model, RuntimeContext(logger=[])).build_steps().get_steps()
+                steps = cls(model, RuntimeContext(logger=[]))._registry().get_steps()
             except AttributeError:
-                # the plan depends on params that were not given: say which, keep why
+                # the steps depend on params that were not given: say which, keep why
                 raise invalid from invalid.__cause__
         else:
-            steps = cls(model, RuntimeContext(logger=[])).build_steps().get_steps()
+            steps = cls(model, RuntimeContext(logger=[]))._registry().get_steps()
         weights = [float(step.progress_weight) for step in steps]
         total = sum(weights)
         shares = [w / total * 100 if total else 100 / len(steps) for w in weights]
         return [(s.name, w, share) for s, w, share in zip(steps, weights, shares, strict=True)]
 
-    def run(
-        self,
-        *,
-        listeners: Iterable[RunListener] = (),
-        journal: Journal | None = None,
-        origin: ActionOrigin | None = None,
-    ) -> dict[str, Any]:
-        """Run the action; the result holds the orchestrator's keys and each step's data.
-
-        With a ``journal``, the run is recorded under ``ctx.job_id`` (write-ahead,
-        so a crash leaves what is needed for ``synapse runs rollback/resume``).
-        """
-        extra = list(listeners)
-        if journal is not None:
-            journal.start_run(
-                self.ctx.job_id,
-                entrypoint=self.entrypoint(),
-                params=self.params.model_dump(mode='json'),
-                action=origin.action if origin else None,
-                plugin_path=origin.plugin_path if origin else None,
-            )
-            extra.append(JournalListener(journal, self.ctx.job_id))
-        try:
-            registry = self.build_steps()
-            context = self.create_context() if len(registry) else None
-        except BaseException as error:  # before any step: the run ends here, and says why
-            self._record_end(journal, error)
-            raise
-        if context is not None:
-            return self.run_steps(registry, context, listeners=extra)
-        try:
-            result = self.execute()
-            if not isinstance(result, dict):
-                raise ActionDefinitionError(
-                    f'{type(self).__name__}.execute() returned {type(result).__name__}; '
-                    "return a dict, the action's result ({} for nothing to report)"
-                )
-        except BaseException as error:
-            self._record_end(journal, error)
-            raise
-        if journal is not None:
-            journal.set_run_status(self.ctx.job_id, 'succeeded')
-        return result
-
-    def _record_end(self, journal: Journal | None, error: BaseException) -> None:
-        if journal is not None:
-            status = 'failed' if isinstance(error, Exception) else 'cancelled'
-            journal.set_run_status(self.ctx.job_id, status, describe_exception(error))
-
-    def run_steps(
-        self,
-        registry: StepRegistry[Any],
-        context: BaseStepContext,
-        *,
-        listeners: Iterable[RunListener] = (),
-        completed: Mapping[str, StepResult] | None = None,
-    ) -> dict[str, Any]:
-        """Run ``registry`` on ``context``, reporting overall progress to the runtime."""
-        orchestrator = Orchestrator(
-            registry,
-            context,
-            progress_callback=self._report_progress,
-            listeners=[*self.ctx.listeners, *listeners],
-            completed=completed,
-            cancel_token=self.ctx.cancel_token,
-            sleep=self.ctx.sleep,
-            timing=True,  # results carry their durations whoever listens
+    @classmethod
+    def plan(cls, params: Mapping[str, Any] | None = None) -> list[tuple[str, float, float]]:
+        """Deprecated name of :meth:`describe_steps` ("plan" is the registry's run plan)."""
+        warnings.warn(
+            f'{cls.__name__}.plan() is now {cls.__name__}.describe_steps()',
+            DeprecationWarning,
+            stacklevel=2,
         )
-        summary = orchestrator.execute()
-        steps = {r.step_name: r.data for r in context.step_results if r.step_name and not r.skipped}
-        return {**summary, 'steps': steps}
+        return cls.describe_steps(params)
 
-    def _report_progress(self, current: int, total: int) -> None:
-        self.ctx.set_progress(current, total)
+    # --- for the execution layer (executors, recovery): not for plugin code ---------
+
+    def prepare_run(self) -> PreparedRun:
+        """Run the setup code: :meth:`setup_steps`, then :meth:`create_context` if it
+        registered steps. The run itself is :meth:`PreparedRun.run`."""
+        registry = self._registry()
+        context = self.create_context() if len(registry) else None
+        return PreparedRun(self, registry, context)
+
+    def _registry(self) -> StepRegistry[Any]:
+        registry: StepRegistry[Any] = StepRegistry()
+        self.setup_steps(registry)
+        return registry
 
 
 def _params_model_from_bases(cls: type) -> type[BaseModel] | None:
