@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from synapse_sdk.clients import LocalBackendClient
+from synapse_sdk.execution import run_action
 from synapse_sdk.clients.local import StrPath
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.loader import Plugin
@@ -118,6 +119,7 @@ def test_an_upload_whose_reply_is_lost_is_neither_duplicated_nor_orphaned(
 KILLED_RUN = """
 import os, signal, sys
 from synapse_sdk.clients import LocalBackendClient
+from synapse_sdk.execution import run_action
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.actions import ActionOrigin
 from synapse_sdk.plugins.loader import Plugin
@@ -133,8 +135,8 @@ class DiesAfterStoring(LocalBackendClient):
 folder = sys.argv[1]
 action = Plugin.load(folder).load_action('upload')
 runtime = RuntimeContext(logger=MemoryLogger(), client=DiesAfterStoring(), run_id='killed')
-action.dispatch(
-    {'paths': ['a.txt', 'b.txt']}, runtime, journal=Journal(),
+run_action(
+    action, {'paths': ['a.txt', 'b.txt']}, runtime, journal=Journal(),
     origin=ActionOrigin(folder, 'upload'),
 )
 """
