@@ -34,6 +34,7 @@ TREE: dict[str, tuple[str, type[BaseException], ErrorKind]] = {
     'FileNotFoundInStorageError': ('ClientError', KeyError, FAILED),
     'SourceFileError': ('ClientError', FileNotFoundError, FAILED),
     'StorageIntegrityError': ('ClientError', Exception, FAILED),
+    'StorageIndexError': ('ClientError', Exception, BAD_INPUT),  # the file is at fault
     'RecoveryFailed': ('SynapseError', RuntimeError, FAILED),
     'ActionError': ('SynapseError', Exception, BAD_INPUT),
     'ActionDefinitionError': ('ActionError', TypeError, BAD_INPUT),
@@ -43,6 +44,7 @@ TREE: dict[str, tuple[str, type[BaseException], ErrorKind]] = {
     'JournalError': ('SynapseError', Exception, BAD_INPUT),
     'UnknownRunError': ('JournalError', KeyError, BAD_INPUT),
     'JournalVersionError': ('JournalError', RuntimeError, BAD_INPUT),
+    'JournalDamagedError': ('JournalError', Exception, BAD_INPUT),
     'SnapshotError': ('JournalError', TypeError, BAD_INPUT),
     'RecoveryError': ('JournalError', Exception, BAD_INPUT),
 }

@@ -17,6 +17,7 @@ LAYERS = {
     'synapse_sdk': 0,
     'synapse_sdk.plugins.steps': 1,
     'synapse_sdk.plugins.pipelines': 1,
+    'synapse_sdk.db': 1,
     'synapse_sdk.paths': 2,
     'synapse_sdk.runtime': 2,
     'synapse_sdk.clients': 2,

@@ -15,7 +15,8 @@ Each also keeps the built-in base its callers rely on (the spec's
     ├── ClientError                    failed                       storage:
     │   ├── FileNotFoundInStorageError           KeyError           no file with that id
     │   ├── SourceFileError                      FileNotFoundError  a file to upload is unusable
-    │   └── StorageIntegrityError                                   a blob is missing or damaged
+    │   ├── StorageIntegrityError                                   a blob is missing or damaged
+    │   └── StorageIndexError          bad input                    its index file is unusable
     ├── RecoveryFailed                 failed    RuntimeError       rollback/resume of a run failed
     ├── ActionError                    bad input                    before any step ran:
     │   ├── ActionDefinitionError                TypeError          the action class is incomplete
@@ -25,6 +26,7 @@ Each also keeps the built-in base its callers rely on (the spec's
     └── JournalError                   bad input                    the run journal:
         ├── UnknownRunError                      KeyError           no run with that id
         ├── JournalVersionError                  RuntimeError       not a journal this SDK reads
+        ├── JournalDamagedError                                     its file has damaged pages
         ├── SnapshotError                        TypeError          a context value it cannot keep
         └── RecoveryError                                           cannot roll back/resume that run
 
@@ -60,10 +62,12 @@ if TYPE_CHECKING:
         ClientError,
         FileNotFoundInStorageError,
         SourceFileError,
+        StorageIndexError,
         StorageIntegrityError,
     )
     from synapse_sdk.execution.recovery import RecoveryError, RecoveryFailed
     from synapse_sdk.journal.errors import (
+        JournalDamagedError,
         JournalError,
         JournalVersionError,
         SnapshotError,
@@ -82,9 +86,11 @@ _LAZY = {
     'ClientError': 'synapse_sdk.clients.errors',
     'FileNotFoundInStorageError': 'synapse_sdk.clients.errors',
     'SourceFileError': 'synapse_sdk.clients.errors',
+    'StorageIndexError': 'synapse_sdk.clients.errors',
     'StorageIntegrityError': 'synapse_sdk.clients.errors',
     'RecoveryError': 'synapse_sdk.execution.recovery',
     'RecoveryFailed': 'synapse_sdk.execution.recovery',
+    'JournalDamagedError': 'synapse_sdk.journal.errors',
     'JournalError': 'synapse_sdk.journal.errors',
     'JournalVersionError': 'synapse_sdk.journal.errors',
     'SnapshotError': 'synapse_sdk.journal.errors',
@@ -102,6 +108,7 @@ __all__ = [
     'ClientError',
     'ErrorKind',
     'FileNotFoundInStorageError',
+    'JournalDamagedError',
     'JournalError',
     'JournalVersionError',
     'MapItemError',
@@ -116,6 +123,7 @@ __all__ = [
     'StepExecutionError',
     'StepInterrupted',
     'StepTimeoutError',
+    'StorageIndexError',
     'StorageIntegrityError',
     'SynapseError',
     'UnknownRunError',

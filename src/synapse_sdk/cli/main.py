@@ -135,7 +135,7 @@ def run(
             raise BadInput(f"--mode must be 'local' or 'ray', got {mode!r}")
         store = Journal() if journal else None
         if store is not None:
-            store.db  # noqa: B018 - open it now: a bad journal is bad input, not a failed run
+            store.check()  # read it now: a bad journal is bad input, not a failed run
         executor = _executor(mode, ray_address, store)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
@@ -303,9 +303,9 @@ def runs_show(
     journal = _journal()
     try:
         record = journal.get_run(run_id)
+        steps = journal.steps(run_id)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), False)
-    steps = journal.steps(run_id)
     if as_json:
         _print_json({**record.to_dict(), 'steps': [s.to_dict() for s in steps]})
         return
@@ -339,6 +339,7 @@ def runs_rollback(
     """Undo what a crashed, failed or cancelled run left behind (safe to repeat)."""
     journal = _journal()
     try:
+        journal.check()  # a damaged journal is refused before anything is undone
         report = rollback_run(journal, run_id)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
@@ -361,6 +362,7 @@ def runs_resume(
     runtime = default_runtime(run_id)
     with cancel_on_signals(runtime.cancel_token) as signals:
         try:
+            journal.check()  # a damaged journal is refused before anything runs
             result = resume_run(journal, run_id, runtime)
         except (SynapseError, KeyboardInterrupt, SystemExit) as error:
             message = _describe_end(error, journal, run_id) or str(error)

@@ -4,6 +4,7 @@ from synapse_sdk.clients.errors import (
     ClientError,
     FileNotFoundInStorageError,
     SourceFileError,
+    StorageIndexError,
     StorageIntegrityError,
 )
 from synapse_sdk.clients.local import BackendClient, FileInfo, LocalBackendClient
@@ -15,5 +16,6 @@ __all__ = [
     'FileNotFoundInStorageError',
     'LocalBackendClient',
     'SourceFileError',
+    'StorageIndexError',
     'StorageIntegrityError',
 ]

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from synapse_sdk.plugins.steps import SynapseError
+from synapse_sdk.plugins.steps import ErrorKind, SynapseError
 
 __all__ = [
     'ClientError',
     'FileNotFoundInStorageError',
     'SourceFileError',
+    'StorageIndexError',
     'StorageIntegrityError',
 ]
 
@@ -66,3 +67,11 @@ class StorageIntegrityError(ClientError):
     Raised instead of returning bad bytes, since silently handing a plugin a
     damaged file is worse than failing loudly.
     """
+
+
+class StorageIndexError(ClientError):
+    """The storage's index cannot be used: not a database, another program's, written by
+    a newer synapse-sdk, or damaged. The file is at fault (bad input, as a bad journal
+    is); the message names it and what to do."""
+
+    kind = ErrorKind.BAD_INPUT

@@ -10,7 +10,8 @@ keeps the on-disk state consistent under crashes and concurrent processes:
   which are invisible because only indexed rows are ever reported, but never a
   row whose blob is missing.
 * SQLite runs in WAL mode with a busy timeout and every operation is its own
-  short transaction, so several processes can share one root.
+  short transaction, so several processes can share one root (the database
+  code is ``synapse_sdk.db``, shared with the run journal).
 * A connection is opened per call, so the client holds no connection, is safe
   after ``fork`` and across threads, and pickles cleanly to Ray workers and
   subprocesses.
@@ -22,9 +23,7 @@ import errno
 import hashlib
 import operator
 import os
-import sqlite3
 import stat
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -35,8 +34,10 @@ from typing import BinaryIO, Protocol, TypedDict, runtime_checkable
 from synapse_sdk.clients.errors import (
     FileNotFoundInStorageError,
     SourceFileError,
+    StorageIndexError,
     StorageIntegrityError,
 )
+from synapse_sdk.db import Connection, Schema, SQLiteDatabase
 from synapse_sdk.paths import synapse_home
 
 __all__ = [
@@ -57,10 +58,8 @@ DOWNLOAD_TEMP_PREFIX = '.synapse-download-'
 TEMP_SUFFIX = '.tmp'
 
 _CHUNK_SIZE = 1024 * 1024
-_BUSY_TIMEOUT_S = 30.0
-_SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
+_TABLES = """
+CREATE TABLE files (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL,
     blob TEXT NOT NULL UNIQUE,
@@ -70,6 +69,13 @@ CREATE TABLE IF NOT EXISTS files (
     key TEXT UNIQUE
 )
 """
+_SCHEMA = Schema(
+    name='storage index',
+    version=1,
+    tables={'sqlite': _TABLES},
+    unusable_error=StorageIndexError,
+    damaged_error=StorageIndexError,
+)
 _COLUMNS = 'id, name, blob, size, checksum, created_at'
 
 
@@ -113,6 +119,7 @@ class LocalBackendClient:
         chosen = synapse_home() / 'storage' if root is None else Path(root)
         self._root = Path(os.path.abspath(chosen.expanduser()))
         self._ready = False
+        self._database = self._index()
 
     @property
     def root(self) -> Path:
@@ -129,6 +136,7 @@ class LocalBackendClient:
     def __setstate__(self, state: dict[str, str]) -> None:
         self._root = Path(state['root'])
         self._ready = False
+        self._database = self._index()
 
     # ------------------------------------------------------------------ API
 
@@ -156,11 +164,9 @@ class LocalBackendClient:
             blob, size, checksum = self._write_blob(src, source)
         created_at = datetime.now(UTC).isoformat(timespec='microseconds')
         try:
-            with self._connect() as conn, _transaction(conn):
+            with self._connect() as conn, conn.transaction():
                 if key is not None:
-                    row = conn.execute(
-                        'SELECT id FROM files WHERE key = ?', (_key_value(key),)
-                    ).fetchone()
+                    row = conn.fetchone('SELECT id FROM files WHERE key = ?', (_key_value(key),))
                     if row is not None:  # stored meanwhile by another process
                         raise _AlreadyStored(row[0])
                 cursor = conn.execute(
@@ -182,14 +188,14 @@ class LocalBackendClient:
     def find_file(self, key: str) -> int | None:
         """The id of the file stored under ``key``, if any."""
         with self._connect() as conn:
-            row = conn.execute('SELECT id FROM files WHERE key = ?', (_key_value(key),)).fetchone()
+            row = conn.fetchone('SELECT id FROM files WHERE key = ?', (_key_value(key),))
         return None if row is None else int(row[0])
 
     def delete_file(self, file_id: int) -> None:
         """Remove a file; the row goes first so a crash leaves only an orphan blob."""
         fid = operator.index(file_id)
-        with self._connect() as conn, _transaction(conn):
-            row = conn.execute('SELECT blob FROM files WHERE id = ?', (fid,)).fetchone()
+        with self._connect() as conn, conn.transaction():
+            row = conn.fetchone('SELECT blob FROM files WHERE id = ?', (fid,))
             if row is None:
                 raise FileNotFoundInStorageError(fid, str(self._root))
             blob_path = self._blob_path(row[0])
@@ -199,14 +205,14 @@ class LocalBackendClient:
     def get_file(self, file_id: int) -> FileInfo:
         fid = operator.index(file_id)
         with self._connect() as conn:
-            row = conn.execute(f'SELECT {_COLUMNS} FROM files WHERE id = ?', (fid,)).fetchone()
+            row = conn.fetchone(f'SELECT {_COLUMNS} FROM files WHERE id = ?', (fid,))
         if row is None:
             raise FileNotFoundInStorageError(fid, str(self._root))
         return self._to_info(row)
 
     def list_files(self) -> list[FileInfo]:
         with self._connect() as conn:
-            rows = conn.execute(f'SELECT {_COLUMNS} FROM files ORDER BY id').fetchall()
+            rows = conn.fetchall(f'SELECT {_COLUMNS} FROM files ORDER BY id')
         return [self._to_info(row) for row in rows]
 
     def download_file(self, file_id: int, dest: StrPath) -> Path:
@@ -296,59 +302,41 @@ class LocalBackendClient:
         # failure may have come after COMMIT); if unsure, an orphan is harmless.
         try:
             with self._connect() as conn:
-                indexed = conn.execute('SELECT 1 FROM files WHERE blob = ?', (blob,)).fetchone()
+                indexed = conn.fetchone('SELECT 1 FROM files WHERE blob = ?', (blob,))
         except Exception:
             return
         if indexed is None:
             with suppress(OSError):
                 (self._blob_dir / blob).unlink(missing_ok=True)
 
-    def _open(self) -> sqlite3.Connection:
-        # isolation_level=None: no implicit transactions; we issue BEGIN ourselves.
-        conn = sqlite3.connect(self._index_path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            conn.execute(f'PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}')
-            # FULL: once upload_file returns an id, the row survives power loss.
-            conn.execute('PRAGMA synchronous = FULL')
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+    def _index(self) -> SQLiteDatabase:
+        # durable: once upload_file returns an id, the row survives power loss
+        return SQLiteDatabase(self._index_path, _SCHEMA, durable=True)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self) -> Iterator[Connection]:
         self._ensure_ready()
-        conn = self._open()
+        conn = self._database.connect()
         try:
             yield conn
         finally:
             conn.close()
 
     def _ensure_ready(self) -> None:
-        """Create the root, blob dir and schema once per process (idempotent)."""
+        """Create the root, blob dir and index once per process (idempotent).
+
+        The index is read through here, so one that cannot be used (not a
+        database, a newer version, damaged pages) is refused before anything
+        is written to it, and left as it is.
+        """
         if self._ready:
             return
         self._blob_dir.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + _BUSY_TIMEOUT_S
-        while True:
-            conn = self._open()
-            try:
-                # Switching to WAL needs an exclusive lock and may not honour the
-                # busy timeout, so check first and retry while another process
-                # is initialising the same root.
-                (mode,) = conn.execute('PRAGMA journal_mode').fetchone()
-                if str(mode).lower() != 'wal':
-                    conn.execute('PRAGMA journal_mode = WAL')
-                with _transaction(conn):
-                    conn.execute(_SCHEMA)
-                    conn.execute(f'PRAGMA user_version = {_SCHEMA_VERSION}')
-                break
-            except sqlite3.OperationalError as exc:
-                if 'locked' not in str(exc) or time.monotonic() > deadline:
-                    raise
-            finally:
-                conn.close()
-            time.sleep(0.01)
+        conn = self._database.connect()
+        try:
+            conn.check()
+        finally:
+            conn.close()
         self._ready = True
 
 
@@ -358,20 +346,6 @@ class LocalBackendClient:
 class _AlreadyStored(Exception):
     def __init__(self, file_id: int) -> None:
         self.file_id = file_id
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """Short write transaction; IMMEDIATE takes the write lock up front so
-    concurrent writers wait on busy_timeout instead of failing on upgrade."""
-    conn.execute('BEGIN IMMEDIATE')
-    try:
-        yield
-    except BaseException:
-        with suppress(sqlite3.Error):
-            conn.execute('ROLLBACK')
-        raise
-    conn.execute('COMMIT')
 
 
 @contextmanager

@@ -5,7 +5,13 @@ core does not know it exists.
 """
 
 from .codec import SNAPSHOT, restore, snapshot
-from .errors import JournalError, JournalVersionError, SnapshotError, UnknownRunError
+from .errors import (
+    JournalDamagedError,
+    JournalError,
+    JournalVersionError,
+    SnapshotError,
+    UnknownRunError,
+)
 from .listener import JournalListener
 from .records import RUN_STATUSES, STEP_STATUSES, RunRecord, StepRecord
 from .schema import SCHEMA_VERSION
@@ -17,6 +23,7 @@ __all__ = [
     'SNAPSHOT',
     'STEP_STATUSES',
     'Journal',
+    'JournalDamagedError',
     'JournalError',
     'JournalListener',
     'JournalVersionError',

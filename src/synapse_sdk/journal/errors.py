@@ -26,5 +26,9 @@ class JournalVersionError(JournalError, RuntimeError):
     """The database is not a journal this version can read."""
 
 
+class JournalDamagedError(JournalError):
+    """The journal's file has damaged pages; the message names it and what to do."""
+
+
 class SnapshotError(JournalError, TypeError):
     """A value the journal cannot save; the message names it and says what to do."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+from synapse_sdk.db import Schema
 
-from .errors import JournalVersionError
+from .errors import JournalDamagedError, JournalVersionError
 
 SCHEMA_VERSION = 1
 
@@ -54,48 +53,20 @@ CREATE TABLE rollback_items (
 CREATE INDEX rollback_items_by_step ON rollback_items (run_id, idx);
 """
 
-# version -> SQL that brings a database of that version to the next one
+# version -> SQL that brings a database of that version to the next one (SQLite)
 MIGRATIONS: dict[int, str] = {}
 
+# dialect -> what orders rows as they were inserted (runs started in the same clock tick)
+INSERTION_ORDER = {'sqlite': 'rowid'}
 
-def prepare(connection: sqlite3.Connection, path: Path) -> None:
-    """Create the tables in a new database, migrate an older one, refuse anything else."""
-    connection.execute('BEGIN IMMEDIATE')
-    try:
-        version = connection.execute('PRAGMA user_version').fetchone()[0]
-        tables = {
-            row[0]
-            for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
-        if version == 0 and not tables:
-            for statement in TABLES.split(';'):
-                if statement.strip():
-                    connection.execute(statement)
-            connection.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
-        elif version == 0:
-            raise JournalVersionError(
-                f'{path} is an SQLite database but not a run journal; '
-                'point SYNAPSE_HOME elsewhere or move the file aside'
-            )
-        elif version > SCHEMA_VERSION:
-            raise JournalVersionError(
-                f'{path} was written by a newer synapse-sdk (journal schema {version}; this one '
-                f'reads up to {SCHEMA_VERSION}); upgrade synapse-sdk, or move the file aside '
-                'to start a new journal'
-            )
-        else:
-            while version < SCHEMA_VERSION:
-                if version not in MIGRATIONS:
-                    raise JournalVersionError(
-                        f'{path} has journal schema {version}, which cannot be migrated to '
-                        f'{SCHEMA_VERSION}; move the file aside to start a new journal'
-                    )
-                for statement in MIGRATIONS[version].split(';'):
-                    if statement.strip():
-                        connection.execute(statement)
-                version += 1
-                connection.execute(f'PRAGMA user_version = {version}')
-        connection.execute('COMMIT')
-    except BaseException:
-        connection.execute('ROLLBACK')
-        raise
+
+def journal_schema() -> Schema:
+    """The journal's schema as this module says now (tests pretend other versions)."""
+    return Schema(
+        name='run journal',
+        version=SCHEMA_VERSION,
+        tables={'sqlite': TABLES},
+        migrations={'sqlite': MIGRATIONS},
+        unusable_error=JournalVersionError,
+        damaged_error=JournalDamagedError,
+    )

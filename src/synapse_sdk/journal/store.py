@@ -1,26 +1,21 @@
-"""The run journal: an SQLite database written ahead of every step."""
+"""The run journal: a database written ahead of every step (SQLite by default)."""
 
 from __future__ import annotations
 
 import os
-import sqlite3
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from synapse_sdk.db import Connection, Database, SQLiteDatabase
 from synapse_sdk.paths import synapse_home
 
 from .codec import from_json, to_json
-from .errors import JournalError, JournalVersionError, UnknownRunError
+from .errors import JournalError, UnknownRunError
 from .process import Owner
 from .records import ACTIVE, RUN_STATUSES, RunRecord, StepRecord
-from .schema import prepare
-
-# a file that is not (or no longer) an SQLite database
-_NOT_A_DATABASE = (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
+from .schema import INSERTION_ORDER, journal_schema
 
 
 def now() -> str:
@@ -35,7 +30,9 @@ class Journal:
     few commits, never corrupt the file. ``durable=True`` selects
     ``synchronous=FULL`` (an fsync per commit) for that too.
 
-    One connection per process; safe to pickle (the connection is reopened).
+    The database is reached only through ``synapse_sdk.db``'s interface
+    (``self.database``, ``self.db``). One connection per process; safe to
+    pickle (the connection is reopened).
     """
 
     def __init__(
@@ -43,7 +40,8 @@ class Journal:
     ) -> None:
         self.path = Path(path) if path is not None else synapse_home() / 'runs.db'
         self.durable = durable
-        self._connection: sqlite3.Connection | None = None
+        self.database: Database = SQLiteDatabase(self.path, journal_schema(), durable=durable)
+        self._connection: Connection | None = None
         self._pid = 0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -53,47 +51,23 @@ class Journal:
         self.__init__(state['path'], durable=state['durable'])  # type: ignore[misc]
 
     @property
-    def db(self) -> sqlite3.Connection:
+    def db(self) -> Connection:
         if self._connection is None or self._pid != os.getpid():
-            self._connection, self._pid = self._open(), os.getpid()
+            self._connection, self._pid = self.database.connect(), os.getpid()
         return self._connection
 
-    def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(
-            self.path, isolation_level=None, timeout=30.0, check_same_thread=False
-        )
-        try:
-            connection.execute('PRAGMA busy_timeout = 30000')
-            _enter_wal(connection)
-            connection.execute(f'PRAGMA synchronous = {"FULL" if self.durable else "NORMAL"}')
-            connection.execute('PRAGMA foreign_keys = ON')
-            prepare(connection, self.path)
-        except BaseException as exc:
-            connection.close()
-            if getattr(exc, 'sqlite_errorcode', None) in _NOT_A_DATABASE:
-                raise JournalVersionError(
-                    f'{self.path} is not an SQLite database ({exc}); '
-                    'point SYNAPSE_HOME elsewhere or move the file aside'
-                ) from exc
-            raise
-        return connection
+    def check(self) -> None:
+        """Read the whole journal, so that a damaged one is refused
+        (``JournalDamagedError``) before a run or a recovery writes to it."""
+        self.db.check()
 
     def close(self) -> None:
         if self._connection is not None and self._pid == os.getpid():
             self._connection.close()
         self._connection = None
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self.db
-        db.execute('BEGIN IMMEDIATE')
-        try:
-            yield db
-        except BaseException:
-            db.execute('ROLLBACK')
-            raise
-        db.execute('COMMIT')
+    def transaction(self) -> AbstractContextManager[Connection]:
+        return self.db.transaction()
 
     # runs ----------------------------------------------------------------
     def start_run(
@@ -123,10 +97,11 @@ class Journal:
                     owner.started,
                 ),
             )
-        except sqlite3.IntegrityError as error:  # runs.id is the primary key
+        except self.database.IntegrityError as error:  # runs.id is the primary key
             raise JournalError(
-                f"a run '{run_id}' is already in the journal {self.path}; give each run its "
-                'own run_id (RuntimeContext(run_id=...), or none: a fresh one is made up)'
+                f"a run '{run_id}' is already in the journal {self.database.describe()}; give"
+                ' each run its own run_id (RuntimeContext(run_id=...), or none: a fresh one is'
+                ' made up)'
             ) from error
 
     def claim_run(self, run_id: str, status: str = 'running', *, keep_error: bool = False) -> None:
@@ -157,10 +132,11 @@ class Journal:
 
     def get_run(self, run_id: str) -> RunRecord:
         self.detect_crashed()
-        row = self.db.execute(f'SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?', (run_id,)).fetchone()
+        row = self.db.fetchone(f'SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?', (run_id,))
         if row is None:
             raise UnknownRunError(
-                f"no run '{run_id}' in the journal {self.path}; `synapse runs list` shows the runs"
+                f"no run '{run_id}' in the journal {self.database.describe()};"
+                ' `synapse runs list` shows the runs'
             )
         return _run(row)
 
@@ -173,19 +149,20 @@ class Journal:
                 raise JournalError(f'unknown status {status!r}; one of: {", ".join(RUN_STATUSES)}')
             sql += ' WHERE status = ?'
             args.append(status)
-        sql += ' ORDER BY started_at DESC, rowid DESC'
+        db = self.db
+        sql += f' ORDER BY started_at DESC, {INSERTION_ORDER[db.dialect]} DESC'
         if limit is not None:
             sql += ' LIMIT ?'
             args.append(limit)
-        return [_run(row) for row in self.db.execute(sql, args)]
+        return [_run(row) for row in db.fetchall(sql, args)]
 
     def detect_crashed(self) -> list[str]:
         """Mark as ``crashed`` the active runs whose process is gone; returns their ids."""
-        rows = self.db.execute(
+        rows = self.db.fetchall(
             'SELECT id, host, pid, pid_started FROM runs WHERE status IN (?, ?)'
             ' AND ended_at IS NULL',
             ACTIVE,
-        ).fetchall()
+        )
         crashed = [
             run_id
             for run_id, host, pid, started in rows
@@ -202,7 +179,7 @@ class Journal:
 
     # steps ---------------------------------------------------------------
     def steps(self, run_id: str) -> list[StepRecord]:
-        rows = self.db.execute(
+        rows = self.db.fetchall(
             'SELECT idx, name, weight, status, started_at, ended_at, duration, data, rollback_data,'
             ' error, attempts, snapshot IS NOT NULL FROM steps WHERE run_id = ? ORDER BY idx',
             (run_id,),
@@ -228,7 +205,7 @@ class Journal:
     def partial_rollback_data(self, run_id: str, index: int) -> dict[str, Any]:
         """What a step recorded while running, replayed in order."""
         data: dict[str, Any] = {}
-        for key, value, append in self.db.execute(
+        for key, value, append in self.db.fetchall(
             'SELECT key, value, append FROM rollback_items WHERE run_id = ? AND idx = ?'
             ' ORDER BY seq',
             (run_id, index),
@@ -246,11 +223,11 @@ class Journal:
 
     def snapshot_before(self, run_id: str, index: int) -> str | None:
         """The context snapshot taken after the last step before ``index`` that has one."""
-        row = self.db.execute(
+        row = self.db.fetchone(
             'SELECT snapshot FROM steps WHERE run_id = ? AND idx < ? AND snapshot IS NOT NULL'
             ' ORDER BY idx DESC LIMIT 1',
             (run_id, index),
-        ).fetchone()
+        )
         return None if row is None else str(row[0])
 
     def forget_steps_from(self, run_id: str, index: int) -> None:
@@ -271,22 +248,6 @@ class Journal:
             'UPDATE steps SET status = ?, error = COALESCE(?, error) WHERE run_id = ? AND idx = ?',
             (status, error, run_id, index),
         )
-
-
-def _enter_wal(connection: sqlite3.Connection) -> None:
-    """Switch to WAL; that needs a moment alone with the file and ignores the busy timeout,
-    so wait while another process is creating the same journal."""
-    deadline = time.monotonic() + 30.0
-    while True:
-        try:
-            (mode,) = connection.execute('PRAGMA journal_mode').fetchone()
-            if str(mode).lower() != 'wal':
-                connection.execute('PRAGMA journal_mode = WAL')
-            return
-        except sqlite3.OperationalError as error:
-            if 'locked' not in str(error) or time.monotonic() > deadline:
-                raise
-        time.sleep(0.01)
 
 
 _RUN_COLUMNS = (

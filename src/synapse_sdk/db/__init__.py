@@ -1,0 +1,28 @@
+"""Database access shared by the run journal and the storage index.
+
+Both talk to a ``Database`` and its ``Connection`` (``base``); ``sqlite`` is
+the embedded implementation. Imports only the standard library.
+"""
+
+from .base import (
+    Connection,
+    Cursor,
+    Database,
+    Params,
+    Row,
+    Schema,
+    prepare,
+)
+from .sqlite import SQLiteConnection, SQLiteDatabase
+
+__all__ = [
+    'Connection',
+    'Cursor',
+    'Database',
+    'Params',
+    'Row',
+    'SQLiteConnection',
+    'SQLiteDatabase',
+    'Schema',
+    'prepare',
+]
