@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from synapse_sdk.clients import LocalBackendClient
-from synapse_sdk.execution import run_action
 from synapse_sdk.clients.local import StrPath
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.loader import Plugin
