@@ -60,6 +60,13 @@ RUN_COLUMNS = {
     'host',
     'pid',
     'attempts',
+    'cwd',
+    'plugin',
+    'storage',
+    'lease_owner',
+    'lease_until',
+    'recoverer',
+    'recoverer_until',
 }
 STEP_COLUMNS = {
     'index',

@@ -40,8 +40,11 @@ def pretend_schema(
     monkeypatch.setattr(journal_schema, 'MIGRATIONS', migrations)
 
 
+V = SCHEMA_VERSION  # the tests below pretend versions after it
+
+
 def test_a_new_journal_gets_the_current_version(runs_db: Path) -> None:
-    assert SCHEMA_VERSION == 1
+    assert SCHEMA_VERSION == 2
     assert user_version(runs_db) == SCHEMA_VERSION
     assert {'runs', 'steps', 'rollback_items'} <= {
         row[0] for row in peek(runs_db, "SELECT name FROM sqlite_master WHERE type='table'")
@@ -112,23 +115,23 @@ def test_an_older_journal_is_migrated_and_keeps_its_runs(
 ) -> None:
     assert 'note' not in columns(runs_db, 'runs')
 
-    pretend_schema(monkeypatch, 2, {1: 'ALTER TABLE runs ADD COLUMN note TEXT'})
+    pretend_schema(monkeypatch, V + 1, {V: 'ALTER TABLE runs ADD COLUMN note TEXT'})
     journal = Journal(runs_db)
     try:
         run = journal.get_run('old-run')
         assert (run.status, run.params) == ('succeeded', {'a': 1})
-        assert user_version(runs_db) == 2
+        assert user_version(runs_db) == V + 1
         assert 'note' in columns(runs_db, 'runs')
         journal.start_run('new-run', entrypoint='tests:x', params={})
         assert {r.id for r in journal.list_runs()} == {'old-run', 'new-run'}
     finally:
         journal.close()
 
-    # opened again at version 2: nothing more to do
+    # opened again at the new version: nothing more to do
     again = Journal(runs_db)
     try:
         assert again.get_run('old-run').status == 'succeeded'
-        assert user_version(runs_db) == 2
+        assert user_version(runs_db) == V + 1
     finally:
         again.close()
 
@@ -138,10 +141,10 @@ def test_a_migration_runs_step_by_step_through_versions(
 ) -> None:
     pretend_schema(
         monkeypatch,
-        3,
+        V + 2,
         {
-            1: 'ALTER TABLE runs ADD COLUMN note TEXT',
-            2: "ALTER TABLE runs ADD COLUMN tag TEXT; UPDATE runs SET tag = 'migrated'",
+            V: 'ALTER TABLE runs ADD COLUMN note TEXT',
+            V + 1: "ALTER TABLE runs ADD COLUMN tag TEXT; UPDATE runs SET tag = 'migrated'",
         },
     )
     journal = Journal(runs_db)
@@ -149,7 +152,7 @@ def test_a_migration_runs_step_by_step_through_versions(
         assert journal.get_run('old-run').status == 'succeeded'
     finally:
         journal.close()
-    assert user_version(runs_db) == 3
+    assert user_version(runs_db) == V + 2
     assert peek(runs_db, 'SELECT note, tag FROM runs') == [(None, 'migrated')]
 
 
@@ -158,12 +161,12 @@ def test_a_failing_migration_leaves_the_journal_as_it_was(
 ) -> None:
     pretend_schema(
         monkeypatch,
-        2,
-        {1: 'ALTER TABLE runs ADD COLUMN note TEXT; ALTER TABLE no_such_table ADD COLUMN x'},
+        V + 1,
+        {V: 'ALTER TABLE runs ADD COLUMN note TEXT; ALTER TABLE no_such_table ADD COLUMN x'},
     )
     with pytest.raises(sqlite3.OperationalError):
         Journal(runs_db).db  # noqa: B018
-    assert user_version(runs_db) == 1
+    assert user_version(runs_db) == V
     assert 'note' not in columns(runs_db, 'runs')
     monkeypatch.undo()
     assert Journal(runs_db).get_run('old-run').status == 'succeeded'
@@ -172,10 +175,12 @@ def test_a_failing_migration_leaves_the_journal_as_it_was(
 def test_a_version_without_a_migration_is_refused(
     runs_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pretend_schema(monkeypatch, 3, {1: 'ALTER TABLE runs ADD COLUMN note TEXT'})
-    with pytest.raises(JournalVersionError, match='journal schema 2, which cannot be migrated'):
+    pretend_schema(monkeypatch, V + 2, {V: 'ALTER TABLE runs ADD COLUMN note TEXT'})
+    with pytest.raises(
+        JournalVersionError, match=f'journal schema {V + 1}, which cannot be migrated'
+    ):
         Journal(runs_db).db  # noqa: B018
-    assert user_version(runs_db) == 1  # all or nothing
+    assert user_version(runs_db) == V  # all or nothing
     assert 'note' not in columns(runs_db, 'runs')
 
 
@@ -193,3 +198,54 @@ def test_a_file_that_is_not_a_database_is_refused_and_left_alone(home: Path) -> 
         line = one_line_error(run_cli(home, *command))
         assert 'is not an SQLite database' in line and str(path) in line
     assert path.read_bytes() == garbage
+
+
+V1_TABLES = """
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY, entrypoint TEXT NOT NULL, action TEXT, plugin_path TEXT,
+    params TEXT NOT NULL, status TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,
+    progress INTEGER NOT NULL DEFAULT 0, error TEXT, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    pid_started TEXT, attempts INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX runs_by_status ON runs (status);
+CREATE TABLE steps (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, idx INTEGER NOT NULL,
+    name TEXT NOT NULL, weight REAL NOT NULL, status TEXT NOT NULL, started_at TEXT,
+    ended_at TEXT, duration REAL, data TEXT, rollback_data TEXT, error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0, snapshot TEXT, PRIMARY KEY (run_id, idx)
+);
+CREATE TABLE rollback_items (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, idx INTEGER NOT NULL,
+    key TEXT NOT NULL, value TEXT NOT NULL, append INTEGER NOT NULL
+);
+CREATE INDEX rollback_items_by_step ON rollback_items (run_id, idx);
+INSERT INTO runs (id, entrypoint, params, status, started_at, ended_at, host, pid)
+VALUES ('v1-run', 'tests:x', '{"a": 1}', 'succeeded', '2026-01-01T00:00:00', '2026-01-01T00:00:01',
+        'host', 1);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_journal_gains_where_runs_ran_and_their_leases(home: Path) -> None:
+    """The real 1 -> 2 migration: old runs stay, new columns read as unknown."""
+    path = home / 'runs.db'
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as db:
+        db.executescript(V1_TABLES)
+    journal = Journal(path)
+    try:
+        old = journal.get_run('v1-run')
+        assert (old.status, old.params, old.cwd, old.storage, old.lease_until) == (
+            'succeeded',
+            {'a': 1},
+            None,
+            None,
+            None,
+        )
+        journal.start_run('v2-run', entrypoint='tests:x', params={}, cwd='/w', storage='file:///s')
+        new = journal.get_run('v2-run')
+        assert (new.cwd, new.storage) == ('/w', 'file:///s')
+    finally:
+        journal.close()
+    assert user_version(path) == 2
+    assert {'cwd', 'plugin', 'storage', 'lease_until', 'recoverer'} <= set(columns(path, 'runs'))

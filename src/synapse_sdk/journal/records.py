@@ -44,6 +44,13 @@ class RunRecord:
     host: str
     pid: int
     attempts: int
+    cwd: str | None = None  # the run's working directory: recovery runs there
+    plugin: str | None = None  # the plugin's code (config.yaml), for listings
+    storage: str | None = None  # the storage URL, never with credentials
+    lease_owner: str | None = None  # who renews the run's lease (host:pid)
+    lease_until: float | None = None  # epoch seconds; past it, the run is crashed
+    recoverer: str | None = None  # who holds the run's rollback/resume now
+    recoverer_until: float | None = None
 
     @property
     def active(self) -> bool:

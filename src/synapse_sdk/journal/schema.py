@@ -6,7 +6,7 @@ from synapse_sdk.db import Schema
 
 from .errors import JournalDamagedError, JournalVersionError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES = """
 CREATE TABLE runs (
@@ -23,9 +23,17 @@ CREATE TABLE runs (
     host         TEXT NOT NULL,
     pid          INTEGER NOT NULL,
     pid_started  TEXT,
-    attempts     INTEGER NOT NULL DEFAULT 1
+    attempts     INTEGER NOT NULL DEFAULT 1,
+    cwd          TEXT,
+    plugin       TEXT,
+    storage      TEXT,
+    lease_owner  TEXT,
+    lease_until  REAL,
+    recoverer    TEXT,
+    recoverer_until REAL
 );
 CREATE INDEX runs_by_status ON runs (status);
+CREATE INDEX runs_by_started ON runs (started_at);
 CREATE TABLE steps (
     run_id        TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     idx           INTEGER NOT NULL,
@@ -54,7 +62,20 @@ CREATE INDEX rollback_items_by_step ON rollback_items (run_id, idx);
 """
 
 # version -> SQL that brings a database of that version to the next one (SQLite)
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: where a run ran (working directory, plugin, storage URL without credentials),
+    # the lease its process renews, and who holds its recovery (issues #11, #13)
+    1: """
+ALTER TABLE runs ADD COLUMN cwd TEXT;
+ALTER TABLE runs ADD COLUMN plugin TEXT;
+ALTER TABLE runs ADD COLUMN storage TEXT;
+ALTER TABLE runs ADD COLUMN lease_owner TEXT;
+ALTER TABLE runs ADD COLUMN lease_until REAL;
+ALTER TABLE runs ADD COLUMN recoverer TEXT;
+ALTER TABLE runs ADD COLUMN recoverer_until REAL;
+CREATE INDEX runs_by_started ON runs (started_at);
+""",
+}
 
 # dialect -> what orders rows as they were inserted (runs started in the same clock tick)
 INSERTION_ORDER = {'sqlite': 'rowid'}

@@ -78,12 +78,17 @@ class Journal:
         params: dict[str, Any],
         action: str | None = None,
         plugin_path: str | None = None,
+        cwd: str | None = None,
+        plugin: str | None = None,
+        storage: str | None = None,
     ) -> None:
+        """Record a new run; ``cwd``, ``plugin_path`` and ``storage`` say where recovery acts."""
         owner = Owner.current()
         try:
             self.db.execute(
                 'INSERT INTO runs (id, entrypoint, action, plugin_path, params, status, started_at,'
-                ' host, pid, pid_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                ' host, pid, pid_started, cwd, plugin, storage)'
+                ' VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
                 (
                     run_id,
                     entrypoint,
@@ -95,6 +100,9 @@ class Journal:
                     owner.host,
                     owner.pid,
                     owner.started,
+                    cwd,
+                    plugin,
+                    storage,
                 ),
             )
         except self.database.IntegrityError as error:  # runs.id is the primary key
@@ -252,7 +260,8 @@ class Journal:
 
 _RUN_COLUMNS = (
     'id, entrypoint, action, plugin_path, params, status, started_at, ended_at, progress, error,'
-    ' host, pid, attempts'
+    ' host, pid, attempts, cwd, plugin, storage, lease_owner, lease_until, recoverer,'
+    ' recoverer_until'
 )
 
 
@@ -271,4 +280,11 @@ def _run(row: tuple[Any, ...]) -> RunRecord:
         host=row[10],
         pid=row[11],
         attempts=row[12],
+        cwd=row[13],
+        plugin=row[14],
+        storage=row[15],
+        lease_owner=row[16],
+        lease_until=row[17],
+        recoverer=row[18],
+        recoverer_until=row[19],
     )
