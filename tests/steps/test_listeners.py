@@ -9,6 +9,8 @@ import pytest
 from synapse_sdk.plugins.steps import (
     BaseStepContext,
     Orchestrator,
+    Progress,
+    RunEvent,
     RunListener,
     RunSummary,
     StepExecutionError,
@@ -490,8 +492,8 @@ def test_listener_raising_in_on_progress_fails_the_step_that_moved_it(
 
 
 class FailsAt100(RunListener):
-    def on_progress(self, context: BaseStepContext, current: int, total: int) -> None:
-        if current == 100:
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, Progress) and event.current == 100:
             raise RuntimeError('cannot record 100')
 
 

@@ -8,8 +8,27 @@ from .base import BaseStep
 from .cancellation import CancelToken, StepCancelled, StepInterrupted, StepTimeoutError
 from .context import BaseStepContext, RuntimeContextLike
 from .errors import RunCancelledError, StepExecutionError
+from .events import (
+    Progress,
+    RollbackData,
+    RollbackEnded,
+    RollbackStarted,
+    RunEnded,
+    RunEvent,
+    RunStarted,
+    RunSummary,
+    StepEnded,
+    StepEvent,
+    StepInfo,
+    StepOverdue,
+    StepProgress,
+    StepRetrying,
+    StepReused,
+    StepSkipped,
+    StepStarted,
+)
 from .fanout import MapBackend, MapItemError, register_backend
-from .listeners import RunListener, RunSummary, StepInfo
+from .listeners import RunListener
 from .orchestrator import Orchestrator
 from .policies import RetryPolicy
 from .registry import StepRegistry
@@ -25,18 +44,33 @@ __all__ = [
     'MapBackend',
     'MapItemError',
     'Orchestrator',
+    'Progress',
     'ProgressCallback',
     'RetryPolicy',
+    'RollbackData',
+    'RollbackEnded',
+    'RollbackStarted',
     'RunCancelledError',
+    'RunEnded',
+    'RunEvent',
     'RunListener',
+    'RunStarted',
     'RunSummary',
     'RuntimeContextLike',
     'StepCancelled',
+    'StepEnded',
+    'StepEvent',
     'StepExecutionError',
     'StepInfo',
     'StepInterrupted',
+    'StepOverdue',
+    'StepProgress',
     'StepRegistry',
     'StepResult',
+    'StepRetrying',
+    'StepReused',
+    'StepSkipped',
+    'StepStarted',
     'StepTimeoutError',
     'StepWrapper',
     'TimingStep',

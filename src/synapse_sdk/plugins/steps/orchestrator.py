@@ -9,13 +9,30 @@ import inspect
 import random
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from time import perf_counter
+from time import perf_counter, time
 from typing import Any, Generic
 
 from .base import BaseStep, C
 from .cancellation import CancelToken, StepCancelled, StepInterrupted, StepTimeoutError
+from .context import context_state, run_id_of
 from .errors import RunCancelledError, StepExecutionError
-from .listeners import RunListener, RunSummary, StepInfo
+from .events import (
+    Progress,
+    RollbackEnded,
+    RollbackStarted,
+    RunEnded,
+    RunEvent,
+    RunStarted,
+    RunSummary,
+    StepEnded,
+    StepInfo,
+    StepOverdue,
+    StepRetrying,
+    StepReused,
+    StepSkipped,
+    StepStarted,
+)
+from .listeners import RunListener
 from .registry import Guard, RunPlan, StepRegistry
 from .result import StepResult, describe_exception
 from .run_state import ActiveRun, ProgressCallback
@@ -145,9 +162,7 @@ class Orchestrator(Generic[C]):
         # guarded by ``if listeners:`` (the list is live: a listener may add
         # another) and StepInfo objects are only built when someone needs them.
         if listeners:
-            infos = run.infos()
-            for listener in listeners:
-                listener.on_run_start(context, infos)
+            run.deliver(RunStarted(run.run_id, time(), tuple(run.infos())))
         token = self.cancel_token
 
         def on_cancel(reason: str) -> None:
@@ -177,14 +192,14 @@ class Orchestrator(Generic[C]):
                         result = outcomes[index] = completed[name]
                         reused += 1
                         if listeners:
-                            run.tell('on_step_reused', index, result)
+                            run.tell(StepReused, index, result)
                         if timed:
                             last = clock()
                             run.excluded = 0.0
                     elif (skip := step.can_skip(context)) is False or not _is_true(skip, self):
                         run.index = index
                         if listeners:
-                            run.tell('on_step_start', index)
+                            run.tell(StepStarted, index)
                         if guard is None:
                             returned = step.execute(context)
                             if not isinstance(returned, result_type):
@@ -207,13 +222,14 @@ class Orchestrator(Generic[C]):
                             raise _ReturnedFailure
                         outcomes[index] = result
                         if listeners:
-                            run.tell('on_step_end', index, result)
+                            state = context_state(context)
+                            run.tell(StepEnded, index, result, state, type(context).__name__)
                     else:
                         result = StepResult(skipped=True, step_name=name)
                         record(result)
                         skipped += 1
                         if listeners:
-                            run.tell('on_step_skip', index, result)
+                            run.tell(StepSkipped, index, result)
                         if timed:
                             last = clock()
                             run.excluded = 0.0
@@ -228,7 +244,7 @@ class Orchestrator(Generic[C]):
             self._conclude(plan, run, outcomes, (skipped, reused))
             executed = len(outcomes) - skipped - reused
             summary = RunSummary(True, executed, skipped, reused, len(outcomes))
-            self._notify_safely('on_run_end', None, context, summary)
+            self._notify_safely(RunEnded(run.run_id, time(), summary), None)
         finally:
             token.unsubscribe(on_cancel)
             context._active_run = None
@@ -262,7 +278,7 @@ class Orchestrator(Generic[C]):
         except BaseException as exc:
             if last < 0:  # no steps: nothing ran, nothing to undo
                 summary = RunSummary(False, 0, 0, 0, 0, error=exc)
-                self._notify_safely('on_run_end', None, self.context, summary)
+                self._notify_safely(RunEnded(run.run_id, time(), summary), None)
                 raise
             result = outcomes[last] or self.context.step_results[-1]
             self._fail(plan, last, run, outcomes, result, exc, counts, None)
@@ -335,7 +351,7 @@ class Orchestrator(Generic[C]):
         run.partial = {}
         run.stop = None
         if self.listeners:
-            run.tell('on_step_retry', info.index, attempt, failed, delay)
+            run.tell(StepRetrying, info.index, attempt, failed, delay)
         if self._sleep is not None:
             self._sleep(delay)
         elif self.cancel_token.wait(delay):
@@ -451,7 +467,9 @@ class Orchestrator(Generic[C]):
             if (earlier := standing(i)) is not None
         ]
         if undo is not None:
-            self._notify_safely('on_step_end', None, context, info, undo)
+            state = context_state(context)
+            ended = StepEnded(run.run_id, time(), info, undo, state, type(context).__name__)
+            self._notify_safely(ended, None)
             entries.insert(0, (plan.steps[index], info, undo))
         rollback_errors = self._rollback(entries)
         cancelled = isinstance(cause, StepCancelled)
@@ -466,7 +484,7 @@ class Orchestrator(Generic[C]):
             rollback_errors=tuple(rollback_errors),
             cancelled=cancelled,
         )
-        self._notify_safely('on_run_end', None, context, summary)
+        self._notify_safely(RunEnded(run.run_id, time(), summary), None)
         if cause is not None and not isinstance(cause, Exception):
             raise cause  # KeyboardInterrupt / SystemExit: rolled back, now re-raised as is
         if cancelled:
@@ -477,10 +495,11 @@ class Orchestrator(Generic[C]):
     def _rollback(self, entries: list[tuple[BaseStep[C], StepInfo, StepResult]]) -> list[str]:
         """Roll back every entry in the given order; one failure never stops the others."""
         context = self.context
+        run_id = run_id_of(context)
         errors: list[str] = []
         for step, info, result in entries:
             context.current_step = info.name
-            self._notify_safely('on_rollback_start', errors, context, info, result)
+            self._notify_safely(RollbackStarted(run_id, time(), info, result), errors)
             error: Exception | None = None
             try:
                 self._call(step.rollback, context, result)
@@ -489,7 +508,7 @@ class Orchestrator(Generic[C]):
                 message = f"rollback of step '{info.name}' failed: {describe_exception(exc)}"
                 context.errors.append(message)
                 errors.append(message)
-            self._notify_safely('on_rollback_end', errors, context, info, error)
+            self._notify_safely(RollbackEnded(run_id, time(), info, error), errors)
         context.current_step = None
         return errors
 
@@ -504,12 +523,13 @@ class Orchestrator(Generic[C]):
             except Exception as exc:
                 message = f'progress callback failed: {describe_exception(exc)}'
                 self.context.errors.append(message)
-        self._notify_safely('on_progress', None, self.context, 100, 100)
+        if self.listeners:
+            self._notify_safely(Progress(run.run_id, time(), 100, 100), None)
 
-    def _notify_safely(self, event: str, errors: list[str] | None, *args: Any) -> None:
+    def _notify_safely(self, event: RunEvent, errors: list[str] | None) -> None:
         for listener in self.listeners:
             try:
-                getattr(listener, event)(*args)
+                listener.on_event(event)
             except Exception as exc:
                 message = f'listener {type(listener).__name__} failed: {describe_exception(exc)}'
                 self.context.errors.append(message)
@@ -557,7 +577,7 @@ class _Deadline:
     at the next Python instruction. Code blocked in C (a socket read, a
     ``time.sleep``) is only stopped when that call returns: threads cannot be
     killed. If it is *still* running another ``grace`` seconds later,
-    listeners get ``on_step_overdue``: whoever owns the process (the Ray
+    listeners get ``StepOverdue``: whoever owns the process (the Ray
     driver) can end it for real. Async steps are cancelled with
     ``asyncio.wait_for`` instead.
     """
@@ -611,6 +631,7 @@ class _Deadline:
 
     def _overdue(self) -> None:
         if self.active and self.limit is not None:
+            event = StepOverdue(self.run.run_id, time(), self.info, self.limit)
             for listener in list(self.owner.listeners):
                 with contextlib.suppress(Exception):  # a timer thread: nobody to tell
-                    listener.on_step_overdue(self.owner.context, self.info, self.limit)
+                    listener.on_event(event)

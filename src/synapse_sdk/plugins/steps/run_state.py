@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from time import time
 from typing import Any
 
 from .cancellation import StepInterrupted
-from .context import BaseStepContext
-from .listeners import RunListener, StepInfo
+from .context import BaseStepContext, run_id_of
+from .events import Progress, RollbackData, RunEvent, StepEvent, StepInfo, StepProgress
+from .listeners import RunListener
 from .progress import EPSILON
 from .registry import RunPlan
 
@@ -38,6 +40,7 @@ class ActiveRun:
         'names',
         'partial',
         'progress',
+        'run_id',
         'step_weights',
         'stop',
     )
@@ -65,6 +68,7 @@ class ActiveRun:
         self.clock: Callable[[], float] | None = None
         self.excluded = 0.0
         self._infos: list[StepInfo] | None = None
+        self.run_id = run_id_of(context)
 
     def infos(self) -> list[StepInfo]:
         """The steps as listeners see them, built on first need (never, without listeners)."""
@@ -80,18 +84,22 @@ class ActiveRun:
     def info(self, index: int) -> StepInfo:
         return self.infos()[index]
 
-    def tell(self, event: str, index: int, *args: object) -> None:
-        """Step ``index``'s event for every listener; one that raises fails the step.
+    def tell(self, kind: Callable[..., StepEvent], index: int, *fields: object) -> None:
+        """Step ``index``'s event of type ``kind`` for every listener; one that raises fails
+        the step. ``fields`` are the event's own, after the step."""
+        self.deliver(kind(self.run_id, time(), self.infos()[index], *fields))
+
+    def deliver(self, event: RunEvent) -> None:
+        """``event`` for every listener; one that raises fails the step.
 
         On a timed run, the time it takes is not the running step's (a hot path with
         listeners: every ``set_progress``, so written out rather than through ``_aside``).
         """
-        info = self.infos()[index]
         clock = self.clock
         began = clock() if clock is not None else 0.0
         try:
             for listener in self.listeners:
-                getattr(listener, event)(self.context, info, *args)
+                listener.on_event(event)
         finally:
             if clock is not None:
                 self.excluded += clock() - began
@@ -116,7 +124,7 @@ class ActiveRun:
         if index is None:
             return
         if self.listeners:
-            self.tell('on_step_progress', index, fraction)
+            self.tell(StepProgress, index, fraction)
         plan = self.progress  # the figure as ProgressPlan defines it; inline: a hot path
         percent = int((plan.starts[index] + plan.weights[index] * fraction) * plan.scale + EPSILON)
         if percent > self.last_percent:
@@ -132,8 +140,10 @@ class ActiveRun:
     def _report(self, percent: int) -> None:
         if self.callback is not None:
             self.callback(percent, 100)
-        for listener in self.listeners:
-            listener.on_progress(self.context, percent, 100)
+        if self.listeners:
+            event = Progress(self.run_id, time(), percent, 100)
+            for listener in self.listeners:
+                listener.on_event(event)
 
     # partial rollback data -------------------------------------------
     def record_rollback(self, values: dict[str, Any]) -> None:
@@ -155,4 +165,4 @@ class ActiveRun:
         if index is None:
             raise RuntimeError('rollback data can only be recorded while a step is executing')
         if self.listeners:
-            self.tell('on_rollback_data', index, values, append_to)
+            self.tell(RollbackData, index, values, append_to)
