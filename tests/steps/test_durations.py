@@ -17,6 +17,7 @@ from synapse_sdk.plugins.steps import (
     RetryPolicy,
     RunEvent,
     RunListener,
+    RunStarted,
     StepEnded,
     StepExecutionError,
     StepResult,
@@ -39,14 +40,15 @@ def taking(clock: FakeClock, seconds: float, value: Any = None) -> Any:
 
 
 class SlowListener(RunListener):
-    """Spends time on the clock in every step start, end and skip, and progress report."""
+    """Spends time on the clock at the run's start, in every step start, end and skip, and
+    in every progress report."""
 
     def __init__(self, clock: FakeClock, seconds: float) -> None:
         self.clock = clock
         self.seconds = seconds
 
     def on_event(self, event: RunEvent) -> None:
-        if isinstance(event, StepStarted | StepEnded | StepSkipped | Progress):
+        if isinstance(event, RunStarted | StepStarted | StepEnded | StepSkipped | Progress):
             self.clock.sleep(self.seconds)
 
 

@@ -22,6 +22,7 @@ from synapse_sdk.plugins.steps import (
     RollbackStarted,
     RunEnded,
     RunEvent,
+    RunListener,
     RunStarted,
     RunSummary,
     StepEnded,
@@ -172,3 +173,34 @@ def test_the_listener_example_of_the_docs_runs(
         run(context, Step('a'), Step('b', action=raising(OSError('no'))), listeners=[durations])
     assert set(durations.seconds) == {'a', 'b'}
     assert capsys.readouterr().out == 'failed at b\n'
+
+
+class Taking(RunListener):
+    """Keeps the kinds of event it gets; takes only ``kinds``."""
+
+    def __init__(self, *kinds: type[RunEvent]) -> None:
+        self.listens_to = kinds  # type: ignore[misc]  # per instance, for the test
+        self.got: list[type[RunEvent]] = []
+
+    def on_event(self, event: RunEvent) -> None:
+        self.got.append(type(event))
+
+
+def test_a_listener_gets_only_the_kinds_it_listens_to(context: BaseStepContext) -> None:
+    def work(ctx: BaseStepContext) -> StepResult:
+        ctx.set_progress(1, 2)
+        ctx.record_rollback(made=1)
+        return StepResult()
+
+    starts, steps, every = Taking(StepStarted, RunEnded), Taking(StepEvent), RecordingListener()
+    run(context, Step('a', action=work), Step('b'), listeners=[starts, steps, every])
+    assert starts.got == [StepStarted, StepStarted, RunEnded]
+    assert steps.got == [
+        StepStarted,
+        StepProgress,
+        RollbackData,
+        StepEnded,
+        StepStarted,
+        StepEnded,
+    ]  # a base class takes its subclasses
+    assert {StepProgress, Progress, RollbackData} <= {type(e) for e in every.received}

@@ -35,20 +35,19 @@ except ImportError as error:  # pragma: no cover - exercised without the extra o
 from synapse_sdk.journal import Journal, JournalError
 from synapse_sdk.plugins.actions import ActionError, ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import (
-    Progress,
-    RollbackData,
+    LIFECYCLE_EVENTS,
     RunCancelledError,
     RunEvent,
     RunSummary,
     StepExecutionError,
     StepOverdue,
-    StepProgress,
     StepResult,
     register_backend,
 )
 from synapse_sdk.plugins.steps.events import RELAYED
 from synapse_sdk.plugins.steps.fanout import windowed
 from synapse_sdk.runtime import Logger, RuntimeContext
+from synapse_sdk.runtime.loggers import LoggedEvent
 
 from .local import default_runtime
 from .recovery import rollback_run
@@ -105,13 +104,8 @@ def _ship_by_value(obj: object) -> None:
 
 # --- the worker side -----------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class _Log:
+class _Log(LoggedEvent):
     """A ``log`` call of the run, to show on the driver."""
-
-    event: str
-    data: dict[str, Any]
-    file: str | None
-    level: str
 
     def show(self, runtime: RuntimeContext) -> None:
         runtime.log(self.event, self.data, self.file, self.level)
@@ -141,9 +135,6 @@ class _Metrics:
 
 
 Relayed = RunEvent | _Log | _Progress | _Metrics
-# what the run's own process handles: in-step progress (the overall figure travels as a
-# set_progress call) and rollback data (the worker journals it)
-_KEPT_LOCAL = (StepProgress, Progress, RollbackData)
 
 
 class RelayLogger(Logger):
@@ -153,6 +144,10 @@ class RelayLogger(Logger):
     Consecutive progress updates of one category are folded into the latest,
     so a step reporting every item costs the relay nothing.
     """
+
+    # not the in-step events: the overall figure travels as a set_progress call, and
+    # the worker journals the rollback data itself
+    listens_to = LIFECYCLE_EVENTS
 
     def __init__(self) -> None:
         self._items: list[Relayed] = []
@@ -186,8 +181,7 @@ class RelayLogger(Logger):
         self._add(_Metrics(value, category))
 
     def on_event(self, event: RunEvent) -> None:
-        if not isinstance(event, _KEPT_LOCAL):
-            self._add(_portable_event(event))
+        self._add(_portable_event(event))
 
 
 def _portable_event(event: RunEvent) -> RunEvent:

@@ -7,6 +7,7 @@ from time import monotonic
 from typing import Any
 
 from synapse_sdk.plugins.steps import (
+    LIFECYCLE_EVENTS,
     Progress,
     RollbackData,
     RollbackEnded,
@@ -44,6 +45,7 @@ class JournalListener(RunListener):
     """
 
     PROGRESS_INTERVAL = 0.5
+    listens_to = (*LIFECYCLE_EVENTS, RollbackData, Progress)  # not StepProgress
 
     def __init__(self, journal: Journal, run_id: str) -> None:
         self.journal = journal

@@ -68,6 +68,8 @@ class FaultyStep(StepWrapper[Any]):
 class CancelAt(RunListener):
     """Cancels the run (through ``runtime.cancel``) when ``step`` starts."""
 
+    listens_to = (StepStarted,)
+
     def __init__(self, runtime: RuntimeContext, step: str, reason: str = 'cancelled by test'):
         self.runtime = runtime
         self.step = step

@@ -6,9 +6,12 @@ spec's import path).
 
 from .base import BaseStep
 from .cancellation import CancelToken, StepCancelled, StepInterrupted, StepTimeoutError
+from .clock import Clock
 from .context import BaseStepContext, RuntimeContextLike
 from .errors import RunCancelledError, StepExecutionError
 from .events import (
+    IN_STEP_EVENTS,
+    LIFECYCLE_EVENTS,
     Progress,
     RollbackData,
     RollbackEnded,
@@ -37,9 +40,12 @@ from .run_state import ProgressCallback
 from .wrappers import LoggingStep, StepWrapper, TimingStep, ValidationStep
 
 __all__ = [
+    'IN_STEP_EVENTS',
+    'LIFECYCLE_EVENTS',
     'BaseStep',
     'BaseStepContext',
     'CancelToken',
+    'Clock',
     'LoggingStep',
     'MapBackend',
     'MapItemError',

@@ -172,3 +172,21 @@ class RunEnded(RunEvent):
     """Last: how the run ended."""
 
     summary: RunSummary
+
+
+LIFECYCLE_EVENTS: tuple[type[RunEvent], ...] = (
+    RunStarted,
+    StepStarted,
+    StepEnded,
+    StepSkipped,
+    StepReused,
+    StepRetrying,
+    StepOverdue,
+    RollbackStarted,
+    RollbackEnded,
+    RunEnded,
+)
+"""The run's course, step by step: what loggers show (as a ``listens_to``)."""
+
+IN_STEP_EVENTS: tuple[type[RunEvent], ...] = (StepProgress, Progress, RollbackData)
+"""Sent while a step runs, as often as it reports: what only some listeners need."""

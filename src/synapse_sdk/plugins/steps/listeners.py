@@ -29,11 +29,22 @@ run-end events (and a failed step's ``StepEnded``) they are collected into
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from .events import RunEvent
 
 
 class RunListener:
-    """Receives a run's lifecycle events; override :meth:`on_event`."""
+    """Receives a run's lifecycle events; override :meth:`on_event`.
+
+    ``listens_to`` names the kinds of event the listener takes (subclasses included);
+    all, by default. Naming only those it handles spares the run making the others
+    for it: a step that reports progress per item sends a ``StepProgress`` (and often
+    a ``Progress``) per item, which only a listener asking for them costs. A run works
+    out once per kind which listeners take it.
+    """
+
+    listens_to: ClassVar[tuple[type[RunEvent], ...]] = (RunEvent,)
 
     def on_event(self, event: RunEvent) -> None:
         """One event of the run (see :mod:`.events`); the default ignores it."""

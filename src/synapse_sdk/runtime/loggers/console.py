@@ -17,6 +17,7 @@ from rich.progress import (
 )
 
 from synapse_sdk.plugins.steps import (
+    LIFECYCLE_EVENTS,
     RollbackEnded,
     RollbackStarted,
     RunEnded,
@@ -46,6 +47,8 @@ class ConsoleLogger(Logger):
     for every item it handles at almost no cost (``benchmarks/console_progress.py``).
     A retried attempt gets a ``retry <step> (attempt N failed: ...; next in Ds)`` line.
     """
+
+    listens_to = LIFECYCLE_EVENTS
 
     def __init__(self, console: Console | None = None, *, min_interval: float = 0.1) -> None:
         self.console = console if console is not None else Console(stderr=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from synapse_sdk.plugins.steps import (
+    LIFECYCLE_EVENTS,
     RollbackEnded,
     RunEnded,
     RunEvent,
@@ -33,6 +34,8 @@ class JsonLinesLogger(Logger):
     strict JSON: a NaN or infinite float (a diverged loss) is written as ``null``,
     a value JSON has no type for as its ``str()``.
     """
+
+    listens_to = LIFECYCLE_EVENTS
 
     def __init__(self, path: str | os.PathLike[str], run_id: str | None = None) -> None:
         self.path = Path(path)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synapse_sdk.plugins.steps import (
+    LIFECYCLE_EVENTS,
     RollbackEnded,
     RollbackStarted,
     RunEnded,
@@ -30,6 +31,8 @@ class LoggedEvent:
 
 class MemoryLogger(Logger):
     """Records events, progress, metrics and lifecycle calls for inspection."""
+
+    listens_to = LIFECYCLE_EVENTS
 
     def __init__(self) -> None:
         self.events: list[LoggedEvent] = []
