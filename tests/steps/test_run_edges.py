@@ -223,7 +223,7 @@ def test_cancel_between_steps_summary_counts_reused_skipped_and_executed(
 # ------------------------------------------------------------ listeners raising: skip, reused
 
 
-def test_listener_raising_in_on_step_skip_fails_the_run(
+def test_listener_raising_on_step_skipped_fails_the_run(
     context: BaseStepContext, journal: list[str]
 ) -> None:
     listener = RecordingListener(fail_on=['step_skip'], fail_for='s')
@@ -257,16 +257,16 @@ class FailsAt(RunListener):
             raise RuntimeError('cannot record progress')
 
 
-@pytest.mark.parametrize('trigger', ['on_step_skip', 'on_progress', 'progress_callback'])
+@pytest.mark.parametrize('trigger', ['StepSkipped', 'Progress', 'progress_callback'])
 def test_a_skipped_step_is_never_rolled_back_even_when_its_report_fails(
     context: BaseStepContext, journal: list[str], trigger: str
 ) -> None:
-    """Also when the failure comes from reporting the skip (a listener's ``on_step_skip``,
-    or the progress mark the skipped step reaches: ``on_progress`` or the callback)."""
+    """Also when the failure comes from reporting the skip (a listener of ``StepSkipped``,
+    or the progress mark the skipped step reaches: ``Progress`` or the callback)."""
     kwargs: dict[str, Any] = {}
-    if trigger == 'on_step_skip':
+    if trigger == 'StepSkipped':
         kwargs['listeners'] = [RecordingListener(fail_on=['step_skip'], fail_for='s')]
-    elif trigger == 'on_progress':
+    elif trigger == 'Progress':
         kwargs['listeners'] = [FailsAt(50)]
     else:
 
@@ -290,7 +290,7 @@ def test_a_skipped_step_is_never_rolled_back_even_when_its_report_fails(
     assert rollbacks(journal) == ['rollback:a']
 
 
-def test_listener_raising_in_on_step_reused_fails_the_run(
+def test_listener_raising_on_step_reused_fails_the_run(
     context: BaseStepContext, journal: list[str]
 ) -> None:
     old = StepResult(data={'rows': 3}, rollback_data={'ids': [7]})

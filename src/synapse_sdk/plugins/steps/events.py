@@ -1,7 +1,7 @@
 """A run's lifecycle events: one small frozen value per thing that happened.
 
-The orchestrator hands each event to every listener's ``on_event`` (see
-:mod:`.listeners`). An event carries what a listener needs (the run id, the
+The orchestrator hands each event to the ``on_event`` of every listener that
+takes its kind (see :mod:`.listeners`). An event carries what a listener needs (the run id, the
 step, its result, a timestamp) and never the context object, so it pickles
 as it is: the Ray relay ships events to the driver unchanged, and adding a
 field later breaks no listener. Modelled on Temporal's interceptor inputs

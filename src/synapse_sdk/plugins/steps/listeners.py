@@ -2,8 +2,8 @@
 
 They subclass :class:`RunListener` and are passed as
 ``Orchestrator(..., listeners=[...])``; the core never imports them. Each
-gets every event (:mod:`.events`) through its one method, ``on_event``, and
-picks the ones it cares about, typically with ``match``.
+gets the events (:mod:`.events`) of the kinds it ``listens_to`` through its one
+method, ``on_event``, and tells them apart, typically with ``match``.
 
 Order of events for a run of steps ``a, b`` where ``b`` fails::
 
