@@ -27,9 +27,11 @@ from synapse_sdk.plugins.actions.upload import UploadContext
 from synapse_sdk.plugins.pipelines.steps import (
     BaseStep,
     BaseStepContext,
+    RunEvent,
     RunListener,
     StepRegistry,
     StepResult,
+    StepStarted,
 )
 from synapse_sdk.runtime import MemoryLogger
 
@@ -425,8 +427,9 @@ def test_dispatch_passes_extra_listeners() -> None:
     seen: list[str] = []
 
     class Listener(RunListener):
-        def on_step_start(self, context: Any, step: Any) -> None:
-            seen.append(step.name)
+        def on_event(self, event: RunEvent) -> None:
+            if isinstance(event, StepStarted):
+                seen.append(event.step.name)
 
     ctx, _ = memory_ctx()
     three_step_action([]).dispatch({'count': 1, 'name': 'a'}, ctx, listeners=[Listener()])

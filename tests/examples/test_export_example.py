@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,7 +14,7 @@ import pytest
 
 from synapse_sdk.clients import FileInfo, LocalBackendClient
 from synapse_sdk.plugins.actions import BaseAction, ExportContext, ParamsValidationError
-from synapse_sdk.plugins.steps import BaseStepContext, RunListener, RunSummary
+from synapse_sdk.plugins.steps import RunEvent, RunListener, StepEnded
 from synapse_sdk.runtime import MemoryLogger, RuntimeContext
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / 'examples' / 'export'
@@ -46,14 +46,15 @@ def stored(client: LocalBackendClient, tmp_path: Path) -> list[FileInfo]:
     return upload_sources(client, tmp_path / 'sources')
 
 
-class ContextCapture(RunListener):
-    """Keeps the run's context, so a test can read what the steps left in it."""
+class StateCapture(RunListener):
+    """Keeps the context's state as the last step left it, so a test can read it."""
 
-    context: ExportContext | None = None
+    state: Mapping[str, Any] | None = None
 
-    def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
-        assert isinstance(context, ExportContext)
-        self.context = context
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, StepEnded) and event.result.success:
+            assert event.context_type == ExportContext.__name__
+            self.state = event.context_state
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
@@ -83,7 +84,7 @@ def test_exports_a_manifest_and_identical_copies(
     fmt: str,
 ) -> None:
     out = tmp_path / 'out'
-    capture = ContextCapture()
+    capture = StateCapture()
 
     result = export_action.dispatch(
         {'output_dir': str(out), 'format': fmt}, runtime, listeners=[capture]
@@ -107,9 +108,9 @@ def test_exports_a_manifest_and_identical_copies(
     assert sorted(p.name for p in out.iterdir()) == ['files', f'manifest.{fmt}']
     assert len(list((out / 'files').iterdir())) == len(stored)
 
-    assert capture.context is not None
-    assert capture.context.exported_count == len(stored)
-    assert len(capture.context.written_files) == len(stored) + 1  # the copies and the manifest
+    assert capture.state is not None
+    assert capture.state['exported_count'] == len(stored)
+    assert len(capture.state['written_files']) == len(stored) + 1  # the copies and the manifest
     export_progress = memory_logger.progress_of('export')
     assert export_progress == [100.0 * i / len(stored) for i in range(1, len(stored) + 1)]
     assert memory_logger.progress_of('overall')[-1] == 100.0

@@ -252,11 +252,12 @@ from synapse_sdk.execution import default_runtime, run_action
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.actions import ActionOrigin
 from synapse_sdk.plugins.loader import Plugin
-from synapse_sdk.plugins.steps import RunListener
+from synapse_sdk.plugins.steps import RunListener, RunStarted
 
 class Kill(RunListener):
-    def on_run_start(self, context, steps):
-        os.kill(os.getpid(), signal.SIGKILL)
+    def on_event(self, event):
+        if isinstance(event, RunStarted):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 folder, params = sys.argv[1], json.loads(sys.argv[2])
 action = Plugin.load(folder).load_action('store')
@@ -277,7 +278,7 @@ def test_recovery_of_a_run_killed_before_its_steps_were_journaled(
     """The run row is written, then (a moment later) the step rows: a kill in between.
 
     Here a listener ahead of the journal listener kills the process in
-    ``on_run_start``. The run is ``crashed`` with no steps and nothing was
+    ``RunStarted``. The run is ``crashed`` with no steps and nothing was
     done, so resume must simply run it, and rollback must mark it rolled back.
     """
     script = tmp_path / 'kill_on_run_start.py'

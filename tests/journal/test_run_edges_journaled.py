@@ -28,7 +28,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import BaseModel
@@ -42,12 +42,19 @@ from synapse_sdk.plugins.steps import (
     BaseStep,
     BaseStepContext,
     Orchestrator,
+    Progress,
+    RollbackData,
     RunCancelledError,
+    RunEvent,
     RunListener,
+    StepEnded,
+    StepEvent,
     StepExecutionError,
-    StepInfo,
     StepRegistry,
     StepResult,
+    StepReused,
+    StepSkipped,
+    StepStarted,
 )
 from synapse_sdk.runtime import Logger, MemoryLogger, RuntimeContext
 from synapse_sdk.testing import FakeClock, FunctionStep
@@ -176,21 +183,15 @@ class EdgeAction(BaseAction[EdgeParams]):
 
 
 class Fails(Logger):
-    """Raises in ``event`` (``on_step_skip``, ``on_step_reused``) for step ``step``."""
+    """Raises on an event of type ``event`` (``StepSkipped``, ``StepReused``) for step ``step``."""
 
-    def __init__(self, event: str, step: str) -> None:
+    def __init__(self, event: type[StepEvent], step: str) -> None:
         self.event = event
         self.step = step
 
-    def _maybe(self, event: str, info: StepInfo) -> None:
-        if event == self.event and info.name == self.step:
-            raise RuntimeError(f'cannot report {event}')
-
-    def on_step_skip(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self._maybe('on_step_skip', step)
-
-    def on_step_reused(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self._maybe('on_step_reused', step)
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, self.event) and event.step.name == self.step:
+            raise RuntimeError(f'cannot report {type(event).__name__}')
 
 
 def raise_at(percent: int, error: BaseException) -> Callable[[int], None]:
@@ -299,7 +300,7 @@ def dispatched(**params: Any) -> Callable[..., Dispatched]:
 # ------------------------------------------------------------------ a skipped step's report fails
 
 
-@pytest.mark.parametrize('trigger', ['on_step_skip', 'progress_callback'])
+@pytest.mark.parametrize('trigger', ['StepSkipped', 'progress_callback'])
 def test_a_failing_report_of_a_skipped_step_is_journaled_without_undoing_it(
     journal: Journal, trigger: str
 ) -> None:
@@ -307,8 +308,8 @@ def test_a_failing_report_of_a_skipped_step_is_journaled_without_undoing_it(
     rolled back and is not left 'started'; c never began. Rollback then finds nothing
     to undo, and a resume runs the workflow (b skipped again)."""
     kwargs: dict[str, Any] = {}
-    if trigger == 'on_step_skip':
-        kwargs['listeners'] = [Fails('on_step_skip', 'b')]  # before the journal
+    if trigger == 'StepSkipped':
+        kwargs['listeners'] = [Fails(StepSkipped, 'b')]  # before the journal
     else:
         STATE.hooks['progress'] = raise_at(66, OSError('progress bar gone'))  # b's mark
     done = dispatched(skip=['b'])(journal, **kwargs)
@@ -324,7 +325,7 @@ def test_a_failing_report_of_a_skipped_step_is_journaled_without_undoing_it(
     assert records['a'].rollback_data == {'ids': ['a1']}
     assert records['a'].error is None
     # the journal may or may not have heard of the skip; either way b did nothing
-    skipped = 'pending' if trigger == 'on_step_skip' else 'skipped'
+    skipped = 'pending' if trigger == 'StepSkipped' else 'skipped'
     assert records['b'].status == skipped
     assert (records['b'].rollback_data, records['b'].error) == (None, None)
     assert records['b'].attempts == 0
@@ -349,7 +350,7 @@ def test_a_failing_skip_report_after_the_journal_heard_of_the_skip(journal: Jour
     orchestrator = Orchestrator(
         prepared.registry,
         prepared.context,
-        listeners=[JournalListener(journal, run_id), Fails('on_step_skip', 'b')],
+        listeners=[JournalListener(journal, run_id), Fails(StepSkipped, 'b')],
     )
     with pytest.raises(StepExecutionError) as info:
         orchestrator.execute()
@@ -368,7 +369,7 @@ def test_a_failing_skip_report_after_the_journal_heard_of_the_skip(journal: Jour
 # ------------------------------------------------------------------ a reused step's report fails
 
 
-@pytest.mark.parametrize('trigger', ['on_step_reused', 'progress_callback'])
+@pytest.mark.parametrize('trigger', ['StepReused', 'progress_callback'])
 def test_a_failing_report_of_a_reused_step_undoes_every_standing_step_once(
     journal: Journal, trigger: str
 ) -> None:
@@ -379,8 +380,8 @@ def test_a_failing_report_of_a_reused_step_undoes_every_standing_step_once(
     assert statuses(journal, run_id) == {'a': 'succeeded', 'b': 'succeeded', 'c': 'started'}
 
     loggers: list[Logger] = []
-    if trigger == 'on_step_reused':
-        loggers.append(Fails('on_step_reused', 'b'))
+    if trigger == 'StepReused':
+        loggers.append(Fails(StepReused, 'b'))
     else:
         STATE.hooks['progress'] = raise_at(66, OSError('progress bar gone'))
     with pytest.raises(StepExecutionError) as info:
@@ -400,7 +401,7 @@ def test_a_failing_report_of_a_reused_step_undoes_every_standing_step_once(
     assert records['b'].data == {'work': 'b1'}  # the reused result was not rewritten
     # c's partial work was undone before the run began; it did not run again (announced
     # after reused b when the journal heard of b's reuse, then taken back to pending)
-    assert records['c'].status == ('rolled_back' if trigger == 'on_step_reused' else 'pending')
+    assert records['c'].status == ('rolled_back' if trigger == 'StepReused' else 'pending')
     assert 'started' not in statuses(journal, run_id).values()
 
     STATE.hooks.clear()
@@ -424,7 +425,7 @@ def test_a_run_failed_by_a_skipped_or_reused_steps_report_says_why(
     run_id = crashed_run(journal, 'c') if kind == 'reused' else ''
     loggers: list[Logger] = []
     if trigger == 'listener':
-        loggers.append(Fails('on_step_skip' if kind == 'skip' else 'on_step_reused', 'b'))
+        loggers.append(Fails(StepSkipped if kind == 'skip' else StepReused, 'b'))
     else:
         STATE.hooks['progress'] = raise_at(66, OSError('progress bar gone'))
     if kind == 'skip':
@@ -626,7 +627,7 @@ def test_a_step_announced_but_never_begun_keeps_its_attempts(journal: Journal, c
     assert {s.name: s.attempts for s in journal.steps(run_id)} == {'a': 1, 'b': 1, 'c': 1}
     if case == 'reused-report-fails':
         with pytest.raises(StepExecutionError):
-            resume_run(journal, run_id, runtime(Fails('on_step_reused', 'b')))
+            resume_run(journal, run_id, runtime(Fails(StepReused, 'b')))
     else:
         ctx = runtime()
         ctx.cancel('SIGINT')
@@ -647,20 +648,16 @@ def test_journaled_durations_leave_out_listener_time_and_cover_a_raising_step(
     class Slow(RunListener):
         """Every event it hears costs (fake) time that no step should be charged."""
 
-        def on_step_start(self, context: BaseStepContext, step: StepInfo) -> None:
-            clock.sleep(100)
+        COSTS: ClassVar[dict[type[RunEvent], float]] = {
+            StepStarted: 100,
+            RollbackData: 10,
+            StepEnded: 1000,
+            StepSkipped: 50,
+            Progress: 10000,
+        }
 
-        def on_rollback_data(self, *args: Any) -> None:
-            clock.sleep(10)
-
-        def on_step_end(self, context: BaseStepContext, step: StepInfo, result: Any) -> None:
-            clock.sleep(1000)
-
-        def on_step_skip(self, *args: Any) -> None:
-            clock.sleep(50)
-
-        def on_progress(self, context: BaseStepContext, current: int, total: int) -> None:
-            clock.sleep(10000)
+        def on_event(self, event: RunEvent) -> None:
+            clock.sleep(self.COSTS.get(type(event), 0))
 
     def works(context: BaseStepContext) -> None:
         clock.sleep(2)
@@ -719,8 +716,8 @@ def _module_root() -> Path:
 
 
 def cli(home: Path, *args: str, **env: str) -> Any:
-    # kept: a PYTHONPATH that points at the SDK's sources under test
-    path = os.pathsep.join(filter(None, [str(_module_root()), os.environ.get('PYTHONPATH')]))
+    # this module's root, after the caller's own path (the package under test may be there)
+    path = os.pathsep.join(filter(None, [os.environ.get('PYTHONPATH'), str(_module_root())]))
     return run_cli(home, *args, PYTHONPATH=path, **env)
 
 

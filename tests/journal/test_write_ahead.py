@@ -17,10 +17,14 @@ from synapse_sdk.plugins.actions import ActionContext
 from synapse_sdk.plugins.steps import (
     BaseStepContext,
     Orchestrator,
+    RollbackData,
+    RunEvent,
     RunListener,
+    StepEnded,
     StepInfo,
     StepRegistry,
     StepResult,
+    StepStarted,
 )
 from synapse_sdk.runtime import MemoryLogger, RuntimeContext
 
@@ -119,20 +123,14 @@ class Probe(RunListener):
         steps = peek_steps(self.path, self.run_id)
         self.seen.append((event, step.name, steps, peek_items(self.path, self.run_id)))
 
-    def on_step_start(self, context: BaseStepContext, step: StepInfo) -> None:
-        self._look('start', step)
-
-    def on_rollback_data(
-        self,
-        context: BaseStepContext,
-        step: StepInfo,
-        values: dict[str, Any],
-        append_to: str | None,
-    ) -> None:
-        self._look('rollback_data', step)
-
-    def on_step_end(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self._look('end', step)
+    def on_event(self, event: RunEvent) -> None:
+        match event:
+            case StepStarted(step=step):
+                self._look('start', step)
+            case RollbackData(step=step):
+                self._look('rollback_data', step)
+            case StepEnded(step=step):
+                self._look('end', step)
 
 
 def test_a_listener_after_the_journal_sees_each_event_committed(journal: Journal) -> None:

@@ -22,7 +22,13 @@ from synapse_sdk.execution import LocalExecutor
 from synapse_sdk.execution.on_ray import RayExecutor
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.actions import ActionError
-from synapse_sdk.plugins.steps import RunCancelledError, RunSummary, StepExecutionError
+from synapse_sdk.plugins.steps import (
+    RunCancelledError,
+    RunEnded,
+    RunEvent,
+    RunSummary,
+    StepExecutionError,
+)
 from synapse_sdk.runtime import MemoryLogger, RuntimeContext
 
 
@@ -507,9 +513,10 @@ class SummaryLogger(MemoryLogger):
         super().__init__()
         self.summaries: list[RunSummary] = []
 
-    def on_run_end(self, context: Any, summary: RunSummary) -> None:
-        super().on_run_end(context, summary)
-        self.summaries.append(summary)
+    def on_event(self, event: RunEvent) -> None:
+        super().on_event(event)
+        if isinstance(event, RunEnded):
+            self.summaries.append(event.summary)
 
 
 UNDO_FAILS = FAILING.replace(

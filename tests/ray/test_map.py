@@ -27,7 +27,9 @@ from synapse_sdk.plugins.steps import (
     BaseStepContext,
     MapItemError,
     Orchestrator,
+    RollbackData,
     RunCancelledError,
+    RunEvent,
     RunListener,
     StepExecutionError,
     StepRegistry,
@@ -112,15 +114,14 @@ class Boom(BaseStep[BaseStepContext]):
 
 
 class RollbackSpy(RunListener):
-    """What the journal is told as it happens: one ``on_rollback_data`` per finished item."""
+    """What the journal is told as it happens: one ``RollbackData`` per finished item."""
 
     def __init__(self) -> None:
         self.appended: list[tuple[str | None, dict[str, Any]]] = []
 
-    def on_rollback_data(
-        self, context: BaseStepContext, step: Any, values: dict[str, Any], append_to: str | None
-    ) -> None:
-        self.appended.append((append_to, dict(values)))
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, RollbackData):
+            self.appended.append((event.append_to, dict(event.values)))
 
 
 class Run:

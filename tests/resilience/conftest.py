@@ -2,7 +2,7 @@
 
 - ``FnStep``: a step whose execute/rollback are given as functions (``retry`` and
   ``timeout`` as instance attributes, where the orchestrator reads them);
-- ``Events``: a listener that records every lifecycle event, ``on_step_retry`` included;
+- ``Events``: a listener that records every lifecycle event, ``StepRetrying`` included;
 - ``orchestrate``: an Orchestrator over given steps with a RecordingRuntime;
 - ``journaled``: a Journal in tmp_path with a started run and its listener;
 - subprocess helpers (``synapse`` as ``python -m synapse_sdk.cli`` with
@@ -27,11 +27,17 @@ from synapse_sdk.plugins.steps import (
     BaseStep,
     BaseStepContext,
     Orchestrator,
+    RollbackEnded,
+    RollbackStarted,
+    RunEnded,
+    RunEvent,
     RunListener,
     RunSummary,
-    StepInfo,
+    StepEnded,
     StepRegistry,
     StepResult,
+    StepRetrying,
+    StepStarted,
 )
 from synapse_sdk.testing import FunctionStep, RecordingRuntime
 
@@ -50,36 +56,22 @@ class Events(RunListener):
         self.retries: list[tuple[str, int, StepResult, float]] = []
         self.summary: RunSummary | None = None
 
-    def on_step_start(self, context: BaseStepContext, step: StepInfo) -> None:
-        self.events.append(('step_start', step.name))
-
-    def on_step_end(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self.events.append(('step_end', step.name, result.success))
-
-    def on_step_retry(
-        self,
-        context: BaseStepContext,
-        step: StepInfo,
-        attempt: int,
-        result: StepResult,
-        delay: float,
-    ) -> None:
-        self.events.append(('step_retry', step.name, attempt))
-        self.retries.append((step.name, attempt, result, delay))
-
-    def on_rollback_start(
-        self, context: BaseStepContext, step: StepInfo, result: StepResult
-    ) -> None:
-        self.events.append(('rollback_start', step.name))
-
-    def on_rollback_end(
-        self, context: BaseStepContext, step: StepInfo, error: BaseException | None
-    ) -> None:
-        self.events.append(('rollback_end', step.name, error is None))
-
-    def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
-        self.events.append(('run_end', summary.success))
-        self.summary = summary
+    def on_event(self, event: RunEvent) -> None:
+        match event:
+            case StepStarted(step=step):
+                self.events.append(('step_start', step.name))
+            case StepEnded(step=step, result=result):
+                self.events.append(('step_end', step.name, result.success))
+            case StepRetrying(step=step, attempt=attempt, result=result, delay=delay):
+                self.events.append(('step_retry', step.name, attempt))
+                self.retries.append((step.name, attempt, result, delay))
+            case RollbackStarted(step=step):
+                self.events.append(('rollback_start', step.name))
+            case RollbackEnded(step=step, error=error):
+                self.events.append(('rollback_end', step.name, error is None))
+            case RunEnded(summary=summary):
+                self.events.append(('run_end', summary.success))
+                self.summary = summary
 
     def of(self, kind: str) -> list[tuple[Any, ...]]:
         return [event for event in self.events if event[0] == kind]

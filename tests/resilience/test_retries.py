@@ -16,9 +16,10 @@ from synapse_sdk.plugins.steps import (
     BaseStepContext,
     RetryPolicy,
     RunCancelledError,
+    RunEvent,
     StepExecutionError,
-    StepInfo,
     StepResult,
+    StepRetrying,
 )
 from synapse_sdk.testing import (
     FakeClock,
@@ -352,9 +353,10 @@ def test_retry_declared_as_a_class_attribute() -> None:
 
 def test_cancel_during_the_wait_between_attempts_stops_at_once() -> None:
     class CancelOnRetry(Events):
-        def on_step_retry(self, context: Any, step: StepInfo, *args: Any) -> None:
-            super().on_step_retry(context, step, *args)
-            threading.Timer(0.05, orchestrator.cancel, args=('stop waiting',)).start()
+        def on_event(self, event: RunEvent) -> None:
+            super().on_event(event)
+            if isinstance(event, StepRetrying):
+                threading.Timer(0.05, orchestrator.cancel, args=('stop waiting',)).start()
 
     step = FnStep('s', execute=flaky(99), retry=RetryPolicy(max_attempts=3, initial_delay=30.0))
     events = CancelOnRetry()

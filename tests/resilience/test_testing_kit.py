@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,9 +16,11 @@ from synapse_sdk.plugins.steps import (
     BaseStepContext,
     RetryPolicy,
     RunCancelledError,
+    RunEvent,
     RunListener,
     StepExecutionError,
     StepResult,
+    StepStarted,
 )
 from synapse_sdk.runtime import MemoryLogger, RuntimeContext
 from synapse_sdk.testing import (
@@ -327,8 +328,9 @@ def test_run_workflow_with_own_context_runtime_and_listeners() -> None:
         def __init__(self) -> None:
             self.started: list[str] = []
 
-        def on_step_start(self, context: Any, step: Any) -> None:
-            self.started.append(step.name)
+        def on_event(self, event: RunEvent) -> None:
+            if isinstance(event, StepStarted):
+                self.started.append(event.step.name)
 
     runtime = RecordingRuntime(run_id='mine')
     context = BaseStepContext(runtime_ctx=runtime)

@@ -20,9 +20,13 @@ from synapse_sdk.plugins.pipelines.steps import BaseStep, StepRegistry, StepResu
 from synapse_sdk.plugins.steps import (
     BaseStepContext,
     RetryPolicy,
+    RollbackEnded,
     RunCancelledError,
+    RunEvent,
     RunListener,
+    StepEnded,
     StepInfo,
+    StepStarted,
 )
 from synapse_sdk.runtime import ConsoleLogger, JsonLinesLogger, MemoryLogger, RuntimeContext
 from synapse_sdk.testing import (
@@ -405,15 +409,18 @@ def test_console_step_lines_of_a_failed_run() -> None:
     ]
 
 
+def ended(info: StepInfo, result: StepResult) -> StepEnded:
+    return StepEnded('r1', 0.0, info, result, {}, 'BaseStepContext')
+
+
 def test_console_step_names_with_markup_are_literal() -> None:
     console, buffer = make_console()
     logger = ConsoleLogger(console)
     info = StepInfo(0, '[b]x[/b]', 1.0)
-    context: Any = None
-    logger.on_step_start(context, info)
-    logger.on_step_end(context, info, StepResult(duration_seconds=1.5))
-    logger.on_step_end(context, info, StepResult(success=False, error='[/oops]'))
-    logger.on_rollback_end(context, info, ValueError('[/z]'))
+    logger.on_event(StepStarted('r1', 0.0, info))
+    logger.on_event(ended(info, StepResult(duration_seconds=1.5)))
+    logger.on_event(ended(info, StepResult(success=False, error='[/oops]')))
+    logger.on_event(RollbackEnded('r1', 0.0, info, ValueError('[/z]')))
     assert lines(buffer) == [
         '> [b]x[/b]',
         'ok [b]x[/b] (1.50s)',
@@ -497,8 +504,7 @@ def test_console_flushes_pending_progress_at_step_end(
     logger.progress(0, 10, 'files')
     logger.progress(7, 10, 'files')
     assert draws == [('files', 0, 10)]
-    context: Any = None
-    logger.on_step_end(context, StepInfo(0, 's', 1.0), StepResult(duration_seconds=0.25))
+    logger.on_event(ended(StepInfo(0, 's', 1.0), StepResult(duration_seconds=0.25)))
     assert draws == [('files', 0, 10), ('files', 7, 10)]
     assert lines(buffer) == ['ok s (0.25s)']
 
@@ -559,8 +565,7 @@ def test_console_draws_pending_progress_at_step_start(
     logger.progress(1, 10, 'overall')
     logger.progress(4, 10, 'overall')  # throttled: pending
     assert draws == [('overall', 1, 10)]
-    context: Any = None
-    logger.on_step_start(context, StepInfo(1, 'next', 1.0))
+    logger.on_event(StepStarted('r1', 0.0, StepInfo(1, 'next', 1.0)))
     assert draws == [('overall', 1, 10), ('overall', 4, 10)]
     assert lines(buffer)[-1] == '> next'
 
@@ -633,8 +638,8 @@ def test_jsonl_run_end_of_a_cancelled_run_says_why(tmp_path: Path) -> None:
         def __init__(self, runtime: RecordingRuntime) -> None:
             self.runtime = runtime
 
-        def on_step_end(self, context: Any, step: StepInfo, result: StepResult) -> None:
-            if step.name == 'a':
+        def on_event(self, event: RunEvent) -> None:
+            if isinstance(event, StepEnded) and event.step.name == 'a':
                 self.runtime.cancel('user pressed Ctrl-C')
 
     run, records, _ = run_logged(

@@ -13,11 +13,16 @@ import pytest
 from synapse_sdk.plugins.steps import (
     BaseStepContext,
     Orchestrator,
+    Progress,
     RetryPolicy,
+    RunEvent,
     RunListener,
+    RunStarted,
+    StepEnded,
     StepExecutionError,
-    StepInfo,
     StepResult,
+    StepSkipped,
+    StepStarted,
 )
 from synapse_sdk.testing import FakeClock
 
@@ -34,25 +39,17 @@ def taking(clock: FakeClock, seconds: float, value: Any = None) -> Any:
     return action
 
 
-class SlowListener(RecordingListener):
-    """Spends time on the clock in every event it handles."""
+class SlowListener(RunListener):
+    """Spends time on the clock at the run's start, in every step start, end and skip, and
+    in every progress report."""
 
     def __init__(self, clock: FakeClock, seconds: float) -> None:
-        super().__init__()
         self.clock = clock
         self.seconds = seconds
 
-    def on_step_start(self, context: BaseStepContext, step: Any) -> None:
-        self.clock.sleep(self.seconds)
-
-    def on_step_end(self, context: BaseStepContext, step: Any, result: StepResult) -> None:
-        self.clock.sleep(self.seconds)
-
-    def on_step_skip(self, context: BaseStepContext, step: Any, result: StepResult) -> None:
-        self.clock.sleep(self.seconds)
-
-    def on_progress(self, context: BaseStepContext, current: int, total: int) -> None:
-        self.clock.sleep(self.seconds)
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, RunStarted | StepStarted | StepEnded | StepSkipped | Progress):
+            self.clock.sleep(self.seconds)
 
 
 def durations(context: BaseStepContext) -> dict[str, float | None]:
@@ -217,53 +214,28 @@ def test_a_listener_added_before_execute_turns_timing_on(context: BaseStepContex
 
 
 class SlowInStep(RunListener):
-    """Spends time on the clock in one in-step event."""
+    """Spends time on the clock in one kind of in-step event."""
 
     def __init__(self, clock: FakeClock, event: str) -> None:
         self.clock = clock
         self.event = event
 
-    def _spend(self, event: str) -> None:
-        if event == self.event:
+    def on_event(self, event: RunEvent) -> None:
+        if type(event).__name__ == self.event:
             self.clock.sleep(100.0)
-
-    def on_step_progress(self, context: BaseStepContext, step: StepInfo, fraction: float) -> None:
-        self._spend('on_step_progress')
-
-    def on_progress(self, context: BaseStepContext, current: int, total: int) -> None:
-        self._spend('on_progress')
-
-    def on_rollback_data(
-        self,
-        context: BaseStepContext,
-        step: StepInfo,
-        values: dict[str, Any],
-        append_to: str | None,
-    ) -> None:
-        self._spend('on_rollback_data')
-
-    def on_step_retry(
-        self,
-        context: BaseStepContext,
-        step: StepInfo,
-        attempt: int,
-        result: StepResult,
-        delay: float,
-    ) -> None:
-        self._spend('on_step_retry')
 
 
 @pytest.mark.parametrize(
     'event',
-    ['progress_callback', 'on_progress', 'on_step_progress', 'on_rollback_data', 'on_step_retry'],
+    ['progress_callback', 'Progress', 'StepProgress', 'RollbackData', 'StepRetrying'],
 )
 def test_listener_and_callback_time_inside_a_step_is_not_counted(
     context: BaseStepContext, event: str
 ) -> None:
     """Nor when the step itself causes the report: ``context.set_progress`` (progress
-    callback, ``on_progress``, ``on_step_progress``), ``record_rollback``/
-    ``append_rollback`` (``on_rollback_data``: the run journal writes there, per item)
-    and ``on_step_retry`` between attempts."""
+    callback, ``Progress``, ``StepProgress``), ``record_rollback``/
+    ``append_rollback`` (``RollbackData``: the run journal writes there, per item)
+    and ``StepRetrying`` between attempts."""
     clock = FakeClock()
     attempts: list[int] = []
 

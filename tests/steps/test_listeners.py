@@ -9,6 +9,8 @@ import pytest
 from synapse_sdk.plugins.steps import (
     BaseStepContext,
     Orchestrator,
+    Progress,
+    RunEvent,
     RunListener,
     RunSummary,
     StepExecutionError,
@@ -246,7 +248,7 @@ def test_interrupted_summary(context: BaseStepContext) -> None:
 # ------------------------------------------------------------------ progress and rollback data
 
 
-def test_on_progress_mirrors_the_callback(context: BaseStepContext, recorder: Recorder) -> None:
+def test_progress_events_mirror_the_callback(context: BaseStepContext, recorder: Recorder) -> None:
     def action(ctx: BaseStepContext) -> StepResult:
         for i in range(1, 5):
             ctx.set_progress(i, 4)
@@ -266,7 +268,7 @@ def test_on_progress_mirrors_the_callback(context: BaseStepContext, recorder: Re
     assert len(progress) >= 5
 
 
-def test_on_step_progress_gets_the_fraction(context: BaseStepContext) -> None:
+def test_step_progress_event_gets_the_fraction(context: BaseStepContext) -> None:
     def action(ctx: BaseStepContext) -> StepResult:
         ctx.set_progress(1, 4)
         ctx.set_progress(3, 4, 'files')
@@ -279,7 +281,7 @@ def test_on_step_progress_gets_the_fraction(context: BaseStepContext) -> None:
     ]
 
 
-def test_on_rollback_data_receives_record_and_append(context: BaseStepContext) -> None:
+def test_rollback_data_events_receive_record_and_append(context: BaseStepContext) -> None:
     def action(ctx: BaseStepContext) -> StepResult:
         ctx.record_rollback(tmp='/t', session=7)
         ctx.append_rollback('files', 'f1')
@@ -312,8 +314,8 @@ def reporting_progress(ctx: BaseStepContext) -> StepResult:
 @pytest.mark.parametrize(
     ('event', 'action'),
     [
-        pytest.param('rollback_data', appending_rollback, id='on_rollback_data'),
-        pytest.param('step_progress', reporting_progress, id='on_step_progress'),
+        pytest.param('rollback_data', appending_rollback, id='RollbackData'),
+        pytest.param('step_progress', reporting_progress, id='StepProgress'),
     ],
 )
 def test_listener_raising_in_an_event_of_a_running_step_fails_the_step(
@@ -326,7 +328,7 @@ def test_listener_raising_in_an_event_of_a_running_step_fails_the_step(
     assert rollbacks(journal) == ['rollback:b', 'rollback:a']
 
 
-def test_listener_raising_in_on_step_start_fails_that_step(
+def test_listener_raising_on_step_started_fails_that_step(
     context: BaseStepContext, journal: list[str]
 ) -> None:
     listener = RecordingListener(fail_on=['step_start'], fail_for='b')
@@ -341,7 +343,7 @@ def test_listener_raising_in_on_step_start_fails_that_step(
     assert listener.lifecycle()[-1] == ('run_end', False)
 
 
-def test_listener_raising_in_on_step_end_fails_that_step(
+def test_listener_raising_on_step_ended_fails_that_step(
     context: BaseStepContext, journal: list[str]
 ) -> None:
     listener = RecordingListener(fail_on=['step_end'], fail_for='b')
@@ -382,7 +384,7 @@ def test_listener_raising_in_rollback_events_does_not_stop_rollback(
     ]
 
 
-def test_listener_raising_in_on_run_end_after_a_failure(
+def test_listener_raising_on_run_ended_after_a_failure(
     context: BaseStepContext, journal: list[str]
 ) -> None:
     broken = RecordingListener(fail_on=['run_end'])
@@ -398,7 +400,7 @@ def test_listener_raising_in_on_run_end_after_a_failure(
     assert healthy.lifecycle()[-1] == ('run_end', False)
 
 
-def test_listener_raising_in_on_run_end_after_success(context: BaseStepContext) -> None:
+def test_listener_raising_on_run_ended_after_success(context: BaseStepContext) -> None:
     broken = RecordingListener(fail_on=['run_end'])
     healthy = RecordingListener()
     result = run(context, Step('a'), Step('b'), listeners=[broken, healthy])
@@ -477,7 +479,7 @@ def test_completed_name_not_in_registry_is_ignored(
     assert result['steps_executed'] == 1
 
 
-def test_listener_raising_in_on_progress_fails_the_step_that_moved_it(
+def test_listener_raising_on_progress_fails_the_step_that_moved_it(
     context: BaseStepContext, journal: list[str]
 ) -> None:
     listener = RecordingListener(fail_on=['progress'])
@@ -490,8 +492,8 @@ def test_listener_raising_in_on_progress_fails_the_step_that_moved_it(
 
 
 class FailsAt100(RunListener):
-    def on_progress(self, context: BaseStepContext, current: int, total: int) -> None:
-        if current == 100:
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, Progress) and event.current == 100:
             raise RuntimeError('cannot record 100')
 
 

@@ -20,12 +20,15 @@ from synapse_sdk.plugins.steps import (
     BaseStepContext,
     CancelToken,
     Orchestrator,
+    Progress,
     RetryPolicy,
     RunCancelledError,
+    RunEvent,
     RunListener,
     StepExecutionError,
-    StepInfo,
     StepResult,
+    StepReused,
+    StepStarted,
     StepTimeoutError,
 )
 from synapse_sdk.testing import FakeClock
@@ -220,7 +223,7 @@ def test_cancel_between_steps_summary_counts_reused_skipped_and_executed(
 # ------------------------------------------------------------ listeners raising: skip, reused
 
 
-def test_listener_raising_in_on_step_skip_fails_the_run(
+def test_listener_raising_on_step_skipped_fails_the_run(
     context: BaseStepContext, journal: list[str]
 ) -> None:
     listener = RecordingListener(fail_on=['step_skip'], fail_for='s')
@@ -244,26 +247,26 @@ def test_listener_raising_in_on_step_skip_fails_the_run(
 
 
 class FailsAt(RunListener):
-    """``on_progress`` raises once the overall figure reaches ``percent``."""
+    """Raises on ``Progress`` once the overall figure reaches ``percent``."""
 
     def __init__(self, percent: int) -> None:
         self.percent = percent
 
-    def on_progress(self, context: BaseStepContext, current: int, total: int) -> None:
-        if current >= self.percent:
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, Progress) and event.current >= self.percent:
             raise RuntimeError('cannot record progress')
 
 
-@pytest.mark.parametrize('trigger', ['on_step_skip', 'on_progress', 'progress_callback'])
+@pytest.mark.parametrize('trigger', ['StepSkipped', 'Progress', 'progress_callback'])
 def test_a_skipped_step_is_never_rolled_back_even_when_its_report_fails(
     context: BaseStepContext, journal: list[str], trigger: str
 ) -> None:
-    """Also when the failure comes from reporting the skip (a listener's ``on_step_skip``,
-    or the progress mark the skipped step reaches: ``on_progress`` or the callback)."""
+    """Also when the failure comes from reporting the skip (a listener of ``StepSkipped``,
+    or the progress mark the skipped step reaches: ``Progress`` or the callback)."""
     kwargs: dict[str, Any] = {}
-    if trigger == 'on_step_skip':
+    if trigger == 'StepSkipped':
         kwargs['listeners'] = [RecordingListener(fail_on=['step_skip'], fail_for='s')]
-    elif trigger == 'on_progress':
+    elif trigger == 'Progress':
         kwargs['listeners'] = [FailsAt(50)]
     else:
 
@@ -287,7 +290,7 @@ def test_a_skipped_step_is_never_rolled_back_even_when_its_report_fails(
     assert rollbacks(journal) == ['rollback:a']
 
 
-def test_listener_raising_in_on_step_reused_fails_the_run(
+def test_listener_raising_on_step_reused_fails_the_run(
     context: BaseStepContext, journal: list[str]
 ) -> None:
     old = StepResult(data={'rows': 3}, rollback_data={'ids': [7]})
@@ -459,15 +462,20 @@ def test_an_interrupt_in_an_empty_workflows_report_still_ends_the_run(
 def test_a_listener_may_record_rollback_data_when_a_step_starts(
     context: BaseStepContext,
 ) -> None:
-    """``on_step_start`` is inside the step: what it records is the step's to undo."""
+    """``StepStarted`` is inside the step: what its listener records is the step's to undo."""
 
     class Reserving(RunListener):
-        def on_step_start(self, context: BaseStepContext, step: StepInfo) -> None:
-            context.record_rollback(reservation=f'r-{step.name}')
+        def __init__(self, context: BaseStepContext) -> None:
+            self.context = context
+
+        def on_event(self, event: RunEvent) -> None:
+            if isinstance(event, StepStarted):
+                self.context.record_rollback(reservation=f'r-{event.step.name}')
 
     a = Step('a')
     with pytest.raises(StepExecutionError):
-        run(context, a, Step('b', action=raising(OSError('no'))), listeners=[Reserving()])
+        listeners = [Reserving(context)]
+        run(context, a, Step('b', action=raising(OSError('no'))), listeners=listeners)
     [undone] = a.rollback_results
     assert undone.rollback_data == {'reservation': 'r-a'}
 
@@ -696,8 +704,8 @@ def test_a_resumed_run_cancelled_between_reused_steps_undoes_all_of_them(
     holder: list[Orchestrator[Any]] = []
 
     class CancelOnReuse(RunListener):
-        def on_step_reused(self, context: BaseStepContext, step: StepInfo, result: Any) -> None:
-            if step.name == 'a':
+        def on_event(self, event: RunEvent) -> None:
+            if isinstance(event, StepReused) and event.step.name == 'a':
                 holder[0].cancel('stop')
 
     orchestrator: Orchestrator[Any] = Orchestrator(

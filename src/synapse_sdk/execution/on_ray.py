@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
@@ -35,21 +35,22 @@ except ImportError as error:  # pragma: no cover - exercised without the extra o
 from synapse_sdk.journal import Journal, JournalError
 from synapse_sdk.plugins.actions import ActionError, ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import (
-    BaseStepContext,
+    LIFECYCLE_EVENTS,
     RunCancelledError,
+    RunEvent,
     RunSummary,
     StepExecutionError,
-    StepInfo,
+    StepOverdue,
     StepResult,
     register_backend,
 )
+from synapse_sdk.plugins.steps.events import RELAYED
 from synapse_sdk.plugins.steps.fanout import windowed
 from synapse_sdk.runtime import Logger, RuntimeContext
+from synapse_sdk.runtime.loggers import LoggedEvent
 
 from .local import default_runtime, run_action
 from .recovery import rollback_run
-
-Event = tuple[Any, ...]
 
 
 # --- starting Ray --------------------------------------------------------------
@@ -102,87 +103,114 @@ def _ship_by_value(obj: object) -> None:
 
 
 # --- the worker side -----------------------------------------------------------
-class RelayLogger(Logger):
-    """Collects what the run shows (events, progress, metrics, step lifecycle) for the driver.
+@dataclass(frozen=True, slots=True)
+class _Log(LoggedEvent):
+    """A ``log`` call of the run, to show on the driver."""
 
+    def show(self, runtime: RuntimeContext) -> None:
+        runtime.log(self.event, self.data, self.file, self.level)
+
+
+@dataclass(frozen=True, slots=True)
+class _Progress:
+    """A ``set_progress`` call of the run, to show on the driver."""
+
+    current: float
+    total: float
+    category: str
+
+    def show(self, runtime: RuntimeContext) -> None:
+        runtime.set_progress(self.current, self.total, self.category)
+
+
+@dataclass(frozen=True, slots=True)
+class _Metrics:
+    """A ``set_metrics`` call of the run, to show on the driver."""
+
+    value: dict[str, Any]
+    category: str
+
+    def show(self, runtime: RuntimeContext) -> None:
+        runtime.set_metrics(self.value, self.category)
+
+
+Relayed = RunEvent | _Log | _Progress | _Metrics
+
+
+class RelayLogger(Logger):
+    """Collects what the run shows (events, progress, metrics, lifecycle events) for the driver.
+
+    Lifecycle events travel as they are, made portable (:func:`_portable_event`).
     Consecutive progress updates of one category are folded into the latest,
     so a step reporting every item costs the relay nothing.
     """
 
+    # not the in-step events: the overall figure travels as a set_progress call, and
+    # the worker journals the rollback data itself
+    listens_to = LIFECYCLE_EVENTS
+
     def __init__(self) -> None:
-        self._events: list[Event] = []
+        self._items: list[Relayed] = []
         self._lock = threading.Lock()
 
-    def drain(self) -> list[Event]:
+    def drain(self) -> list[Relayed]:
         with self._lock:
-            events, self._events = self._events, []
-        return events
+            items, self._items = self._items, []
+        return items
 
-    def _add(self, event: Event) -> None:
+    def _add(self, item: Relayed) -> None:
         with self._lock:
-            events = self._events
+            items = self._items
             if (
-                event[0] == 'progress'
-                and events
-                and events[-1][0] == 'progress'
-                and events[-1][3] == event[3]
+                isinstance(item, _Progress)
+                and items
+                and isinstance(items[-1], _Progress)
+                and items[-1].category == item.category
             ):
-                events[-1] = event
+                items[-1] = item
             else:
-                events.append(event)
+                items.append(item)
 
     def log(self, event: str, data: dict[str, Any], file: str | None, level: str) -> None:
-        self._add(('log', event, data, file, level))
+        self._add(_Log(event, data, file, level))
 
     def progress(self, current: float, total: float, category: str) -> None:
-        self._add(('progress', current, total, category))
+        self._add(_Progress(current, total, category))
 
     def metrics(self, value: dict[str, Any], category: str) -> None:
-        self._add(('metrics', value, category))
+        self._add(_Metrics(value, category))
 
-    def on_run_start(self, context: BaseStepContext, steps: Sequence[StepInfo]) -> None:
-        self._add(('on_run_start', [tuple(asdict(s).values()) for s in steps]))
+    def on_event(self, event: RunEvent) -> None:
+        self._add(_portable_event(event))
 
-    def on_step_start(self, context: BaseStepContext, step: StepInfo) -> None:
-        self._add(('on_step_start', _info(step)))
 
-    def on_step_end(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self._add(('on_step_end', _info(step), _result(result)))
+def _portable_event(event: RunEvent) -> RunEvent:
+    """``event`` as it can cross to the driver: results without their data (user objects,
+    maybe large or unpicklable), errors that unpickle, the context's state left behind."""
+    changes: dict[str, Any] = {}
+    for spec in dataclass_fields(event):
+        value = getattr(event, spec.name)
+        if spec.metadata.get(RELAYED, True) is False:
+            changes[spec.name] = {}
+        elif isinstance(value, StepResult):
+            changes[spec.name] = _slim(value)
+        elif isinstance(value, RunSummary) and value.error is not None:
+            changes[spec.name] = replace(value, error=_portable_any(value.error))
+        elif isinstance(value, BaseException):
+            changes[spec.name] = _portable_any(value)
+    return replace(event, **changes) if changes else event
 
-    def on_step_skip(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self._add(('on_step_skip', _info(step), _result(result)))
 
-    def on_step_reused(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self._add(('on_step_reused', _info(step), _result(result)))
-
-    def on_rollback_start(
-        self, context: BaseStepContext, step: StepInfo, result: StepResult
-    ) -> None:
-        self._add(('on_rollback_start', _info(step), _result(result)))
-
-    def on_rollback_end(
-        self, context: BaseStepContext, step: StepInfo, error: BaseException | None
-    ) -> None:
-        self._add(('on_rollback_end', _info(step), None if error is None else str(error)))
-
-    def on_step_retry(
-        self,
-        context: BaseStepContext,
-        step: StepInfo,
-        attempt: int,
-        result: StepResult,
-        delay: float,
-    ) -> None:
-        self._add(('on_step_retry', _info(step), attempt, _result(result), delay))
-
-    def on_step_overdue(self, context: BaseStepContext, step: StepInfo, limit: float) -> None:
-        self._add(('overdue', step.name, limit))
-
-    def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
-        fields = {f.name: getattr(summary, f.name) for f in dataclass_fields(summary)}
-        error = fields['error']
-        fields['error'] = None if error is None else _portable_any(error)
-        self._add(('on_run_end', fields))
+def _slim(result: StepResult) -> StepResult:
+    return StepResult(
+        success=result.success,
+        error=result.error,
+        skipped=result.skipped,
+        timestamp=result.timestamp,
+        step_name=result.step_name,
+        duration_seconds=result.duration_seconds,
+        attempts=result.attempts,
+    )
 
 
 def _portable_any(error: BaseException) -> BaseException:
@@ -194,20 +222,6 @@ def _portable_any(error: BaseException) -> BaseException:
 def _first_line(error: BaseException) -> str:
     text = re.sub(r'\x1b\[[0-9;]*m', '', str(error))  # no terminal colours in a message
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
-
-
-def _info(step: StepInfo) -> tuple[int, str, float]:
-    return (step.index, step.name, step.weight)
-
-
-def _result(result: StepResult) -> dict[str, Any]:
-    return {
-        'success': result.success,
-        'error': result.error,
-        'skipped': result.skipped,
-        'duration_seconds': result.duration_seconds,
-        'step_name': result.step_name,
-    }
 
 
 @ray.remote(max_concurrency=4)
@@ -250,7 +264,7 @@ class RunHost:
             return {'status': 'error', 'error': _portable(error)}
         return {'status': 'succeeded', 'result': result}
 
-    def drain(self) -> list[Event]:
+    def drain(self) -> list[Relayed]:
         return self.relay.drain()
 
     def cancel(self, reason: str) -> None:
@@ -278,6 +292,16 @@ def _outcome(status: str, error: StepExecutionError) -> dict[str, Any]:
 
 
 # --- the driver side -----------------------------------------------------------
+def replay(items: list[Relayed], runtime: RuntimeContext) -> None:
+    """The worker's events and calls, handed to the driver's loggers as they came."""
+    for item in items:
+        if not isinstance(item, RunEvent):
+            item.show(runtime)
+        elif not isinstance(item, StepOverdue):  # that one the driver acts on itself
+            for logger in runtime.loggers:
+                logger.on_event(item)
+
+
 class RayExecutor:
     """Runs actions on Ray: ``RayExecutor(address=None).run(ActionClass, params)``.
 
@@ -342,13 +366,13 @@ class RayExecutor:
             while True:
                 ready, _ = ray.wait([ref], timeout=self.poll_interval)
                 events = ray.get(host.drain.remote())
-                self._replay(events, ctx)
+                replay(events, ctx)
                 if ready:
                     return dict(ray.get(ref))
-                overdue = [e for e in events if e[0] == 'overdue']
+                overdue = [e for e in events if isinstance(e, StepOverdue)]
                 if overdue:  # stuck past its timeout where no thread can stop it: end it
                     ray.kill(host)
-                    _, step, limit = overdue[0]
+                    step, limit = overdue[0].step.name, overdue[0].limit
                     return {
                         'status': 'killed',
                         'message': f"step '{step}' exceeded its timeout of {limit:g}s and "
@@ -368,22 +392,6 @@ class RayExecutor:
             ray.kill(host)
             self._mark_pending(ctx.run_id)
             raise
-
-    def _replay(self, events: list[Event], runtime: RuntimeContext) -> None:
-        context = BaseStepContext(runtime_ctx=runtime)
-        for event in events:
-            kind = event[0]
-            if kind == 'overdue':
-                continue
-            if kind == 'log':
-                runtime.log(event[1], event[2], event[3], event[4])
-            elif kind == 'progress':
-                runtime.set_progress(event[1], event[2], event[3])
-            elif kind == 'metrics':
-                runtime.set_metrics(event[1], event[2])
-            else:
-                for logger in runtime.loggers:
-                    _replay_lifecycle(logger, kind, event[1:], context)
 
     def _conclude(
         self, outcome: dict[str, Any], ctx: RuntimeContext, action: type[BaseAction[Any]]
@@ -453,27 +461,6 @@ class RayExecutor:
                 )
         except JournalError:
             pass
-
-
-def _replay_lifecycle(
-    logger: Logger, kind: str, args: tuple[Any, ...], context: BaseStepContext
-) -> None:
-    if kind == 'on_run_start':
-        logger.on_run_start(context, [StepInfo(*s) for s in args[0]])
-    elif kind in ('on_step_start',):
-        logger.on_step_start(context, StepInfo(*args[0]))
-    elif kind in ('on_step_end', 'on_step_skip', 'on_step_reused', 'on_rollback_start'):
-        getattr(logger, kind)(context, StepInfo(*args[0]), StepResult(**args[1]))
-    elif kind == 'on_rollback_end':
-        error = None if args[1] is None else RuntimeError(args[1])
-        logger.on_rollback_end(context, StepInfo(*args[0]), error)
-    elif kind == 'on_step_retry':
-        info, attempt, result, delay = args
-        logger.on_step_retry(context, StepInfo(*info), attempt, StepResult(**result), delay)
-    elif kind == 'on_run_end':
-        fields = dict(args[0])
-        fields['rollback_errors'] = tuple(fields['rollback_errors'])
-        logger.on_run_end(context, RunSummary(**fields))
 
 
 # --- context.map(..., backend='ray') -------------------------------------------

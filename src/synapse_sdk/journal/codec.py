@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path, PurePath
 from typing import Any
 
 from synapse_sdk.plugins.steps import BaseStepContext
+from synapse_sdk.plugins.steps.context import STATE, context_state, state_fields
 
 from .errors import SnapshotError
 
 _TAG = '__synapse__'
-SNAPSHOT = 'snapshot'
+SNAPSHOT = STATE
 """Field metadata key: ``field(..., metadata={'snapshot': False})`` keeps a field out."""
-
-_BASE_FIELDS = {f.name for f in dataclasses.fields(BaseStepContext)}
 
 
 _ENCODER = json.JSONEncoder(separators=(',', ':'), allow_nan=False)
@@ -82,24 +81,16 @@ def _decode(obj: dict[str, Any]) -> Any:
 
 def snapshot_fields(context: BaseStepContext) -> tuple[str, ...]:
     """The context's own fields a snapshot keeps (not the runtime, not the bookkeeping)."""
-    cls = type(context)
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.name not in _BASE_FIELDS and f.metadata.get(SNAPSHOT, True)
-        )
-    return names
-
-
-_FIELDS: dict[type, tuple[str, ...]] = {}
+    return state_fields(context)
 
 
 def snapshot(context: BaseStepContext) -> str:
-    name = type(context).__name__
-    values = {field: getattr(context, field) for field in snapshot_fields(context)}
-    return to_json(values, name)
+    return snapshot_of(context_state(context), type(context).__name__)
+
+
+def snapshot_of(state: Mapping[str, Any], context_type: str) -> str:
+    """The snapshot of a context's state (as ``StepEnded`` carries it); errors name the type."""
+    return to_json(dict(state), context_type)
 
 
 def restore(context: BaseStepContext, text: str | None) -> None:

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from time import monotonic
 from typing import Any
 
-from synapse_sdk.plugins.steps import BaseStepContext, RunListener, RunSummary, StepInfo, StepResult
+from synapse_sdk.plugins.steps import (
+    LIFECYCLE_EVENTS,
+    Progress,
+    RollbackData,
+    RollbackEnded,
+    RollbackStarted,
+    RunEnded,
+    RunEvent,
+    RunListener,
+    RunStarted,
+    RunSummary,
+    StepEnded,
+    StepInfo,
+    StepResult,
+    StepRetrying,
+    StepReused,
+    StepSkipped,
+    StepStarted,
+)
 from synapse_sdk.plugins.steps.result import describe_exception
 
-from .codec import snapshot, to_json
+from .codec import snapshot_of, to_json
 from .store import Journal, now
 
 
@@ -27,6 +45,7 @@ class JournalListener(RunListener):
     """
 
     PROGRESS_INTERVAL = 0.5
+    listens_to = (*LIFECYCLE_EVENTS, RollbackData, Progress)  # not StepProgress
 
     def __init__(self, journal: Journal, run_id: str) -> None:
         self.journal = journal
@@ -37,7 +56,33 @@ class JournalListener(RunListener):
         self._progress_at = 0.0
         self._progress: int | None = None  # not yet written
 
-    def on_run_start(self, context: BaseStepContext, steps: Sequence[StepInfo]) -> None:
+    def on_event(self, event: RunEvent) -> None:
+        match event:
+            case StepStarted(step=step):
+                self._step_started(step)
+            case RollbackData(step=step, values=values, append_to=append_to):
+                self._rollback_data(step, values, append_to)
+            case Progress(current=current, total=total):
+                self._progress_moved(current, total)
+            case StepEnded():
+                self._step_ended(event)
+            case StepSkipped(step=step):
+                self._conclude(step, None, 'skipped')
+            case StepReused(step=step):
+                self._conclude(step, None, 'reused')
+            case StepRetrying(step=step, attempt=attempt, result=result):
+                self._step_retrying(step, attempt, result)
+            case RollbackStarted(step=step):
+                if step.index == self._premarked:  # announced, never begun: take it back
+                    self._unannounce()
+            case RollbackEnded(step=step, error=error):
+                self._rolled_back(step, error)
+            case RunStarted(steps=steps):
+                self._run_started(steps)
+            case RunEnded(summary=summary):
+                self._run_ended(summary)
+
+    def _run_started(self, steps: Sequence[StepInfo]) -> None:
         self._steps = len(steps)
         with self.journal.transaction() as db:
             db.executemany(
@@ -50,17 +95,13 @@ class JournalListener(RunListener):
                 db.execute(_START_STEP, (now(), self.run_id, 0))
                 self._premarked = 0
 
-    def on_step_start(self, context: BaseStepContext, step: StepInfo) -> None:
+    def _step_started(self, step: StepInfo) -> None:
         if self._premarked != step.index:  # not announced ahead: write it now
             self.journal.db.execute(_START_STEP, (now(), self.run_id, step.index))
         self._premarked = None
 
-    def on_rollback_data(
-        self,
-        context: BaseStepContext,
-        step: StepInfo,
-        values: dict[str, Any],
-        append_to: str | None,
+    def _rollback_data(
+        self, step: StepInfo, values: Mapping[str, Any], append_to: str | None
     ) -> None:
         rows = [
             (
@@ -78,14 +119,7 @@ class JournalListener(RunListener):
         )
         self._recorded.add(step.index)
 
-    def on_step_retry(
-        self,
-        context: BaseStepContext,
-        step: StepInfo,
-        attempt: int,
-        result: StepResult,
-        delay: float,
-    ) -> None:
+    def _step_retrying(self, step: StepInfo, attempt: int, result: StepResult) -> None:
         # The failed attempt's partial work is rolled back before the next one, so its
         # recorded rollback data is cleared with it; the next attempt records its own.
         with self.journal.transaction() as db:
@@ -98,7 +132,7 @@ class JournalListener(RunListener):
                 (self.run_id, step.index),
             )
 
-    def on_progress(self, context: BaseStepContext, current: int, total: int) -> None:
+    def _progress_moved(self, current: int, total: int) -> None:
         self._progress = current * 100 // total
         moment = monotonic()
         if moment - self._progress_at >= self.PROGRESS_INTERVAL:
@@ -112,11 +146,12 @@ class JournalListener(RunListener):
             )
             self._progress = None
 
-    def on_step_end(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
+    def _step_ended(self, event: StepEnded) -> None:
+        step, result = event.step, event.result
         where = f"step '{step.name}'"
         data = to_json(result.data, f'{where} result.data')
         rollback_data = to_json(result.rollback_data, f'{where} result.rollback_data')
-        state = snapshot(context) if result.success else None
+        state = snapshot_of(event.context_state, event.context_type) if result.success else None
         row = (
             'succeeded' if result.success else 'failed',
             now(),
@@ -148,12 +183,6 @@ class JournalListener(RunListener):
                     "UPDATE runs SET status = 'failed', error = ? WHERE id = ?",
                     (f"Step '{step.name}' failed: {result.error}", self.run_id),
                 )
-
-    def on_step_skip(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self._conclude(step, None, 'skipped')
-
-    def on_step_reused(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self._conclude(step, None, 'reused')
 
     def _conclude(
         self, step: StepInfo, row: tuple[Any, ...] | None, status: str = 'succeeded'
@@ -188,21 +217,13 @@ class JournalListener(RunListener):
         self.journal.db.execute(_CONCLUDE_STEP, values)
         self._premarked = following if following >= 0 else None
 
-    def on_rollback_start(
-        self, context: BaseStepContext, step: StepInfo, result: StepResult
-    ) -> None:
-        if step.index == self._premarked:  # announced, never begun: take the attempt back
-            self._unannounce()
-
-    def on_rollback_end(
-        self, context: BaseStepContext, step: StepInfo, error: BaseException | None
-    ) -> None:
+    def _rolled_back(self, step: StepInfo, error: BaseException | None) -> None:
         if error is None:
             self._mark(step, 'rolled_back')
         else:
             self._mark(step, 'rollback_failed', f'{type(error).__name__}: {error}')
 
-    def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
+    def _run_ended(self, summary: RunSummary) -> None:
         self._write_progress()
         if self._premarked is not None:  # announced, but the run ended before it began
             self._unannounce()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 
 class FakeClock:
-    """Pass ``clock.sleep`` as ``RuntimeContext(sleep=...)`` or ``Orchestrator(sleep=...)``,
-    and the clock itself as ``Orchestrator(clock=...)``.
+    """A :class:`~synapse_sdk.plugins.steps.Clock`: pass it as ``Orchestrator(clock=...)``
+    (durations are read from it, the waits between retry attempts spent on it), or its
+    ``sleep`` as ``RuntimeContext(sleep=...)``.
 
     Every sleep returns at once; ``sleeps`` lists the requested delays and
     ``now`` (also what calling the clock returns) is the total time that

@@ -8,10 +8,10 @@ from typing import Any
 
 from synapse_sdk.plugins.steps import (
     BaseStep,
-    BaseStepContext,
+    RunEvent,
     RunListener,
-    StepInfo,
     StepResult,
+    StepStarted,
     StepWrapper,
 )
 from synapse_sdk.runtime import RuntimeContext
@@ -68,11 +68,13 @@ class FaultyStep(StepWrapper[Any]):
 class CancelAt(RunListener):
     """Cancels the run (through ``runtime.cancel``) when ``step`` starts."""
 
+    listens_to = (StepStarted,)
+
     def __init__(self, runtime: RuntimeContext, step: str, reason: str = 'cancelled by test'):
         self.runtime = runtime
         self.step = step
         self.reason = reason
 
-    def on_step_start(self, context: BaseStepContext, step: StepInfo) -> None:
-        if step.name == self.step:
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, StepStarted) and event.step.name == self.step:
             self.runtime.cancel(self.reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -178,3 +179,35 @@ class BaseStepContext:
                 'call it from a step executed by an Orchestrator'
             )
         return run
+
+
+STATE = 'snapshot'
+"""Field metadata key: ``field(..., metadata={'snapshot': False})`` keeps a field out of the
+context's state (what ``StepEnded`` carries and the run journal snapshots)."""
+
+_BASE_FIELDS = frozenset(f.name for f in dataclasses.fields(BaseStepContext))
+_STATE_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def state_fields(context: BaseStepContext) -> tuple[str, ...]:
+    """The context's own fields that make up its state (not the runtime, not the bookkeeping)."""
+    cls = type(context)
+    names = _STATE_FIELDS.get(cls)
+    if names is None:
+        names = _STATE_FIELDS[cls] = tuple(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in _BASE_FIELDS and f.metadata.get(STATE, True)
+        )
+    return names
+
+
+def context_state(context: BaseStepContext) -> dict[str, Any]:
+    """The context's state: its own fields' values (the objects themselves, not copies)."""
+    return {name: getattr(context, name) for name in state_fields(context)}
+
+
+def run_id_of(context: BaseStepContext) -> str | None:
+    """The run's id as the runtime names it; None for a runtime that names none."""
+    run_id = getattr(context.runtime_ctx, 'job_id', None)
+    return run_id if isinstance(run_id, str) else None

@@ -1,4 +1,20 @@
-"""Runs a registry's steps in order, with weighted progress, retries, timeouts and rollback."""
+"""Runs a registry's steps in order, with weighted progress, retries, timeouts and rollback.
+
+The run goes down a chain of methods, each doing one thing (as httpx's
+``send -> _send_handling_auth -> _send_handling_redirects -> _send_single_request``)::
+
+    execute                  the runner of async steps is closed afterwards
+      _run                   once: open the run, its steps, the final 100, RunEnded
+        _run_steps           each step reused, skipped or executed; a failure goes to _fail
+          _run_guarded       a step with a retry policy or a timeout: attempts, _retry between
+            _attempt         one attempt, within the step's timeout
+        _fail                the failed result (_failure), undo what ran, RunEnded, raise
+          _undo              the failed step first, then every step whose work stands
+            _rollback        each rollback(), newest first; one failing stops no other
+
+The run's state lives in :class:`ActiveRun`, which makes the changes to it (but for
+the plain step's path in ``_run_steps``: see there).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +25,33 @@ import inspect
 import random
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from time import perf_counter
-from typing import Any, Generic
+from time import time
+from typing import Any, Generic, NoReturn
 
 from .base import BaseStep, C
 from .cancellation import CancelToken, StepCancelled, StepInterrupted, StepTimeoutError
+from .clock import Clock, clock_of, reader
 from .errors import RunCancelledError, StepExecutionError
-from .listeners import RunListener, RunSummary, StepInfo
-from .registry import Guard, RunPlan, StepRegistry
+from .events import (
+    Progress,
+    RollbackEnded,
+    RollbackStarted,
+    RunEnded,
+    RunStarted,
+    RunSummary,
+    StepEnded,
+    StepInfo,
+    StepOverdue,
+    StepRetrying,
+    StepStarted,
+)
+from .listeners import RunListener
+from .registry import Guard, StepRegistry
 from .result import StepResult, describe_exception
 from .run_state import ActiveRun, ProgressCallback
+
+# what a failure undoes: the step, as listeners see it, and the result rollback() gets
+Undo = tuple[BaseStep[Any], StepInfo, StepResult]
 
 
 class Orchestrator(Generic[C]):
@@ -28,21 +61,24 @@ class Orchestrator(Generic[C]):
     (``total`` is always 100): weighted, only ever increasing, each value
     once, ending at exactly 100 on success.
 
-    ``listeners`` receive the run's lifecycle events (see
-    :mod:`.listeners`). ``completed`` maps step names to results of an
-    earlier run of the same workflow: those steps are not executed again
-    but count as done and are rolled back with their old result if a later
-    step fails (this is how a run is resumed).
+    ``listeners`` receive the run's lifecycle events (see :mod:`.events`).
+    ``completed`` maps step names to results of an earlier run of the same
+    workflow: those steps are not executed again but count as done and are
+    rolled back with their old result if a later step fails (this is how a
+    run is resumed).
 
     ``cancel_token`` lets the outside stop the run (``cancel()`` does the
-    same); ``sleep`` replaces the wait between retry attempts (tests pass a
-    fake clock's); ``rng`` draws the retry jitter.
+    same); ``rng`` draws the retry jitter.
+
+    ``clock`` is the run's time (:class:`~.clock.Clock`): read for durations,
+    spent by the wait between retry attempts; tests pass a ``FakeClock``. By
+    default ``time.perf_counter`` and a wait a cancel cuts short. ``sleep``
+    replaces only the waits (what ``RuntimeContext(sleep=...)`` passes on).
 
     ``timing``: whether to measure each result's ``duration_seconds``.
     By default a run measures when it has listeners (the loggers and the
     journal show durations; every action run has them) and skips the clock
     otherwise, as it is a good part of the per-step cost of a bare run.
-    ``clock`` (seconds, default ``time.perf_counter``) is what it reads.
     """
 
     def __init__(
@@ -57,7 +93,7 @@ class Orchestrator(Generic[C]):
         sleep: Callable[[float], None] | None = None,
         rng: random.Random | None = None,
         timing: bool | None = None,
-        clock: Callable[[], float] | None = None,
+        clock: Clock | Callable[[], float] | None = None,
     ) -> None:
         self.registry = registry
         self.context = context
@@ -65,10 +101,9 @@ class Orchestrator(Generic[C]):
         self.listeners: list[RunListener] = list(listeners)
         self.completed: dict[str, StepResult] = dict(completed or {})
         self.cancel_token = cancel_token if cancel_token is not None else CancelToken()
-        self._sleep = sleep
+        self.clock: Clock = clock_of(clock, sleep, self.cancel_token)
         self._rng = rng
         self.timing = timing
-        self._clock = clock if clock is not None else perf_counter
         self._started = False
         self.timeout_grace = _Deadline.GRACE
         self._runner: asyncio.Runner | None = None
@@ -115,157 +150,11 @@ class Orchestrator(Generic[C]):
         Async steps are run on an event loop of the run's own.
         """
         try:
-            return self._execute()
+            return self._run()
         finally:
             if self._runner is not None:
                 self._runner.close()
                 self._runner = None
-
-    def _execute(self) -> dict[str, Any]:
-        if self._started:
-            raise RuntimeError(
-                'this Orchestrator has already run; create a new Orchestrator '
-                '(with a fresh context) for each run'
-            )
-        self._started = True
-        context = self.context
-        listeners = self.listeners
-        completed = self.completed
-        plan = self.registry.plan()
-        progress = plan.progress
-        run = ActiveRun(context, plan, self.progress_callback, listeners)
-        # the result of each executed or reused step, by index: what a failure rolls back
-        outcomes: list[StepResult | None] = [None] * len(plan.steps)
-        skipped = reused = 0
-        mark_steps = iter(progress.mark_steps)
-        mark_percents = iter(progress.mark_percents)
-        next_mark = next(mark_steps, -1)
-
-        # The loop below runs once per step: keep it lean. Listener events are
-        # guarded by ``if listeners:`` (the list is live: a listener may add
-        # another) and StepInfo objects are only built when someone needs them.
-        if listeners:
-            infos = run.infos()
-            for listener in listeners:
-                listener.on_run_start(context, infos)
-        token = self.cancel_token
-
-        def on_cancel(reason: str) -> None:
-            run.stop = StepCancelled(reason)
-
-        token.subscribe(on_cancel)
-        context._active_run = run
-        # bound once: the loop below is the hot path
-        record = context.step_results.append
-        clock = self._clock
-        result_type = StepResult
-        # A step's duration runs from its can_skip() to the return of execute(); on a timed
-        # run, the clock reading at one step's end is the next one's start (read again after
-        # a skipped or reused step). Time spent in listeners and the progress callback is
-        # added up in ``run.excluded`` and taken off.
-        timed = self.timing if self.timing is not None else bool(listeners)
-        run.clock = clock if timed else None
-        last = clock() if timed else 0.0
-        try:
-            for index, step, name, guard in plan.entries:
-                context.current_step = name
-                result: StepResult | None = None
-                try:
-                    if run.stop is not None:  # set by a cancel
-                        raise StepCancelled(token.reason or 'cancelled', before_step=True)
-                    if completed and name in completed:
-                        result = outcomes[index] = completed[name]
-                        reused += 1
-                        if listeners:
-                            run.tell('on_step_reused', index, result)
-                        if timed:
-                            last = clock()
-                            run.excluded = 0.0
-                    elif (skip := step.can_skip(context)) is False or not _is_true(skip, self):
-                        run.index = index
-                        if listeners:
-                            run.tell('on_step_start', index)
-                        if guard is None:
-                            returned = step.execute(context)
-                            if not isinstance(returned, result_type):
-                                returned = self._settle(name, returned)
-                        else:
-                            returned = self._execute_guarded(step, guard, run.info(index), run)
-                        result = returned
-                        if timed:
-                            ended = clock()
-                            result.duration_seconds = ended - last - run.excluded
-                            run.excluded = 0.0
-                            last = ended
-                        result.step_name = name
-                        run.index = None
-                        if run.partial:
-                            result.rollback_data = {**run.partial, **result.rollback_data}
-                            run.partial = {}
-                        record(result)
-                        if not result.success:
-                            raise _ReturnedFailure
-                        outcomes[index] = result
-                        if listeners:
-                            run.tell('on_step_end', index, result)
-                    else:
-                        result = StepResult(skipped=True, step_name=name)
-                        record(result)
-                        skipped += 1
-                        if listeners:
-                            run.tell('on_step_skip', index, result)
-                        if timed:
-                            last = clock()
-                            run.excluded = 0.0
-                    if index == next_mark:
-                        run.emit(next(mark_percents))
-                        next_mark = next(mark_steps, -1)
-                except BaseException as exc:
-                    began = last if timed else None
-                    self._fail(plan, index, run, outcomes, result, exc, (skipped, reused), began)
-                    raise  # not reached: _fail always raises
-
-            self._conclude(plan, run, outcomes, (skipped, reused))
-            executed = len(outcomes) - skipped - reused
-            summary = RunSummary(True, executed, skipped, reused, len(outcomes))
-            self._notify_safely('on_run_end', None, context, summary)
-        finally:
-            token.unsubscribe(on_cancel)
-            context._active_run = None
-            context.current_step = None
-        return {
-            'success': True,
-            'steps_executed': executed,
-            'steps_total': len(outcomes),
-            'steps_skipped': skipped,
-            'steps_reused': reused,
-        }
-
-    def _conclude(
-        self,
-        plan: RunPlan[C],
-        run: ActiveRun,
-        outcomes: list[StepResult | None],
-        counts: tuple[int, int],
-    ) -> None:
-        """After the last step: a cancel that came while it ran, then the final 100.
-
-        A cancel the last step did not heed still cancels the run, as it would have
-        between two steps; an interrupt in the final report rolls back like one
-        anywhere else. ``execute()`` raises only after rolling back.
-        """
-        last = len(outcomes) - 1
-        try:
-            if run.stop is not None and last >= 0:
-                raise StepCancelled(self.cancel_token.reason or 'cancelled')
-            self._report_done(run)
-        except BaseException as exc:
-            if last < 0:  # no steps: nothing ran, nothing to undo
-                summary = RunSummary(False, 0, 0, 0, 0, error=exc)
-                self._notify_safely('on_run_end', None, self.context, summary)
-                raise
-            result = outcomes[last] or self.context.step_results[-1]
-            self._fail(plan, last, run, outcomes, result, exc, counts, None)
 
     def rollback(self, results: Mapping[str, StepResult]) -> list[str]:
         """Roll back the named steps, newest first, without executing anything.
@@ -278,71 +167,268 @@ class Orchestrator(Generic[C]):
         unknown = set(results) - set(plan.names)
         if unknown:
             raise ValueError(f'no such steps in the registry: {", ".join(sorted(unknown))}')
-        entries = [
-            (step, StepInfo(index, name, plan.weights[index]), results[name])
+        run = ActiveRun(self.context, plan, None, self.listeners)
+        entries: list[Undo] = [
+            (step, run.info(index), results[name])
             for index, step, name, _ in reversed(plan.entries)
             if name in results
         ]
-        return self._rollback(entries)
+        return self._rollback(run, entries)
 
-    # the slow path: retries, timeouts, async -------------------------------------
-    def _execute_guarded(
-        self, step: BaseStep[C], guard: Guard, info: StepInfo, run: ActiveRun
-    ) -> StepResult:
-        """``step.execute`` under its retry policy and timeout."""
-        policy, timeout = guard
-        attempt = 1
-        while True:
-            run.attempt = attempt
+    # the run, down the chain ------------------------------------------------------
+    def _run(self) -> dict[str, Any]:
+        """Once: open the run, run its steps, report the final 100; listeners hear how it ended."""
+        if self._started:
+            raise RuntimeError(
+                'this Orchestrator has already run; create a new Orchestrator '
+                '(with a fresh context) for each run'
+            )
+        self._started = True
+        listeners = self.listeners
+        timed = self.timing if self.timing is not None else bool(listeners)
+        read = reader(self.clock) if timed else None
+        run = ActiveRun(self.context, self.registry.plan(), self.progress_callback, listeners, read)
+        if listeners:
+            run.deliver(RunStarted(run.run_id, time(), tuple(run.infos())))
+        run.open(self.cancel_token)
+        try:
+            self._run_steps(run)
+            self._conclude(run)
+            summary = run.summary()
+            if listeners:
+                run.deliver_safely(RunEnded(run.run_id, time(), summary))
+        finally:
+            run.close(self.cancel_token)
+        return {
+            'success': True,
+            'steps_executed': summary.steps_executed,
+            'steps_total': summary.steps_total,
+            'steps_skipped': summary.steps_skipped,
+            'steps_reused': summary.steps_reused,
+        }
+
+    def _run_steps(self, run: ActiveRun) -> None:
+        """Each step in order: reused, skipped or executed; the first failure undoes what ran.
+
+        This loop runs once per step, so the path of a plain step (no retry, no timeout)
+        is written out here and sets the run's per-step fields (``index``, ``result``,
+        ``outcomes``) itself: a method call per step would cost a good part of the
+        orchestrator's overhead (``benchmarks/orchestrator_overhead.py``). Every other
+        change to the run is a method of :class:`ActiveRun`. Listener events are only
+        made when there are listeners (the list is live: a listener may add another).
+        """
+        context, completed, listeners = self.context, self.completed, self.listeners
+        record, outcomes, timed = run.record, run.outcomes, run.read is not None
+        marks = zip(run.progress.mark_steps, run.progress.mark_percents, strict=True)
+        next_mark, percent = next(marks, (-1, 0))
+        for index, step, name, guard in run.plan.entries:
+            context.current_step = name
+            run.result = None
             try:
-                with _Deadline(self, run, info, timeout):
-                    returned = step.execute(self.context)
-                    if not isinstance(returned, StepResult):
-                        returned = self._settle(info.name, returned, timeout)
-                if run.stop is not None and not isinstance(run.stop, StepCancelled):
-                    # out of time, even if it returned: its result is not trusted, but
-                    # what it says to undo is
-                    run.partial = {**run.partial, **returned.rollback_data}
-                    raise run.stop
-                returned.attempts = attempt
-                run.attempt = 1
-                return returned
+                if run.stop is not None:  # set by a cancel
+                    raise StepCancelled(self.cancel_token.reason or 'cancelled', before_step=True)
+                if completed and name in completed:
+                    run.reuse(index, completed[name])
+                elif (skip := step.can_skip(context)) is False or not _is_true(skip, self):
+                    run.index = index
+                    if listeners:
+                        run.tell(StepStarted, index)
+                    if guard is None:
+                        result = step.execute(context)
+                        if not isinstance(result, StepResult):
+                            result = self._settle(name, result)
+                    else:
+                        result = self._run_guarded(run, index, step, guard)
+                    if timed:
+                        run.time_step(result)
+                    result.step_name = name
+                    run.index = None
+                    if run.partial:  # recorded on the way: part of what the step did
+                        run.take_partial(result)
+                    record(result)
+                    run.result = result
+                    if not result.success:
+                        raise _ReturnedFailure
+                    outcomes[index] = result
+                    if listeners:
+                        run.tell_ended(index, result)
+                else:
+                    run.skip(index)
+                if index == next_mark:
+                    run.emit(percent)
+                    next_mark, percent = next(marks, (-1, 0))
+            except BaseException as exc:
+                self._fail(run, index, exc)
+
+    def _run_guarded(
+        self, run: ActiveRun, index: int, step: BaseStep[C], guard: Guard
+    ) -> StepResult:
+        """``step.execute`` under its retry policy: attempts until one works or may not retry."""
+        policy, timeout = guard
+        info = run.info(index)
+        while True:
+            try:
+                return run.attempts_done(self._attempt(run, info, step, timeout))
             except (Exception, _HardStop) as exc:
                 error = _timeout_of(exc, run, info, timeout)
-                if policy is None or isinstance(error, StepCancelled):
+                if (
+                    policy is None
+                    or isinstance(error, StepCancelled)
+                    or not policy.should_retry(error, run.attempt)
+                ):
                     raise error from (None if error is exc else exc)
-                if not policy.should_retry(error, attempt):
-                    raise error from (None if error is exc else exc)
-                self._retry(step, info, run, attempt, error, policy.delay(attempt, self.rng))
-                attempt += 1
+                self._retry(run, info, step, error, policy.delay(run.attempt, self.rng))
+
+    def _attempt(
+        self, run: ActiveRun, info: StepInfo, step: BaseStep[C], timeout: float | None
+    ) -> StepResult:
+        """One attempt, within the step's timeout; a result that comes too late is not trusted."""
+        with _Deadline(self, run, info, timeout):
+            returned = step.execute(self.context)
+            if not isinstance(returned, StepResult):
+                returned = self._settle(info.name, returned, timeout)
+        if run.stop is not None and not isinstance(run.stop, StepCancelled):
+            run.keep_rollback_data(returned)  # out of time: what it says to undo still counts
+            raise run.stop
+        return returned
 
     def _retry(
-        self,
-        step: BaseStep[C],
-        info: StepInfo,
-        run: ActiveRun,
-        attempt: int,
-        error: Exception,
-        delay: float,
+        self, run: ActiveRun, info: StepInfo, step: BaseStep[C], error: Exception, delay: float
     ) -> None:
         """Undo the failed attempt's partial work, tell the listeners, wait."""
-        failed = StepResult.from_exception(error, rollback_data=dict(run.partial))
-        failed.step_name = info.name
-        failed.attempts = attempt
+        failed = run.failed_attempt(info.index, error)
         # Undo the attempt first: if that raises, the retries end and the run's
         # rollback still has this attempt's data (in memory and in the journal).
         self._call(step.rollback, self.context, failed)
-        run.partial = {}
-        run.stop = None
+        run.next_attempt()
         if self.listeners:
-            run.tell('on_step_retry', info.index, attempt, failed, delay)
-        if self._sleep is not None:
-            self._sleep(delay)
-        elif self.cancel_token.wait(delay):
-            raise StepCancelled(self.cancel_token.reason or 'cancelled')
+            run.tell(StepRetrying, info.index, failed.attempts, failed, delay)
+        self.clock.sleep(delay)
         if self.cancel_token.reason is not None:
             raise StepCancelled(self.cancel_token.reason)
 
+    def _conclude(self, run: ActiveRun) -> None:
+        """After the last step: a cancel that came while it ran, then the final 100.
+
+        A cancel the last step did not heed still cancels the run, as it would have
+        between two steps; an interrupt in the final report rolls back like one
+        anywhere else. ``execute()`` raises only after rolling back.
+        """
+        last = len(run.outcomes) - 1
+        try:
+            if run.stop is not None and last >= 0:
+                raise StepCancelled(self.cancel_token.reason or 'cancelled')
+            self._report_done(run)
+        except BaseException as exc:
+            if last < 0:  # no steps: nothing ran, nothing to undo
+                if self.listeners:
+                    summary = RunSummary(False, 0, 0, 0, 0, error=exc)
+                    run.deliver_safely(RunEnded(run.run_id, time(), summary))
+                raise
+            self._fail(run, last, exc)
+
+    def _report_done(self, run: ActiveRun) -> None:
+        """The final 100: every step succeeded, so a failing report is noted, not fatal."""
+        if not run.reach_100():
+            return
+        if run.callback is not None:
+            try:
+                run.callback(100, 100)
+            except Exception as exc:
+                message = f'progress callback failed: {describe_exception(exc)}'
+                self.context.errors.append(message)
+        if self.listeners:
+            run.deliver_safely(Progress(run.run_id, time(), 100, 100))
+
+    # the failure path ---------------------------------------------------------------
+    def _fail(self, run: ActiveRun, index: int, exc: BaseException) -> NoReturn:
+        """Step ``index`` failed with ``exc``: its failed result, undo what ran, raise."""
+        result, undo, cause = self._failure(run, index, exc)
+        run.abandon()
+        errors = tuple(self._undo(run, index, undo))
+        if self.listeners:
+            summary = run.summary(index, cause, errors)
+            run.deliver_safely(RunEnded(run.run_id, time(), summary))
+        if cause is not None and not isinstance(cause, Exception):
+            raise cause  # KeyboardInterrupt / SystemExit: rolled back, now re-raised as is
+        name = run.names[index]
+        if isinstance(cause, StepCancelled):
+            raise RunCancelledError(name, result, list(errors), cause.reason) from cause
+        raise StepExecutionError(name, result, list(errors)) from cause
+
+    def _failure(
+        self, run: ActiveRun, index: int, exc: BaseException
+    ) -> tuple[StepResult, StepResult | None, BaseException | None]:
+        """Whatever went wrong as the step's failed result; what of the step to undo first
+        (None: nothing of it); the cause to report."""
+        result = run.result
+        if isinstance(exc, _ReturnedFailure):
+            assert result is not None
+            if not result.error:
+                result.error = 'the step returned success=False without an error message'
+            return result, result, result.exception  # kept by a wrapper that caught a raise
+        if result is None:  # raised by can_skip, execute, or a listener before it
+            began = not (isinstance(exc, StepCancelled) and exc.before_step)
+            result = run.raised(index, exc, began)
+            return result, (result if began else None), exc
+        name = run.names[index]
+        if self.completed.get(name) is result:
+            # reused, then its report failed: it stays among the steps to undo, with the
+            # caller's result untouched; the failure gets a result of its own
+            failed = StepResult.from_exception(exc)
+            failed.step_name = name
+            self.context.step_results.append(failed)
+            return failed, None, exc
+        # finished (or skipped), then a listener or the progress report raised
+        run.unstand(index)
+        result.success = False
+        result.error = describe_exception(exc)
+        result.exception = exc
+        return result, (None if result.skipped else result), exc  # a skipped step did nothing
+
+    def _undo(self, run: ActiveRun, index: int, failed: StepResult | None) -> list[str]:
+        """Roll back the failed step (``failed``: what it did, if anything), then every step
+        whose work stands, newest first; the rollback errors."""
+        plan, outcomes, completed = run.plan, run.outcomes, self.completed
+
+        def standing(i: int) -> StepResult | None:
+            """What step ``i`` is undone with, if its work stands: what this run did or
+            reused, or what an earlier run completed and this one had not reached yet."""
+            return outcomes[i] or (completed.get(plan.names[i]) if i >= index else None)
+
+        entries: list[Undo] = [
+            (plan.steps[i], run.info(i), earlier)
+            for i in reversed(range(len(outcomes)))
+            if (earlier := standing(i)) is not None
+        ]
+        if failed is not None:
+            if self.listeners and run.hearers(StepEnded):
+                run.deliver_safely(run.ended(index, failed))
+            entries.insert(0, (plan.steps[index], run.info(index), failed))
+        return self._rollback(run, entries)
+
+    def _rollback(self, run: ActiveRun, entries: list[Undo]) -> list[str]:
+        """Roll back every entry in the given order; one failure never stops the others."""
+        context, listeners, run_id = self.context, self.listeners, run.run_id
+        errors: list[str] = []
+        for step, info, result in entries:
+            context.current_step = info.name
+            if listeners:
+                run.deliver_safely(RollbackStarted(run_id, time(), info, result), errors)
+            error: Exception | None = None
+            try:
+                self._call(step.rollback, context, result)
+            except Exception as exc:
+                error = exc
+                message = f"rollback of step '{info.name}' failed: {describe_exception(exc)}"
+                context.errors.append(message)
+                errors.append(message)
+            if listeners:
+                run.deliver_safely(RollbackEnded(run_id, time(), info, error), errors)
+        context.current_step = None
+        return errors
+
+    # async steps ------------------------------------------------------------------
     def _call(self, method: Callable[..., object], *args: object) -> object:
         """Call a step method; an ``async def`` one is awaited."""
         outcome = method(*args)
@@ -383,138 +469,6 @@ class Orchestrator(Generic[C]):
         if self._runner is None:
             self._runner = asyncio.Runner()
         return self._runner.run(wait())
-
-    def _fail(
-        self,
-        plan: RunPlan[C],
-        index: int,
-        run: ActiveRun,
-        outcomes: list[StepResult | None],
-        result: StepResult | None,
-        exc: BaseException,
-        counts: tuple[int, int],
-        began: float | None,
-    ) -> None:
-        """Turn whatever went wrong into the step's failed result, roll back, then raise.
-
-        ``counts`` is ``(skipped, reused)`` so far; ``began`` is the step's start on
-        the run's clock when the run is timed.
-        """
-        context = self.context
-        completed = self.completed
-        info = run.info(index)
-        cause: BaseException | None = exc
-        never_began = isinstance(exc, StepCancelled) and exc.before_step
-        # the step to roll back first as the failed one; None: nothing of it to undo here
-        undo: StepResult | None = None
-        if isinstance(exc, _ReturnedFailure):
-            assert result is not None
-            cause = result.exception  # kept by a wrapper that turned a raise into a result
-            if not result.error:
-                result.error = 'the step returned success=False without an error message'
-            undo = result
-        elif result is None:  # raised by can_skip, execute, or a listener before it
-            result = StepResult.from_exception(exc, rollback_data=dict(run.partial))
-            result.step_name = info.name
-            result.attempts = run.attempt
-            if began is not None and not never_began:
-                result.duration_seconds = self._clock() - began - run.excluded
-            context.step_results.append(result)
-            undo = None if never_began else result
-        elif outcomes[index] is result and info.name in completed:
-            # reused, then its report failed: it stays among the steps to undo, with the
-            # caller's result untouched; the failure gets a result of its own
-            result = StepResult.from_exception(exc)
-            result.step_name = info.name
-            context.step_results.append(result)
-        else:  # finished (or skipped), then a listener or the progress report raised
-            outcomes[index] = None
-            result.success = False
-            result.error = describe_exception(exc)
-            result.exception = exc
-            undo = None if result.skipped else result  # a skipped step did nothing
-        run.partial = {}
-        run.index = None
-        run.stop = None
-        run.attempt = 1
-        skipped, reused = counts
-        done = sum(1 for i in range(index + 1) if outcomes[i] is not None)  # executed or reused
-
-        def standing(i: int) -> StepResult | None:
-            """What step ``i`` is undone with, if its work stands: what this run did or
-            reused, or what an earlier run completed and this one had not reached yet."""
-            return outcomes[i] or (completed.get(plan.names[i]) if i >= index else None)
-
-        entries = [
-            (plan.steps[i], run.info(i), earlier)
-            for i in reversed(range(len(outcomes)))
-            if (earlier := standing(i)) is not None
-        ]
-        if undo is not None:
-            self._notify_safely('on_step_end', None, context, info, undo)
-            entries.insert(0, (plan.steps[index], info, undo))
-        rollback_errors = self._rollback(entries)
-        cancelled = isinstance(cause, StepCancelled)
-        summary = RunSummary(
-            False,
-            done - reused,
-            skipped,
-            reused,
-            len(outcomes),
-            failed_step=info.name,
-            error=cause,
-            rollback_errors=tuple(rollback_errors),
-            cancelled=cancelled,
-        )
-        self._notify_safely('on_run_end', None, context, summary)
-        if cause is not None and not isinstance(cause, Exception):
-            raise cause  # KeyboardInterrupt / SystemExit: rolled back, now re-raised as is
-        if cancelled:
-            assert isinstance(cause, StepCancelled)
-            raise RunCancelledError(info.name, result, rollback_errors, cause.reason) from cause
-        raise StepExecutionError(info.name, result, rollback_errors) from cause
-
-    def _rollback(self, entries: list[tuple[BaseStep[C], StepInfo, StepResult]]) -> list[str]:
-        """Roll back every entry in the given order; one failure never stops the others."""
-        context = self.context
-        errors: list[str] = []
-        for step, info, result in entries:
-            context.current_step = info.name
-            self._notify_safely('on_rollback_start', errors, context, info, result)
-            error: Exception | None = None
-            try:
-                self._call(step.rollback, context, result)
-            except Exception as exc:
-                error = exc
-                message = f"rollback of step '{info.name}' failed: {describe_exception(exc)}"
-                context.errors.append(message)
-                errors.append(message)
-            self._notify_safely('on_rollback_end', errors, context, info, error)
-        context.current_step = None
-        return errors
-
-    def _report_done(self, run: ActiveRun) -> None:
-        """The final 100: every step succeeded, so a failing report is noted, not fatal."""
-        if run.last_percent >= 100:
-            return
-        run.last_percent = 100
-        if run.callback is not None:
-            try:
-                run.callback(100, 100)
-            except Exception as exc:
-                message = f'progress callback failed: {describe_exception(exc)}'
-                self.context.errors.append(message)
-        self._notify_safely('on_progress', None, self.context, 100, 100)
-
-    def _notify_safely(self, event: str, errors: list[str] | None, *args: Any) -> None:
-        for listener in self.listeners:
-            try:
-                getattr(listener, event)(*args)
-            except Exception as exc:
-                message = f'listener {type(listener).__name__} failed: {describe_exception(exc)}'
-                self.context.errors.append(message)
-                if errors is not None:
-                    errors.append(message)
 
 
 class _ReturnedFailure(Exception):
@@ -557,7 +511,7 @@ class _Deadline:
     at the next Python instruction. Code blocked in C (a socket read, a
     ``time.sleep``) is only stopped when that call returns: threads cannot be
     killed. If it is *still* running another ``grace`` seconds later,
-    listeners get ``on_step_overdue``: whoever owns the process (the Ray
+    listeners get ``StepOverdue``: whoever owns the process (the Ray
     driver) can end it for real. Async steps are cancelled with
     ``asyncio.wait_for`` instead.
     """
@@ -575,7 +529,6 @@ class _Deadline:
         self.active = False
         self.lock = threading.Lock()
         self.grace = owner.timeout_grace
-        self.owner = owner
 
     def __enter__(self) -> _Deadline:
         if self.limit is not None:
@@ -598,7 +551,7 @@ class _Deadline:
     def _expire(self) -> None:
         with self.lock:  # not once the step has returned: its run.stop would be stale
             if self.active and self.limit is not None:
-                self.run.stop = StepTimeoutError(self.info.name, self.limit)
+                self.run.interrupt(StepTimeoutError(self.info.name, self.limit))
                 self._start(self.grace, self._force)
 
     def _force(self) -> None:
@@ -611,6 +564,7 @@ class _Deadline:
 
     def _overdue(self) -> None:
         if self.active and self.limit is not None:
-            for listener in list(self.owner.listeners):
+            event = StepOverdue(self.run.run_id, time(), self.info, self.limit)
+            for listener in list(self.run.hearers(StepOverdue)):
                 with contextlib.suppress(Exception):  # a timer thread: nobody to tell
-                    listener.on_step_overdue(self.owner.context, self.info, self.limit)
+                    listener.on_event(event)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from time import monotonic
 from typing import Any
 
@@ -17,7 +16,22 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from synapse_sdk.plugins.steps import BaseStepContext, RunSummary, StepInfo, StepResult
+from synapse_sdk.plugins.steps import (
+    LIFECYCLE_EVENTS,
+    RollbackEnded,
+    RollbackStarted,
+    RunEnded,
+    RunEvent,
+    RunStarted,
+    StepEnded,
+    StepInfo,
+    StepOverdue,
+    StepResult,
+    StepRetrying,
+    StepReused,
+    StepSkipped,
+    StepStarted,
+)
 
 from .base import Logger
 
@@ -33,6 +47,8 @@ class ConsoleLogger(Logger):
     for every item it handles at almost no cost (``benchmarks/console_progress.py``).
     A retried attempt gets a ``retry <step> (attempt N failed: ...; next in Ds)`` line.
     """
+
+    listens_to = LIFECYCLE_EVENTS
 
     def __init__(self, console: Console | None = None, *, min_interval: float = 0.1) -> None:
         self.console = console if console is not None else Console(stderr=True)
@@ -92,19 +108,49 @@ class ConsoleLogger(Logger):
         self._bars.update(task, completed=current, total=total)
 
     # lifecycle -----------------------------------------------------------
-    def on_run_start(self, context: BaseStepContext, steps: Sequence[StepInfo]) -> None:
-        names = ', '.join(s.name for s in steps)
-        self.console.print(f'[bold]run[/bold] {len(steps)} steps: {escape(names)}')
+    def on_event(self, event: RunEvent) -> None:
+        match event:
+            case RunStarted(steps=steps):
+                names = ', '.join(s.name for s in steps)
+                self.console.print(f'[bold]run[/bold] {len(steps)} steps: {escape(names)}')
+            case StepStarted(step=step):
+                # The overall figure reached at the previous step's end arrives after that
+                # step's StepEnded and may still be pending (throttled): draw it now, or a
+                # step that reports no progress of its own runs with the bar stuck behind.
+                self._flush()
+                self.console.print(f'[bold blue]>[/bold blue] {escape(step.name)}')
+            case StepEnded():
+                self._flush()
+                self._print_end(event.step, event.result)
+            case StepRetrying(step=step, attempt=attempt, result=result, delay=delay):
+                self._flush()
+                self.console.print(
+                    f'[yellow]retry {escape(step.name)}[/yellow] (attempt {attempt} failed: '
+                    f'{escape(result.error or "failed")}; next in {delay:.1f}s)',
+                    highlight=False,
+                )
+            case StepSkipped(step=step):
+                self.console.print(f'[dim]skipped {escape(step.name)}[/dim]')
+            case StepReused(step=step):
+                self.console.print(
+                    f'[dim]reused {escape(step.name)} (from the earlier attempt)[/dim]'
+                )
+            case StepOverdue(step=step, limit=limit):
+                self.console.print(
+                    f'[bold red]{escape(step.name)} is past its {limit:g}s timeout and blocked '
+                    'where it cannot be interrupted; it stops when that call returns[/bold red]'
+                )
+            case RollbackStarted(step=step):
+                self.console.print(f'[yellow]rolling back[/yellow] {escape(step.name)}')
+            case RollbackEnded(step=step, error=error) if error is not None:
+                self.console.print(
+                    f'[bold red]rollback of {escape(step.name)} failed:[/bold red] '
+                    f'{escape(str(error))}'
+                )
+            case RunEnded():
+                self._flush()
 
-    def on_step_start(self, context: BaseStepContext, step: StepInfo) -> None:
-        # The overall figure reached at the previous step's end arrives after that
-        # step's on_step_end and may still be pending (throttled): draw it now, or a
-        # step that reports no progress of its own runs with the bar stuck behind.
-        self._flush()
-        self.console.print(f'[bold blue]>[/bold blue] {escape(step.name)}')
-
-    def on_step_end(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self._flush()
+    def _print_end(self, step: StepInfo, result: StepResult) -> None:
         took = f' ({result.duration_seconds:.2f}s)' if result.duration_seconds is not None else ''
         if result.success:
             self.console.print(f'[green]ok[/green] {escape(step.name)}{took}')
@@ -112,49 +158,6 @@ class ConsoleLogger(Logger):
             self.console.print(
                 f'[bold red]failed[/bold red] {escape(step.name)}: {escape(str(result.error))}'
             )
-
-    def on_step_retry(
-        self,
-        context: BaseStepContext,
-        step: StepInfo,
-        attempt: int,
-        result: StepResult,
-        delay: float,
-    ) -> None:
-        self._flush()
-        self.console.print(
-            f'[yellow]retry {escape(step.name)}[/yellow] (attempt {attempt} failed: '
-            f'{escape(result.error or "failed")}; next in {delay:.1f}s)',
-            highlight=False,
-        )
-
-    def on_step_skip(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self.console.print(f'[dim]skipped {escape(step.name)}[/dim]')
-
-    def on_step_reused(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self.console.print(f'[dim]reused {escape(step.name)} (from the earlier attempt)[/dim]')
-
-    def on_step_overdue(self, context: BaseStepContext, step: StepInfo, limit: float) -> None:
-        self.console.print(
-            f'[bold red]{escape(step.name)} is past its {limit:g}s timeout and blocked where '
-            'it cannot be interrupted; it stops when that call returns[/bold red]'
-        )
-
-    def on_rollback_start(
-        self, context: BaseStepContext, step: StepInfo, result: StepResult
-    ) -> None:
-        self.console.print(f'[yellow]rolling back[/yellow] {escape(step.name)}')
-
-    def on_rollback_end(
-        self, context: BaseStepContext, step: StepInfo, error: BaseException | None
-    ) -> None:
-        if error is not None:
-            self.console.print(
-                f'[bold red]rollback of {escape(step.name)} failed:[/bold red] {escape(str(error))}'
-            )
-
-    def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
-        self._flush()
 
     def close(self) -> None:
         self._flush()

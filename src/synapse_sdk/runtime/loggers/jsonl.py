@@ -9,7 +9,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from synapse_sdk.plugins.steps import BaseStepContext, RunSummary, StepInfo, StepResult
+from synapse_sdk.plugins.steps import (
+    LIFECYCLE_EVENTS,
+    RollbackEnded,
+    RunEnded,
+    RunEvent,
+    RunSummary,
+    StepEnded,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+)
 from synapse_sdk.plugins.steps.result import describe_exception
 
 from .base import Logger
@@ -24,6 +34,8 @@ class JsonLinesLogger(Logger):
     strict JSON: a NaN or infinite float (a diverged loss) is written as ``null``,
     a value JSON has no type for as its ``str()``.
     """
+
+    listens_to = LIFECYCLE_EVENTS
 
     def __init__(self, path: str | os.PathLike[str], run_id: str | None = None) -> None:
         self.path = Path(path)
@@ -55,59 +67,10 @@ class JsonLinesLogger(Logger):
     def metrics(self, value: dict[str, Any], category: str) -> None:
         self._write({'type': 'metrics', 'category': category, 'value': value})
 
-    def on_step_start(self, context: BaseStepContext, step: StepInfo) -> None:
-        self._write({'type': 'step_start', 'step': step.name, 'index': step.index})
-
-    def on_step_end(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self._write(
-            {
-                'type': 'step_end',
-                'step': step.name,
-                'success': result.success,
-                'error': result.error,
-                'duration_seconds': result.duration_seconds,
-            }
-        )
-
-    def on_step_retry(
-        self,
-        context: BaseStepContext,
-        step: StepInfo,
-        attempt: int,
-        result: StepResult,
-        delay: float,
-    ) -> None:
-        self._write(
-            {
-                'type': 'step_retry',
-                'step': step.name,
-                'attempt': attempt,
-                'error': result.error,
-                'delay': delay,
-            }
-        )
-
-    def on_step_skip(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self._write({'type': 'step_skip', 'step': step.name})
-
-    def on_rollback_end(
-        self, context: BaseStepContext, step: StepInfo, error: BaseException | None
-    ) -> None:
-        self._write(
-            {'type': 'rollback', 'step': step.name, 'error': None if error is None else str(error)}
-        )
-
-    def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
-        self._write(
-            {
-                'type': 'run_end',
-                'success': summary.success,
-                'failed_step': summary.failed_step,
-                'rollback_errors': list(summary.rollback_errors),
-                'cancelled': summary.cancelled,
-                'error': None if summary.error is None else describe_exception(summary.error),
-            }
-        )
+    def on_event(self, event: RunEvent) -> None:
+        record = _record_of(event)
+        if record is not None:
+            self._write(record)
 
     def close(self) -> None:
         if self._file is not None:
@@ -128,6 +91,51 @@ class JsonLinesLogger(Logger):
             text = json.dumps(_finite(line), default=str, allow_nan=False)
         self._file.write(text + '\n')
         self._file.flush()
+
+
+def _record_of(event: RunEvent) -> dict[str, Any] | None:
+    """The line a lifecycle event is written as; None for the events the log leaves out."""
+    match event:
+        case StepStarted(step=step):
+            return {'type': 'step_start', 'step': step.name, 'index': step.index}
+        case StepEnded(step=step, result=result):
+            return {
+                'type': 'step_end',
+                'step': step.name,
+                'success': result.success,
+                'error': result.error,
+                'duration_seconds': result.duration_seconds,
+            }
+        case StepRetrying(step=step, attempt=attempt, result=result, delay=delay):
+            return {
+                'type': 'step_retry',
+                'step': step.name,
+                'attempt': attempt,
+                'error': result.error,
+                'delay': delay,
+            }
+        case StepSkipped(step=step):
+            return {'type': 'step_skip', 'step': step.name}
+        case RollbackEnded(step=step, error=error):
+            return {'type': 'rollback', 'step': step.name, 'error': _text(error)}
+        case RunEnded(summary=summary):
+            return _run_end(summary)
+    return None
+
+
+def _run_end(summary: RunSummary) -> dict[str, Any]:
+    return {
+        'type': 'run_end',
+        'success': summary.success,
+        'failed_step': summary.failed_step,
+        'rollback_errors': list(summary.rollback_errors),
+        'cancelled': summary.cancelled,
+        'error': None if summary.error is None else describe_exception(summary.error),
+    }
+
+
+def _text(error: BaseException | None) -> str | None:
+    return None if error is None else str(error)
 
 
 def _finite(value: Any) -> Any:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from synapse_sdk.plugins.steps import BaseStepContext, RunSummary, StepInfo, StepResult
+from synapse_sdk.plugins.steps import (
+    LIFECYCLE_EVENTS,
+    RollbackEnded,
+    RollbackStarted,
+    RunEnded,
+    RunEvent,
+    RunStarted,
+    StepEnded,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+)
 
 from .base import Logger
 
@@ -21,6 +31,8 @@ class LoggedEvent:
 
 class MemoryLogger(Logger):
     """Records events, progress, metrics and lifecycle calls for inspection."""
+
+    listens_to = LIFECYCLE_EVENTS
 
     def __init__(self) -> None:
         self.events: list[LoggedEvent] = []
@@ -49,37 +61,29 @@ class MemoryLogger(Logger):
         return [100.0 * c / t for c, t, cat in self.progress_updates if cat == category]
 
     # lifecycle ---------------------------------------------------------
-    def on_run_start(self, context: BaseStepContext, steps: Sequence[StepInfo]) -> None:
-        self.lifecycle.append(('run_start', None))
+    def on_event(self, event: RunEvent) -> None:
+        entry = _entry_of(event)
+        if entry is not None:
+            self.lifecycle.append(entry)
 
-    def on_step_start(self, context: BaseStepContext, step: StepInfo) -> None:
-        self.lifecycle.append(('step_start', step.name))
 
-    def on_step_end(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self.lifecycle.append(('step_end' if result.success else 'step_failed', step.name))
-
-    def on_step_retry(
-        self,
-        context: BaseStepContext,
-        step: StepInfo,
-        attempt: int,
-        result: StepResult,
-        delay: float,
-    ) -> None:
-        self.lifecycle.append(('step_retry', step.name))
-
-    def on_step_skip(self, context: BaseStepContext, step: StepInfo, result: StepResult) -> None:
-        self.lifecycle.append(('step_skip', step.name))
-
-    def on_rollback_start(
-        self, context: BaseStepContext, step: StepInfo, result: StepResult
-    ) -> None:
-        self.lifecycle.append(('rollback_start', step.name))
-
-    def on_rollback_end(
-        self, context: BaseStepContext, step: StepInfo, error: BaseException | None
-    ) -> None:
-        self.lifecycle.append(('rollback_end' if error is None else 'rollback_failed', step.name))
-
-    def on_run_end(self, context: BaseStepContext, summary: RunSummary) -> None:
-        self.lifecycle.append(('run_end', 'succeeded' if summary.success else 'failed'))
+def _entry_of(event: RunEvent) -> tuple[str, str | None] | None:
+    """``(what, step name)`` for the lifecycle list; None for events it leaves out."""
+    match event:
+        case RunStarted():
+            return ('run_start', None)
+        case StepStarted(step=step):
+            return ('step_start', step.name)
+        case StepEnded(step=step, result=result):
+            return ('step_end' if result.success else 'step_failed', step.name)
+        case StepRetrying(step=step):
+            return ('step_retry', step.name)
+        case StepSkipped(step=step):
+            return ('step_skip', step.name)
+        case RollbackStarted(step=step):
+            return ('rollback_start', step.name)
+        case RollbackEnded(step=step, error=error):
+            return ('rollback_end' if error is None else 'rollback_failed', step.name)
+        case RunEnded(summary=summary):
+            return ('run_end', 'succeeded' if summary.success else 'failed')
+    return None
