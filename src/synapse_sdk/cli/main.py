@@ -21,6 +21,7 @@ from synapse_sdk.execution import (
     resume_run,
     rollback_run,
 )
+from synapse_sdk.execution.errors import RayUnavailableError
 from synapse_sdk.execution.signals import EXIT_CODES, cancel_on_signals
 from synapse_sdk.journal import Journal, JournalError, JournalVersionError
 from synapse_sdk.paths import UnreadableTextError, read_utf8
@@ -89,7 +90,11 @@ def run(
     mode: Annotated[str, typer.Option('--mode', help="'local' (this process) or 'ray'.")] = 'local',
     ray_address: Annotated[
         str | None,
-        typer.Option('--ray-address', help='Ray cluster to connect to (default: start one).'),
+        typer.Option(
+            '--ray-address',
+            help='Ray cluster to connect to, HOST:PORT or auto (default: $RAY_ADDRESS, '
+            'else a private local instance).',
+        ),
     ] = None,
     debug: DebugOption = False,
 ) -> None:
@@ -124,6 +129,8 @@ def run(
             _fail(EXIT_FAILED, _describe_failure(error, run_id), debug)
         except ActionError as error:
             _fail(EXIT_BAD_INPUT, str(error), debug)
+        except RayUnavailableError as error:  # nothing ran; journaled as failed with this
+            _fail(EXIT_FAILED, str(error), debug)
         except Exception as error:
             _fail(EXIT_FAILED, f'action {action!r} failed: {describe_exception(error)}', debug)
     _print_json(result)
@@ -135,9 +142,13 @@ def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
             raise BadInput('--ray-address goes with --mode ray')
         return LocalExecutor(journal=store)
     try:
-        from synapse_sdk.execution.on_ray import RayExecutor
+        from synapse_sdk.execution.on_ray import RayExecutor, check_ray_address
     except ImportError as error:
         raise BadInput(str(error)) from error
+    try:
+        check_ray_address(address)
+    except ValueError as error:
+        raise BadInput(f'--ray-address: {error}') from error
     if store is None:  # the driver rolls back a dead worker's run from a journal
         store = Journal(Path(tempfile.mkdtemp(prefix='synapse-ray-')) / 'runs.db')
     return RayExecutor(address, journal=store)
