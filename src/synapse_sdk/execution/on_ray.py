@@ -164,13 +164,10 @@ def _host_port(address: str) -> tuple[str, int]:
 
 
 def _probe(address: str, where: tuple[str, int], timeout: float) -> None:
-    """A bounded TCP connect and an HTTP/2 greeting (Ray speaks gRPC): Ray itself would
-    retry a dead address for minutes."""
+    """A bounded TCP connect, then an HTTP/2 greeting (Ray speaks gRPC): Ray itself
+    would retry a dead address for minutes, and wait 36 s per try on a wrong port."""
     try:
-        with socket.create_connection(where, timeout=timeout) as conn:
-            conn.settimeout(timeout)
-            conn.sendall(_HTTP2_GREETING)
-            reply = conn.recv(9)
+        conn = socket.create_connection(where, timeout=timeout)
     except OSError as error:
         timed_out = isinstance(error, TimeoutError)
         cause = f'no answer within {timeout:g}s' if timed_out else error.strerror or error
@@ -178,8 +175,16 @@ def _probe(address: str, where: tuple[str, int], timeout: float) -> None:
             f'cannot reach Ray at {address}: {cause}; start it with `ray start --head` '
             'or check the address'
         ) from error
-    tls = os.environ.get('RAY_USE_TLS', '').lower() in ('1', 'true')
-    if not tls and (len(reply) < 4 or reply[3] != 0x04):  # a gRPC server sends its SETTINGS
+    if os.environ.get('RAY_USE_TLS', '').lower() in ('1', 'true'):
+        conn.close()  # a TLS server waits for a TLS hello, not for this greeting
+        return
+    with conn:
+        try:
+            conn.sendall(_HTTP2_GREETING)
+            reply = conn.recv(9)
+        except OSError:
+            reply = b''
+    if len(reply) < 4 or reply[3] != 0x04:  # a gRPC server answers with its SETTINGS
         raise RayUnavailableError(
             f'{address} answers but is not a Ray cluster (no gRPC there): check the port '
             '(the one `ray start --head` prints, 6379 by default)'
