@@ -177,10 +177,10 @@ class Done:
         return [line for line in self.stderr.splitlines() if line.strip()]
 
 
-def run_where(
+def run_plugin(
     plugin: Path, home: Path, ray_tmp: Path, *args: str, timeout: float, **env: str
 ) -> Done:
-    """``synapse plugin run run --mode ray`` of the WHERE plugin: its result names its GCS."""
+    """``synapse plugin run run --mode ray`` of a ``plugin_factory`` plugin."""
     command = [str(BIN / 'synapse'), 'plugin', 'run', 'run', '--path', str(plugin)]
     started = time.monotonic()
     try:
@@ -232,7 +232,7 @@ def test_a_stale_ray_current_cluster_is_not_joined(
     (ray_tmp / 'ray').mkdir()
     (ray_tmp / 'ray' / 'ray_current_cluster').write_text(dead)
 
-    done = run_where(where, tmp_path / 'home', ray_tmp, timeout=150)
+    done = run_plugin(where, tmp_path / 'home', ray_tmp, timeout=150)
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)['gcs'] != dead
@@ -244,11 +244,62 @@ def test_a_running_head_is_not_joined_without_an_address(
     where: Path, tmp_path: Path, head: Head
 ) -> None:
     """`ray start --head` wrote its address where ray.init() looks; --mode ray starts its own."""
-    done = run_where(where, tmp_path / 'home', head.tmp, timeout=150)
+    done = run_plugin(where, tmp_path / 'home', head.tmp, timeout=150)
 
     assert done.returncode == 0, done.stderr
     gcs = json.loads(done.stdout)['gcs']
     assert gcs and gcs != head.address
+
+
+MAPPER = """\
+import ray
+from pydantic import BaseModel
+
+import synapse_sdk.execution.on_ray  # the 'ray' backend of context.map
+from synapse_sdk.plugins import BaseUploadAction
+from synapse_sdk.plugins.actions.upload import UploadContext
+from synapse_sdk.plugins.pipelines.steps import BaseStep, StepRegistry, StepResult
+from naming import shout  # a sibling module of the plugin folder
+
+
+def loud(word):
+    return shout(word)  # runs in a task's worker: it must import naming
+
+
+class Shout(BaseStep[UploadContext]):
+    name = 'shout'
+    progress_weight = 1.0
+
+    def execute(self, context):
+        words = context.map(loud, ['a', 'b', 'c'], backend='ray')
+        job_env = dict(ray.get_runtime_context().runtime_env)
+        return StepResult(data={'words': words, 'job_env': sorted(job_env)})
+
+
+class Params(BaseModel):
+    pass
+
+
+class Action(BaseUploadAction[Params]):
+    def setup_steps(self, registry: StepRegistry) -> None:
+        registry.register(Shout())
+"""
+
+
+def test_a_private_instance_s_workers_import_the_plugin_folder_where_it_is(
+    plugin_factory: Any, tmp_path: Path, ray_tmp: Path
+) -> None:
+    """Not packed as a runtime_env working_dir (a second more per run): on the workers'
+    import path, so a fan-out task still imports the plugin's sibling modules."""
+    naming = 'def shout(text):\n    return text.upper() + "!"\n'
+    plugin = Path(plugin_factory('mapper', MAPPER, naming=naming).path)
+
+    done = run_plugin(plugin, tmp_path / 'home', ray_tmp, timeout=150)
+
+    assert done.returncode == 0, done.stderr
+    step = json.loads(done.stdout)['steps']['shout']
+    assert step['words'] == ['A!', 'B!', 'C!']
+    assert 'working_dir' not in step['job_env']
 
 
 # --- an address that does not answer -------------------------------------------------
@@ -258,7 +309,7 @@ def test_a_dead_ray_address_fails_in_seconds_with_one_line(
     port = free_port()
     home = tmp_path / 'home'
 
-    done = run_where(where, home, ray_tmp, '--ray-address', f'127.0.0.1:{port}', timeout=60)
+    done = run_plugin(where, home, ray_tmp, '--ray-address', f'127.0.0.1:{port}', timeout=60)
 
     line = assert_one_line_failure(
         done, home, f'cannot reach Ray at 127.0.0.1:{port}', 'ray start --head'
@@ -274,7 +325,7 @@ def test_ray_address_from_the_environment_is_the_address(
     port = free_port()
     home = tmp_path / 'home'
 
-    done = run_where(where, home, ray_tmp, timeout=60, RAY_ADDRESS=f'127.0.0.1:{port}')
+    done = run_plugin(where, home, ray_tmp, timeout=60, RAY_ADDRESS=f'127.0.0.1:{port}')
 
     assert_one_line_failure(done, home, f'cannot reach Ray at 127.0.0.1:{port}')
     assert done.seconds < 20
@@ -290,7 +341,7 @@ def test_an_address_that_is_not_a_ray_cluster_fails_in_seconds(
         silent.listen()
         port = silent.getsockname()[1]
 
-        done = run_where(where, home, ray_tmp, '--ray-address', f'127.0.0.1:{port}', timeout=60)
+        done = run_plugin(where, home, ray_tmp, '--ray-address', f'127.0.0.1:{port}', timeout=60)
 
     assert_one_line_failure(done, home, 'is not a Ray cluster', 'check the port')
     assert done.seconds < 30
@@ -302,7 +353,7 @@ def test_a_malformed_ray_address_is_bad_input(
 ) -> None:
     home = tmp_path / 'home'
 
-    done = run_where(where, home, ray_tmp, '--ray-address', address, timeout=60)
+    done = run_plugin(where, home, ray_tmp, '--ray-address', address, timeout=60)
 
     assert done.returncode == 2, done.stderr
     assert done.lines() == [
@@ -318,7 +369,7 @@ def test_a_head_with_token_auth_without_the_token_fails_fast_naming_what_to_set(
 ) -> None:
     home = tmp_path / 'home'
 
-    done = run_where(where, home, head.tmp, '--ray-address', head.address, timeout=90)
+    done = run_plugin(where, home, head.tmp, '--ray-address', head.address, timeout=90)
 
     assert_one_line_failure(
         done,
@@ -336,7 +387,7 @@ def test_a_head_with_token_auth_refusing_the_token_says_which_one(
     home = tmp_path / 'home'
     wrong = secrets.token_hex(16)
 
-    done = run_where(
+    done = run_plugin(
         where,
         home,
         head.tmp,
@@ -357,7 +408,7 @@ def test_a_head_with_token_auth_runs_with_the_token(
 ) -> None:
     home = tmp_path / 'home'
 
-    done = run_where(
+    done = run_plugin(
         where,
         home,
         head.tmp,
