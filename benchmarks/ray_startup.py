@@ -25,6 +25,7 @@ Figures only: nothing is asserted (shared machines are noisy); exits 0.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -124,9 +125,9 @@ class Head:
         env = env_for(self.tmp, workdir, RAY_AUTH_MODE='token', RAY_AUTH_TOKEN=self.token)
         ports = [f'--port={free_port()}', f'--dashboard-port={free_port()}']
         ports.append(f'--dashboard-agent-listen-port={free_port()}')
+        command = [str(BIN / 'ray'), 'start', '--head', '--block', '--disable-usage-stats']
         self.process = subprocess.Popen(
-            [str(BIN / 'ray'), 'start', '--head', '--block', '--include-dashboard=false']
-            + ['--disable-usage-stats', *ports],
+            [*command, '--include-dashboard=false', *ports],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -179,7 +180,7 @@ def run_cli(workdir: Path, ray_tmp: Path, *args: str, phases: bool = False, **en
 def show_phases(marks: list[tuple[str, float]], ended: float) -> None:
     print('\nphases of one --mode ray run (private instance), seconds:')
     marks = [*marks, ('result printed, ray.shutdown, exit', ended)]
-    for (_, before), (name, at) in zip(marks, marks[1:], strict=False):
+    for (_, before), (name, at) in itertools.pairwise(marks):
         print(f'   {name:<44}{at - before:>8.2f}')
     print(f'   {"total":<44}{ended - marks[0][1]:>8.2f}')
 
