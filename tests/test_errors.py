@@ -36,6 +36,7 @@ TREE: dict[str, tuple[str, type[BaseException], ErrorKind]] = {
     'StorageIntegrityError': ('ClientError', Exception, FAILED),
     'StorageIndexError': ('ClientError', Exception, BAD_INPUT),  # the file is at fault
     'RecoveryFailed': ('SynapseError', RuntimeError, FAILED),
+    'RayUnavailableError': ('SynapseError', ConnectionError, FAILED),
     'ActionError': ('SynapseError', Exception, BAD_INPUT),
     'ActionDefinitionError': ('ActionError', TypeError, BAD_INPUT),
     'ParamsValidationError': ('ActionError', ValueError, BAD_INPUT),

@@ -18,6 +18,7 @@ Each also keeps the built-in base its callers rely on (the spec's
     │   ├── StorageIntegrityError                                   a blob is missing or damaged
     │   └── StorageIndexError          bad input                    its index file is unusable
     ├── RecoveryFailed                 failed    RuntimeError       rollback/resume of a run failed
+    ├── RayUnavailableError            failed    ConnectionError    Ray cannot be started or reached
     ├── ActionError                    bad input                    before any step ran:
     │   ├── ActionDefinitionError                TypeError          the action class is incomplete
     │   └── ParamsValidationError                ValueError         params do not fit its model
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
         StorageIndexError,
         StorageIntegrityError,
     )
+    from synapse_sdk.execution.errors import RayUnavailableError
     from synapse_sdk.execution.recovery import RecoveryError, RecoveryFailed
     from synapse_sdk.journal.errors import (
         JournalDamagedError,
@@ -90,6 +92,7 @@ _LAZY = {
     'StorageIntegrityError': 'synapse_sdk.clients.errors',
     'RecoveryError': 'synapse_sdk.execution.recovery',
     'RecoveryFailed': 'synapse_sdk.execution.recovery',
+    'RayUnavailableError': 'synapse_sdk.execution.errors',
     'JournalDamagedError': 'synapse_sdk.journal.errors',
     'JournalError': 'synapse_sdk.journal.errors',
     'JournalVersionError': 'synapse_sdk.journal.errors',
@@ -114,6 +117,7 @@ __all__ = [
     'MapItemError',
     'ParamsValidationError',
     'PluginError',
+    'RayUnavailableError',
     'RecoveryError',
     'RecoveryFailed',
     'RunCancelledError',

@@ -22,6 +22,7 @@ from synapse_sdk.errors import (
     SynapseError,
 )
 from synapse_sdk.execution import LocalExecutor, default_runtime, resume_run, rollback_run
+from synapse_sdk.execution.errors import RayUnavailableError
 from synapse_sdk.execution.signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
 from synapse_sdk.journal import Journal
 from synapse_sdk.paths import read_utf8
@@ -121,7 +122,11 @@ def run(
     mode: Annotated[str, typer.Option('--mode', help="'local' (this process) or 'ray'.")] = 'local',
     ray_address: Annotated[
         str | None,
-        typer.Option('--ray-address', help='Ray cluster to connect to (default: start one).'),
+        typer.Option(
+            '--ray-address',
+            help='Ray cluster to connect to, HOST:PORT or auto (default: $RAY_ADDRESS, '
+            'else a private local instance).',
+        ),
     ] = None,
     debug: DebugOption = False,
 ) -> None:
@@ -166,9 +171,13 @@ def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
             raise BadInput('--ray-address goes with --mode ray')
         return LocalExecutor(journal=store)
     try:
-        from synapse_sdk.execution.on_ray import RayExecutor
+        from synapse_sdk.execution.on_ray import RayExecutor, check_ray_address
     except ImportError as error:
         raise BadInput(str(error)) from error
+    try:
+        check_ray_address(address)
+    except ValueError as error:
+        raise BadInput(f'--ray-address: {error}') from error
     if store is None:  # the driver rolls back a dead worker's run from a journal
         store = Journal(Path(tempfile.mkdtemp(prefix='synapse-ray-')) / 'runs.db')
     return RayExecutor(address, journal=store)
@@ -182,6 +191,8 @@ def _describe_end(error: BaseException, store: Journal | None, run_id: str | Non
     """How a run that ended in ``error`` is reported, if it was a failed step or a stop."""
     if isinstance(error, StepExecutionError):
         return _describe_failure(error, run_id)
+    if isinstance(error, RayUnavailableError):  # nothing ran; journaled as failed with this
+        return str(error)
     if isinstance(error, KeyboardInterrupt | SystemExit):
         return _describe_interrupt(error, store, run_id)
     return None

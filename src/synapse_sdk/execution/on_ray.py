@@ -9,6 +9,8 @@ instance and for clusters on a shared filesystem).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import os
 import pickle
@@ -16,6 +18,7 @@ import re
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,13 +29,14 @@ from typing import Any
 
 try:
     import ray
+    from ray._private import services as ray_services
     from ray.exceptions import RayActorError, RayTaskError
 except ImportError as error:  # pragma: no cover - exercised without the extra only
     raise ImportError(
         "running on Ray needs the 'ray' extra: pip install 'synapse-sdk[ray]'"
     ) from error
 
-from synapse_sdk.journal import Journal, JournalError
+from synapse_sdk.journal import Journal, JournalError, UnknownRunError
 from synapse_sdk.plugins.actions import ActionError, ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import (
     LIFECYCLE_EVENTS,
@@ -46,21 +50,43 @@ from synapse_sdk.plugins.steps import (
 )
 from synapse_sdk.plugins.steps.events import RELAYED
 from synapse_sdk.plugins.steps.fanout import windowed
+from synapse_sdk.plugins.steps.result import describe_exception
 from synapse_sdk.runtime import Logger, RuntimeContext
 from synapse_sdk.runtime.loggers import LoggedEvent
 
+from .errors import RayUnavailableError
 from .local import default_runtime, run_action
 from .recovery import rollback_run
 
-
 # --- starting Ray --------------------------------------------------------------
+CONNECT_TIMEOUT = 5.0
+"""Seconds to reach a cluster's address (TCP connect, then its gRPC greeting)."""
+
+GCS_ATTEMPTS = 3
+"""Connection attempts Ray makes once the address answers (about a second each)."""
+
+_HTTP2_GREETING = b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + bytes(3) + b'\x04' + bytes(5)
+_NOT_AUTHENTICATED = ('InvalidAuthToken', 'AuthenticationError', 'Unauthenticated')
+
+
 def ensure_ray(
     address: str | None = None,
     *,
     num_cpus: int | None = None,
     working_dir: str | Path | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> None:
-    """Connect to ``address``, or start a local Ray instance (the embedded default).
+    """Connect to ``address`` (else ``$RAY_ADDRESS``), or start a private local Ray instance.
+
+    Without an address the instance is this process's own (``address='local'``):
+    a cluster ``ray start`` left on this machine, running or dead, is not
+    joined. An address is checked within ``connect_timeout`` before Ray is
+    asked to connect, and Ray's retries are bounded, so a dead address or a
+    refused token fails in seconds with :class:`RayUnavailableError`.
+
+    ``working_dir`` (the plugin folder) goes to a cluster as the job's
+    ``runtime_env``; a local instance's workers, on this machine, get it on
+    their import path instead (packing it for them costs each run a second).
 
     ``ray.init`` takes over SIGTERM (an exit with a stack dump); a handler the
     caller installed (the graceful cancel of ``synapse plugin run``) is put back.
@@ -68,22 +94,177 @@ def ensure_ray(
     """
     if ray.is_initialized():
         return
-    runtime_env: dict[str, Any] = {}
-    if working_dir is not None:
-        runtime_env['working_dir'] = str(working_dir)
+    address = address or os.environ.get('RAY_ADDRESS') or 'local'
+    options: dict[str, Any] = {
+        'include_dashboard': False,
+        'configure_logging': False,
+        'log_to_driver': False,
+    }
     main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    ray.init(
-        address=address,
-        num_cpus=num_cpus if address is None else None,
-        runtime_env=runtime_env or None,
-        include_dashboard=False,
-        configure_logging=False,
-        log_to_driver=False,
+    try:
+        if address == 'local':
+            _start_local(num_cpus, working_dir, options)
+        else:
+            if working_dir is not None:
+                options['runtime_env'] = {'working_dir': str(working_dir)}
+            _connect(address, connect_timeout, options)
+    finally:
+        for signum, handler in previous.items():
+            if handler not in (signal.SIG_DFL, None):
+                signal.signal(signum, handler)
+    atexit.register(_shut_down)  # runs before Ray's handler, registered when Ray was imported
+
+
+def _start_local(
+    num_cpus: int | None, working_dir: str | Path | None, options: dict[str, Any]
+) -> None:
+    """The instance's processes inherit this environment: with ``working_dir`` first on
+    PYTHONPATH, every worker imports the plugin's modules where they are."""
+    saved = os.environ.get('PYTHONPATH')
+    if working_dir is not None:
+        os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, [str(working_dir), saved]))
+    try:
+        ray.init(address='local', num_cpus=num_cpus, **options)
+    except Exception as error:
+        raise RayUnavailableError(
+            f'cannot start a local Ray instance: {_first_line(error)}'
+        ) from error
+    finally:
+        if saved is None:
+            os.environ.pop('PYTHONPATH', None)
+        else:
+            os.environ['PYTHONPATH'] = saved
+
+
+def _shut_down() -> None:
+    """At exit, what Ray's own handler does (stop a local instance, leave a cluster)
+    without its half-second pause for workers' log lines: this driver takes none."""
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _connect(address: str, timeout: float, options: dict[str, Any]) -> None:
+    """Probe the address, then let Ray connect with a bounded number of attempts."""
+    where = _host_port(address)
+    label = address if address == f'{where[0]}:{where[1]}' else f'{address} ({where[0]}:{where[1]})'
+    _probe(label, where, timeout)
+    wait = 'RAY_gcs_server_port_wait_time_s'  # Ray's own knob for its connect attempts
+    bounded = wait not in os.environ
+    if bounded:
+        os.environ[wait] = str(GCS_ATTEMPTS)
+    try:
+        with _stderr_held():  # Ray's warning per failed attempt: the error says it once
+            ray.init(address=address, **options)
+    except Exception as error:
+        raise RayUnavailableError(_explain(address, error)) from error
+    finally:
+        if bounded:
+            os.environ.pop(wait, None)
+
+
+def check_ray_address(address: str | None) -> None:
+    """``ValueError`` unless ``address`` is ``host:port``, ``ray://host:port``, ``auto``
+    or ``local`` (checked before anything runs: bad input, not a failed run)."""
+    if address is None or address in ('auto', 'local'):
+        return
+    host, _, port = address.removeprefix('ray://').rpartition(':')
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f'Ray address {address!r} is not HOST:PORT (e.g. 10.0.0.5:6379, the address '
+            "`ray start --head` prints), 'auto' or 'local'"
+        )
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """Where Ray will connect: ``auto`` is the cluster ``ray start`` last started here."""
+    try:
+        check_ray_address(address)
+        if not address.startswith('ray://'):
+            address = ray_services.canonicalize_bootstrap_address(address)
+    except (ValueError, ConnectionError) as error:
+        raise RayUnavailableError(f'cannot use the Ray address {address}: {error}') from error
+    host, _, port = address.removeprefix('ray://').rpartition(':')
+    return host.strip('[]'), int(port)
+
+
+def _probe(address: str, where: tuple[str, int], timeout: float) -> None:
+    """A bounded TCP connect, then an HTTP/2 greeting (Ray speaks gRPC): Ray itself
+    would retry a dead address for minutes, and wait 36 s per try on a wrong port."""
+    try:
+        conn = socket.create_connection(where, timeout=timeout)
+    except OSError as error:
+        timed_out = isinstance(error, TimeoutError)
+        cause = f'no answer within {timeout:g}s' if timed_out else error.strerror or error
+        raise RayUnavailableError(
+            f'cannot reach Ray at {address}: {cause}; start it with `ray start --head` '
+            'or check the address'
+        ) from error
+    if os.environ.get('RAY_USE_TLS', '').lower() in ('1', 'true'):
+        conn.close()  # a TLS server waits for a TLS hello, not for this greeting
+        return
+    with conn:
+        try:
+            conn.sendall(_HTTP2_GREETING)
+            reply = conn.recv(9)
+        except OSError:
+            reply = b''
+    if len(reply) < 4 or reply[3] != 0x04:  # a gRPC server answers with its SETTINGS
+        raise RayUnavailableError(
+            f'{address} answers but is not a Ray cluster (no gRPC there): check the port '
+            '(the one `ray start --head` prints, 6379 by default)'
+        )
+
+
+def _explain(address: str, error: BaseException) -> str:
+    """One line for a failed ``ray.init(address=...)``: a refused token says what to set."""
+    chain = []
+    cause: BaseException | None = error
+    while cause is not None:
+        chain.append(f'{type(cause).__name__}: {cause}')
+        cause = cause.__cause__ or cause.__context__
+    if not any(mark in text for text in chain for mark in _NOT_AUTHENTICATED):
+        return f'cannot connect to Ray at {address}: {_first_line(error)}'
+    if os.environ.get('RAY_AUTH_MODE', '').lower() != 'token':
+        return (
+            f'the Ray cluster at {address} requires token authentication: set '
+            "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the cluster's token (or "
+            'RAY_AUTH_TOKEN_PATH to a file holding it; default ~/.ray/auth_token), '
+            'as printed by `ray get-auth-token` on the head'
+        )
+    return (
+        f'the Ray cluster at {address} did not accept the token in {_token_source()}: set '
+        "RAY_AUTH_TOKEN (or the file RAY_AUTH_TOKEN_PATH) to the cluster's token, as "
+        'printed by `ray get-auth-token` on the head'
     )
-    for signum, handler in previous.items():
-        if handler not in (signal.SIG_DFL, None):
-            signal.signal(signum, handler)
+
+
+def _token_source() -> str:
+    """Where Ray reads the token from (its order), never the token itself."""
+    if os.environ.get('RAY_AUTH_TOKEN'):
+        return 'RAY_AUTH_TOKEN'
+    path = os.environ.get('RAY_AUTH_TOKEN_PATH') or str(Path.home() / '.ray' / 'auth_token')
+    return path if os.path.exists(path) else f'{path} (no such file)'
+
+
+@contextlib.contextmanager
+def _stderr_held() -> Iterator[None]:
+    """Keeps what is written to file descriptor 2 (Ray's C++ logs too) and shows it
+    only on success."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        held.seek(0)
+        kept = memoryview(held.read())
+        while kept:
+            kept = kept[os.write(2, kept) :]
 
 
 def _ship_by_value(obj: object) -> None:
@@ -305,7 +486,10 @@ def replay(items: list[Relayed], runtime: RuntimeContext) -> None:
 class RayExecutor:
     """Runs actions on Ray: ``RayExecutor(address=None).run(ActionClass, params)``.
 
-    With no address a local Ray instance is started. Progress, events and
+    With no address (and no ``$RAY_ADDRESS``) a private local Ray instance is
+    started; an address that does not answer, or refuses the token, raises
+    :class:`RayUnavailableError` within seconds (see :func:`ensure_ray`), and
+    the run is journaled as failed with that reason. Progress, events and
     metrics reach the driver's loggers (the same display as a local run).
     Cancelling the driver's runtime (Ctrl-C under ``synapse plugin run``)
     cancels the remote run; the driver waits up to ``stop_timeout`` seconds
@@ -323,6 +507,7 @@ class RayExecutor:
         stop_timeout: float = 60.0,
         poll_interval: float = 0.1,
     ) -> None:
+        check_ray_address(address)  # a malformed address is bad input, before any run
         self.address = address
         self.num_cpus = num_cpus
         self.journal = journal if journal is not None else Journal()
@@ -340,10 +525,15 @@ class RayExecutor:
     ) -> dict[str, Any]:
         values = action.validate_params(params).model_dump(mode='json')  # bad input stays local
         ctx = ctx if ctx is not None else default_runtime(console=self.console)
-        # Starting Ray here: the plugin folder travels as the job's working_dir.
+        # Starting Ray here: the plugin folder travels as the job's working_dir
+        # (a cluster) or is put on the workers' import path (a local instance).
         # Ray already up: a worker on this machine finds the folder where it is.
         working_dir = origin.plugin_path if origin is not None else None
-        ensure_ray(self.address, num_cpus=self.num_cpus, working_dir=working_dir)
+        try:
+            ensure_ray(self.address, num_cpus=self.num_cpus, working_dir=working_dir)
+        except BaseException as error:  # the run id may be out already: journal why it never ran
+            self._journal_unstarted(action, values, ctx.run_id, origin, error)
+            raise
         _ship_by_value(action)
         host = RunHost.remote()  # type: ignore[attr-defined]
         with ctx:
@@ -359,6 +549,32 @@ class RayExecutor:
             )
             outcome = self._follow(host, ref, ctx)
         return self._conclude(outcome, ctx, action)
+
+    def _journal_unstarted(
+        self,
+        action: type[BaseAction[Any]],
+        params: dict[str, Any],
+        run_id: str,
+        origin: ActionOrigin | None,
+        error: BaseException,
+    ) -> None:
+        """Ray never ran the run (not reachable, a refused token, Ctrl-C while it
+        started): it is journaled all the same, ``failed`` (``cancelled``) with why."""
+        status = 'failed' if isinstance(error, Exception) else 'cancelled'
+        try:
+            try:
+                self.journal.get_run(run_id)
+            except UnknownRunError:
+                self.journal.start_run(
+                    run_id,
+                    entrypoint=action.entrypoint(),
+                    params=params,
+                    action=origin.action if origin else None,
+                    plugin_path=origin.plugin_path if origin else None,
+                )
+            self.journal.set_run_status(run_id, status, describe_exception(error))
+        except JournalError:
+            pass  # the journal's own trouble must not hide why Ray failed
 
     def _follow(self, host: Any, ref: Any, ctx: RuntimeContext) -> dict[str, Any]:
         cancelled_at: float | None = None
