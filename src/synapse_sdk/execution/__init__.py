@@ -7,17 +7,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .local import LocalExecutor, default_runtime, new_run_id, run_action
-from .recovery import RecoveryError, RecoveryFailed, load_action_class, resume_run, rollback_run
+from ._local import LocalExecutor, default_runtime, new_run_id, run_action
+from ._recovery import RecoveryError, RecoveryFailed, load_action_class, resume_run, rollback_run
+from ._signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
 
 if TYPE_CHECKING:
-    from .on_ray import RayExecutor
+    from ._on_ray import RayExecutor
 
 __all__ = [
+    'SIGNAL_EXIT_CODES',
     'LocalExecutor',
     'RayExecutor',
     'RecoveryError',
     'RecoveryFailed',
+    'SignalState',
+    'cancel_on_signals',
     'default_runtime',
     'load_action_class',
     'new_run_id',
@@ -29,7 +33,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == 'RayExecutor':
-        from .on_ray import RayExecutor
+        from ._on_ray import RayExecutor
 
         return RayExecutor
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
