@@ -42,7 +42,7 @@ from typing import Any
 import ray
 
 from synapse_sdk.clients import LocalBackendClient
-from synapse_sdk.execution.on_ray import ensure_ray
+from synapse_sdk.execution._on_ray import ensure_ray
 from synapse_sdk.plugins.steps import (
     BaseStep,
     BaseStepContext,

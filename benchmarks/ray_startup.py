@@ -56,7 +56,7 @@ def mark(name):
     marks.append((name, time.time()))
 import synapse_sdk.cli.main as cli
 mark('interpreter start + CLI imports')
-from synapse_sdk.execution import on_ray
+from synapse_sdk.execution import _on_ray as on_ray
 mark('import ray (+ on_ray)')
 ensure, follow = on_ray.ensure_ray, on_ray.RayExecutor._follow
 def timed_ensure(*args, **kwargs):

@@ -18,7 +18,7 @@ LAYERS = {
     'synapse_sdk.plugins.steps': 1,
     'synapse_sdk.plugins.pipelines': 1,
     'synapse_sdk.db': 1,
-    'synapse_sdk.paths': 2,
+    'synapse_sdk._paths': 2,
     'synapse_sdk.runtime': 2,
     'synapse_sdk.clients': 2,
     'synapse_sdk.plugins': 3,
@@ -82,7 +82,7 @@ def test_imports_point_downwards(path: Path) -> None:
 
 
 def test_the_check_sees_upward_imports() -> None:
-    here = 'synapse_sdk.plugins.steps.orchestrator'
+    here = 'synapse_sdk.plugins.steps._orchestrator'
     source = 'from synapse_sdk.runtime import RuntimeContext\nfrom ..actions import base\n'
     imports = imported_modules(source, here)
     assert imports == ['synapse_sdk.runtime', 'synapse_sdk.plugins.actions']
@@ -131,4 +131,39 @@ def test_the_actions_layer_does_not_know_the_journal(path: Path) -> None:
 
 def test_the_actions_layer_is_checked() -> None:
     names = {module_name(p) for p in ACTIONS_LAYER}
-    assert {'synapse_sdk.plugins.actions.base', 'synapse_sdk.plugins.loader'} <= names
+    assert {'synapse_sdk.plugins.actions._base', 'synapse_sdk.plugins.loader'} <= names
+
+
+# the one place that names every layer's errors, and the package root, may reach
+# into private modules; shared internals at the root (synapse_sdk._paths) are for all
+PRIVATE_HUBS = {'synapse_sdk', 'synapse_sdk.errors'}
+
+
+def private_reach(module: str, here: str, is_package: bool) -> bool:
+    """``module`` is a ``_private`` module of a package other than ``here``'s own."""
+    package = here if is_package else here.rpartition('.')[0]
+    parts = module.split('.')
+    for i, part in enumerate(parts):
+        if part.startswith('_') and not part.startswith('__'):
+            owner = '.'.join(parts[:i])
+            return owner not in (package, 'synapse_sdk')
+    return False
+
+
+@pytest.mark.parametrize('path', SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_other_packages_use_the_public_names(path: Path) -> None:
+    """Private modules are reached through their package's ``__init__`` (pinned in
+    tests/test_exports.py), so a module's insides can change without breaking others."""
+    here = module_name(path)
+    if here in PRIVATE_HUBS:
+        return
+    is_package = path.name == '__init__.py'
+    imports = imported_modules(path.read_text(encoding='utf-8'), here, is_package)
+    assert [m for m in imports if private_reach(m, here, is_package)] == []
+
+
+def test_the_private_check_sees_a_reach() -> None:
+    assert private_reach('synapse_sdk.journal._store', 'synapse_sdk.cli.main', False)
+    assert not private_reach('synapse_sdk.journal._store', 'synapse_sdk.journal._listener', False)
+    assert not private_reach('synapse_sdk._paths', 'synapse_sdk.cli.main', False)
+    assert not private_reach('synapse_sdk.journal', 'synapse_sdk.cli.main', False)

@@ -145,7 +145,7 @@ def test_an_upload_interrupted_mid_copy_leaves_nothing_behind(
 ) -> None:
     """Ctrl-C (or a step timeout's forced stop) while the blob is being written: no temp
     file, no blob, no row."""
-    import synapse_sdk.clients.local as local
+    import synapse_sdk.clients._local as local
 
     source = tmp_path / 'a.bin'
     source.write_bytes(b'z' * 1000)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from synapse_sdk.clients import LocalBackendClient
-from synapse_sdk.clients.local import StrPath
+from synapse_sdk.clients._local import StrPath
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.loader import Plugin
 from synapse_sdk.testing import FakeClock, RecordingRuntime, assert_progress_monotonic

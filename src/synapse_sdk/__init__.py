@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from synapse_sdk.plugins.steps.errors import SynapseError
+    from synapse_sdk.plugins.steps._errors import SynapseError
 
 __version__ = '0.1.0'
 
@@ -19,7 +19,7 @@ __all__ = ['SynapseError', '__version__']
 
 def __getattr__(name: str) -> Any:
     if name == 'SynapseError':
-        from synapse_sdk.plugins.steps.errors import SynapseError
+        from synapse_sdk.plugins.steps._errors import SynapseError
 
         globals()[name] = SynapseError
         return SynapseError

@@ -59,24 +59,24 @@ from synapse_sdk.plugins.steps import (
 )
 
 if TYPE_CHECKING:
-    from synapse_sdk.clients.errors import (
+    from synapse_sdk._paths import UnreadableTextError
+    from synapse_sdk.clients._errors import (
         ClientError,
         FileNotFoundInStorageError,
         SourceFileError,
         StorageIndexError,
         StorageIntegrityError,
     )
-    from synapse_sdk.execution.errors import RayUnavailableError
-    from synapse_sdk.execution.recovery import RecoveryError, RecoveryFailed
-    from synapse_sdk.journal.errors import (
+    from synapse_sdk.execution._errors import RayUnavailableError
+    from synapse_sdk.execution._recovery import RecoveryError, RecoveryFailed
+    from synapse_sdk.journal._errors import (
         JournalDamagedError,
         JournalError,
         JournalVersionError,
         SnapshotError,
         UnknownRunError,
     )
-    from synapse_sdk.paths import UnreadableTextError
-    from synapse_sdk.plugins.actions.errors import (
+    from synapse_sdk.plugins.actions._errors import (
         ActionDefinitionError,
         ActionError,
         ParamsValidationError,
@@ -85,23 +85,23 @@ if TYPE_CHECKING:
 
 # name -> the module that defines it, imported on first use
 _LAZY = {
-    'ClientError': 'synapse_sdk.clients.errors',
-    'FileNotFoundInStorageError': 'synapse_sdk.clients.errors',
-    'SourceFileError': 'synapse_sdk.clients.errors',
-    'StorageIndexError': 'synapse_sdk.clients.errors',
-    'StorageIntegrityError': 'synapse_sdk.clients.errors',
-    'RecoveryError': 'synapse_sdk.execution.recovery',
-    'RecoveryFailed': 'synapse_sdk.execution.recovery',
-    'RayUnavailableError': 'synapse_sdk.execution.errors',
-    'JournalDamagedError': 'synapse_sdk.journal.errors',
-    'JournalError': 'synapse_sdk.journal.errors',
-    'JournalVersionError': 'synapse_sdk.journal.errors',
-    'SnapshotError': 'synapse_sdk.journal.errors',
-    'UnknownRunError': 'synapse_sdk.journal.errors',
-    'UnreadableTextError': 'synapse_sdk.paths',
-    'ActionDefinitionError': 'synapse_sdk.plugins.actions.errors',
-    'ActionError': 'synapse_sdk.plugins.actions.errors',
-    'ParamsValidationError': 'synapse_sdk.plugins.actions.errors',
+    'ClientError': 'synapse_sdk.clients._errors',
+    'FileNotFoundInStorageError': 'synapse_sdk.clients._errors',
+    'SourceFileError': 'synapse_sdk.clients._errors',
+    'StorageIndexError': 'synapse_sdk.clients._errors',
+    'StorageIntegrityError': 'synapse_sdk.clients._errors',
+    'RecoveryError': 'synapse_sdk.execution._recovery',
+    'RecoveryFailed': 'synapse_sdk.execution._recovery',
+    'JournalDamagedError': 'synapse_sdk.journal._errors',
+    'JournalError': 'synapse_sdk.journal._errors',
+    'JournalVersionError': 'synapse_sdk.journal._errors',
+    'SnapshotError': 'synapse_sdk.journal._errors',
+    'UnknownRunError': 'synapse_sdk.journal._errors',
+    'UnreadableTextError': 'synapse_sdk._paths',
+    'ActionDefinitionError': 'synapse_sdk.plugins.actions._errors',
+    'ActionError': 'synapse_sdk.plugins.actions._errors',
+    'ParamsValidationError': 'synapse_sdk.plugins.actions._errors',
+    'RayUnavailableError': 'synapse_sdk.execution._errors',
     'PluginError': 'synapse_sdk.plugins.loader',
 }
 

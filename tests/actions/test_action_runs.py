@@ -23,7 +23,7 @@ import pytest
 from pydantic import BaseModel, HttpUrl, SecretStr, ValidationError
 
 from synapse_sdk.execution import LocalExecutor, resume_run, rollback_run, run_action
-from synapse_sdk.execution.recovery import RecoveryError
+from synapse_sdk.execution._recovery import RecoveryError
 from synapse_sdk.journal import Journal, JournalError
 from synapse_sdk.plugins import BaseUploadAction
 from synapse_sdk.plugins.actions import ActionDefinitionError, ParamsValidationError

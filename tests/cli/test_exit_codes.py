@@ -28,7 +28,7 @@ from synapse_sdk.errors import (
     UnknownRunError,
     UnreadableTextError,
 )
-from synapse_sdk.execution.signals import SignalState
+from synapse_sdk.execution._signals import SignalState
 from synapse_sdk.plugins.steps import StepResult
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-import synapse_sdk.clients.local as local_module
+import synapse_sdk.clients._local as local_module
+from synapse_sdk._paths import synapse_home
 from synapse_sdk.clients import (
     BackendClient,
     ClientError,
@@ -25,7 +26,6 @@ from synapse_sdk.clients import (
     SourceFileError,
     StorageIntegrityError,
 )
-from synapse_sdk.paths import synapse_home
 from synapse_sdk.testing import FakeBackend
 
 SRC_DIR = Path(local_module.__file__).resolve().parents[2]
@@ -371,7 +371,7 @@ def test_upload_unreadable_source(
     # chmod 000 does not stop root (CI runs as root), so refuse the open itself.
     import builtins
 
-    import synapse_sdk.clients.local as local
+    import synapse_sdk.clients._local as local
 
     src = make_file(tmp_path, 'secret', b'x')
     real_open = builtins.open

@@ -1,4 +1,4 @@
-"""``synapse_sdk.db.sqlite``: the database code the journal and the storage index share."""
+"""``synapse_sdk.db._sqlite``: the database code the journal and the storage index share."""
 
 from __future__ import annotations
 

@@ -33,10 +33,10 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import BaseModel
 
+from synapse_sdk._paths import synapse_home
 from synapse_sdk.execution import run_action
-from synapse_sdk.execution.recovery import resume_run, rollback_run
+from synapse_sdk.execution._recovery import resume_run, rollback_run
 from synapse_sdk.journal import Journal, JournalListener
-from synapse_sdk.paths import synapse_home
 from synapse_sdk.plugins.actions import ActionContext, BaseAction
 from synapse_sdk.plugins.steps import (
     BaseStep,

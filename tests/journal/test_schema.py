@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from synapse_sdk.journal import SCHEMA_VERSION, Journal, JournalVersionError
-from synapse_sdk.journal import schema as journal_schema
+from synapse_sdk.journal import _schema as journal_schema
 
 from .conftest import EXAMPLE, make_files, one_line_error, peek, run_cli
 

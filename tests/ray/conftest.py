@@ -29,7 +29,7 @@ import pytest
 import ray
 
 from synapse_sdk.clients import LocalBackendClient
-from synapse_sdk.execution.on_ray import ensure_ray
+from synapse_sdk.execution._on_ray import ensure_ray
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.loader import Plugin

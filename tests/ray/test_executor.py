@@ -19,7 +19,7 @@ import pytest
 
 from synapse_sdk.clients import LocalBackendClient
 from synapse_sdk.execution import LocalExecutor
-from synapse_sdk.execution.on_ray import RayExecutor
+from synapse_sdk.execution._on_ray import RayExecutor
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.actions import ActionError
 from synapse_sdk.plugins.steps import (

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import ray
 
-import synapse_sdk.execution.on_ray  # noqa: F401 - registers the 'ray' backend
+import synapse_sdk.execution._on_ray  # noqa: F401 - registers the 'ray' backend
 from synapse_sdk.clients import LocalBackendClient
 from synapse_sdk.execution import LocalExecutor
-from synapse_sdk.execution.on_ray import RayExecutor
+from synapse_sdk.execution._on_ray import RayExecutor
 from synapse_sdk.journal import Journal, JournalListener
 from synapse_sdk.plugins.steps import (
     BaseStep,

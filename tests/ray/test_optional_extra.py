@@ -25,7 +25,7 @@ def run_without_ray(body: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_executor_is_importable_from_the_execution_package() -> None:
     from synapse_sdk.execution import RayExecutor
-    from synapse_sdk.execution.on_ray import RayExecutor as direct
+    from synapse_sdk.execution._on_ray import RayExecutor as direct
 
     assert RayExecutor is direct
 

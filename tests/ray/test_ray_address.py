@@ -255,7 +255,7 @@ MAPPER = """\
 import ray
 from pydantic import BaseModel
 
-import synapse_sdk.execution.on_ray  # the 'ray' backend of context.map
+import synapse_sdk.execution._on_ray  # the 'ray' backend of context.map
 from synapse_sdk.plugins import BaseUploadAction
 from synapse_sdk.plugins.actions.upload import UploadContext
 from synapse_sdk.plugins.pipelines.steps import BaseStep, StepRegistry, StepResult

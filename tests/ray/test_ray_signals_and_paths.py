@@ -29,7 +29,7 @@ import pytest
 from synapse_sdk.cli.main import _describe_interrupt
 from synapse_sdk.clients import LocalBackendClient
 from synapse_sdk.execution import LocalExecutor
-from synapse_sdk.execution.on_ray import RayExecutor
+from synapse_sdk.execution._on_ray import RayExecutor
 from synapse_sdk.journal import Journal
 from synapse_sdk.runtime import MemoryLogger, RuntimeContext
 
@@ -133,7 +133,7 @@ def test_sigterm_under_ray_mode_cancels_rolls_back_and_exits_143(tmp_path: Path)
 # --- 1b. a programmatic RayExecutor.run keeps the caller's handler -------------
 DRIVER = """\
 import os, signal, sys, time
-from synapse_sdk.execution.on_ray import RayExecutor
+from synapse_sdk.execution._on_ray import RayExecutor
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.actions import ActionOrigin
 from synapse_sdk.plugins.loader import Plugin

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from synapse_sdk.execution.on_ray import RelayLogger, replay
+from synapse_sdk.execution._on_ray import RelayLogger, replay
 from synapse_sdk.plugins.steps import (
     BaseStep,
     BaseStepContext,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synapse_sdk.plugins.steps import BaseStepContext, StepExecutionError, StepResult
-from synapse_sdk.plugins.steps.progress import EPSILON as _EPSILON
+from synapse_sdk.plugins.steps._progress import EPSILON as _EPSILON
 
 from .conftest import Recorder, RecordingListener, RecordingRuntime, Step, raising, run
 

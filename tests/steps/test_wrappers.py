@@ -16,7 +16,7 @@ from synapse_sdk.plugins.steps import (
     TimingStep,
     ValidationStep,
 )
-from synapse_sdk.plugins.steps import wrappers as wrappers_module
+from synapse_sdk.plugins.steps import _wrappers as wrappers_module
 
 from .conftest import RecordingRuntime, Step, make_registry, raising, returning, run
 

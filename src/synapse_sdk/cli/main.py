@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from synapse_sdk._paths import read_utf8
 from synapse_sdk.errors import (
     ActionError,
     ErrorKind,
@@ -21,15 +22,21 @@ from synapse_sdk.errors import (
     StepExecutionError,
     SynapseError,
 )
-from synapse_sdk.execution import LocalExecutor, default_runtime, resume_run, rollback_run
-from synapse_sdk.execution.errors import RayUnavailableError
-from synapse_sdk.execution.signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
+from synapse_sdk.execution import (
+    SIGNAL_EXIT_CODES,
+    LocalExecutor,
+    RayUnavailableError,
+    SignalState,
+    cancel_on_signals,
+    default_runtime,
+    resume_run,
+    rollback_run,
+)
 from synapse_sdk.journal import Journal
-from synapse_sdk.paths import read_utf8
 from synapse_sdk.plugins.actions import ActionOrigin
 from synapse_sdk.plugins.loader import Plugin, code_location
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
-from synapse_sdk.plugins.steps.result import describe_exception
+from synapse_sdk.plugins.steps.support import describe_exception
 
 # What went wrong -> the exit code: the one table (docs/errors.md). Every
 # error is reported by its kind (``SynapseError.kind``; see ``_kind_of``).
@@ -171,7 +178,7 @@ def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
             raise BadInput('--ray-address goes with --mode ray')
         return LocalExecutor(journal=store)
     try:
-        from synapse_sdk.execution.on_ray import RayExecutor, check_ray_address
+        from synapse_sdk.execution import RayExecutor, check_ray_address
     except ImportError as error:
         raise BadInput(str(error)) from error
     try:

@@ -1,13 +1,19 @@
 """Storage clients that plugin steps use through ``context.client``."""
 
-from synapse_sdk.clients.errors import (
+from synapse_sdk.clients._errors import (
     ClientError,
     FileNotFoundInStorageError,
     SourceFileError,
     StorageIndexError,
     StorageIntegrityError,
 )
-from synapse_sdk.clients.local import BackendClient, FileInfo, LocalBackendClient
+from synapse_sdk.clients._local import (
+    BackendClient,
+    FileInfo,
+    LocalBackendClient,
+    download_target,
+    stored_name,
+)
 
 __all__ = [
     'BackendClient',
@@ -18,4 +24,6 @@ __all__ = [
     'SourceFileError',
     'StorageIndexError',
     'StorageIntegrityError',
+    'download_target',
+    'stored_name',
 ]

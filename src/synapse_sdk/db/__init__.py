@@ -4,7 +4,7 @@ Both talk to a ``Database`` and its ``Connection`` (``base``); ``sqlite`` is
 the embedded implementation. Imports only the standard library.
 """
 
-from .base import (
+from ._base import (
     Connection,
     Cursor,
     Database,
@@ -13,7 +13,7 @@ from .base import (
     Schema,
     prepare,
 )
-from .sqlite import SQLiteConnection, SQLiteDatabase
+from ._sqlite import SQLiteConnection, SQLiteDatabase
 
 __all__ = [
     'Connection',

@@ -7,17 +7,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .local import LocalExecutor, default_runtime, new_run_id, run_action
-from .recovery import RecoveryError, RecoveryFailed, load_action_class, resume_run, rollback_run
+from ._errors import RayUnavailableError
+from ._local import LocalExecutor, default_runtime, new_run_id, run_action
+from ._recovery import RecoveryError, RecoveryFailed, load_action_class, resume_run, rollback_run
+from ._signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
 
 if TYPE_CHECKING:
-    from .on_ray import RayExecutor
+    from ._on_ray import RayExecutor, check_ray_address
 
 __all__ = [
+    'SIGNAL_EXIT_CODES',
     'LocalExecutor',
     'RayExecutor',
+    'RayUnavailableError',
     'RecoveryError',
     'RecoveryFailed',
+    'SignalState',
+    'cancel_on_signals',
+    'check_ray_address',
     'default_runtime',
     'load_action_class',
     'new_run_id',
@@ -27,9 +34,12 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == 'RayExecutor':
-        from .on_ray import RayExecutor
+_ON_RAY = {'RayExecutor', 'check_ray_address'}
 
-        return RayExecutor
+
+def __getattr__(name: str) -> Any:
+    if name in _ON_RAY:  # Ray is an optional extra: loaded on first use
+        from . import _on_ray
+
+        return getattr(_on_ray, name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -4,24 +4,26 @@ Written through the orchestrator's lifecycle listener protocol; the steps
 core does not know it exists.
 """
 
-from .codec import SNAPSHOT, restore, snapshot
-from .errors import (
+from ._codec import SNAPSHOT, restore, snapshot
+from ._errors import (
     JournalDamagedError,
     JournalError,
     JournalVersionError,
     SnapshotError,
     UnknownRunError,
 )
-from .listener import JournalListener
-from .records import RUN_STATUSES, STEP_STATUSES, RunRecord, StepRecord
-from .schema import SCHEMA_VERSION
-from .store import Journal
+from ._listener import JournalListener
+from ._records import DONE_STEP, RUN_STATUSES, STEP_STATUSES, UNDONE_WORK, RunRecord, StepRecord
+from ._schema import SCHEMA_VERSION
+from ._store import Journal
 
 __all__ = [
+    'DONE_STEP',
     'RUN_STATUSES',
     'SCHEMA_VERSION',
     'SNAPSHOT',
     'STEP_STATUSES',
+    'UNDONE_WORK',
     'Journal',
     'JournalDamagedError',
     'JournalError',

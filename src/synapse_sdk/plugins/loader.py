@@ -14,11 +14,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from synapse_sdk.paths import UnreadableTextError, read_utf8
+from synapse_sdk._paths import UnreadableTextError, read_utf8
 
 from .actions import BaseAction
 from .steps import ErrorKind, SynapseError
-from .steps.result import describe_exception
+from .steps.support import describe_exception
+
+__all__ = ['ActionConfig', 'Plugin', 'PluginConfig', 'PluginError', 'code_location']
 
 _NAME = r'[A-Za-z_]\w*'
 # module:Class or module.Class; the module is dotted names (no empty part: not 'plugin..A')

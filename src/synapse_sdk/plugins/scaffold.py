@@ -6,6 +6,8 @@ import keyword
 import re
 from pathlib import Path
 
+__all__ = ['CATEGORIES', 'create_plugin']
+
 CATEGORIES = ('upload', 'train', 'export')
 
 _BASES = {

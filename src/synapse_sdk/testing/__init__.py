@@ -8,18 +8,18 @@ a controllable clock and assertions on how a run ended.
         ...
 """
 
-from .assertions import (
+from ._assertions import (
     assert_progress_monotonic,
     assert_rolled_back,
     assert_run_status,
     assert_steps_ran,
 )
-from .backend import FakeBackend
-from .clock import FakeClock
-from .faults import CancelAt, FaultyStep
-from .harness import WorkflowRun, run_workflow
-from .runtime import RecordingRuntime
-from .steps import FunctionStep
+from ._backend import FakeBackend
+from ._clock import FakeClock
+from ._faults import CancelAt, FaultyStep
+from ._harness import WorkflowRun, run_workflow
+from ._runtime import RecordingRuntime
+from ._steps import FunctionStep
 
 __all__ = [
     'CancelAt',

@@ -1,7 +1,7 @@
 """The action layer: params, runtime context, and steps or a plain execute()."""
 
-from .base import ActionContext, ActionOrigin, BaseAction, PreparedRun
-from .errors import ActionDefinitionError, ActionError, ParamsValidationError
+from ._base import ActionContext, ActionOrigin, BaseAction, PreparedRun
+from ._errors import ActionDefinitionError, ActionError, ParamsValidationError
 from .export import BaseExportAction, ExportContext
 from .train import BaseTrainAction, TrainContext
 from .upload import BaseUploadAction, UploadContext

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .base import ActionContext, BaseAction, P
+from ._base import ActionContext, BaseAction, P
 
 
 @dataclass(kw_only=True)

@@ -4,12 +4,12 @@ Re-exported unchanged at ``synapse_sdk.plugins.pipelines.steps`` (the
 spec's import path).
 """
 
-from .base import BaseStep
-from .cancellation import CancelToken, StepCancelled, StepInterrupted, StepTimeoutError
-from .clock import Clock
-from .context import BaseStepContext, RuntimeContextLike
-from .errors import ErrorKind, RunCancelledError, StepExecutionError, SynapseError
-from .events import (
+from ._base import BaseStep
+from ._cancellation import CancelToken, StepCancelled, StepInterrupted, StepTimeoutError
+from ._clock import Clock
+from ._context import BaseStepContext, RuntimeContextLike
+from ._errors import ErrorKind, RunCancelledError, StepExecutionError, SynapseError
+from ._events import (
     IN_STEP_EVENTS,
     LIFECYCLE_EVENTS,
     Progress,
@@ -30,14 +30,14 @@ from .events import (
     StepSkipped,
     StepStarted,
 )
-from .fanout import MapBackend, MapItemError, register_backend
-from .listeners import RunListener
-from .orchestrator import Orchestrator
-from .policies import RetryPolicy
-from .registry import StepRegistry
-from .result import StepResult
-from .run_state import ProgressCallback
-from .wrappers import LoggingStep, StepWrapper, TimingStep, ValidationStep
+from ._fanout import MapBackend, MapItemError, register_backend
+from ._listeners import RunListener
+from ._orchestrator import Orchestrator
+from ._policies import RetryPolicy
+from ._registry import StepRegistry
+from ._result import StepResult
+from ._run_state import ProgressCallback
+from ._wrappers import LoggingStep, StepWrapper, TimingStep, ValidationStep
 
 __all__ = [
     'IN_STEP_EVENTS',

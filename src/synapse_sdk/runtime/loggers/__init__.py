@@ -1,8 +1,8 @@
 """Where a run's events, progress and metrics go."""
 
-from .base import OVERALL, Logger
-from .console import ConsoleLogger
-from .jsonl import JsonLinesLogger
-from .memory import LoggedEvent, MemoryLogger
+from ._base import OVERALL, Logger
+from ._console import ConsoleLogger
+from ._jsonl import JsonLinesLogger
+from ._memory import LoggedEvent, MemoryLogger
 
 __all__ = ['OVERALL', 'ConsoleLogger', 'JsonLinesLogger', 'LoggedEvent', 'Logger', 'MemoryLogger']

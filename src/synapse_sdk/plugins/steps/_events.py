@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .result import StepResult
+from ._result import StepResult
 
 RELAYED = 'relayed'
 """Field metadata key: ``False`` marks a field that matters only in the run's own process

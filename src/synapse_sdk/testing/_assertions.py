@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from synapse_sdk.journal import Journal
 from synapse_sdk.runtime import MemoryLogger
 
-from .harness import WorkflowRun
+from ._harness import WorkflowRun
 
 
 def _memory(run: WorkflowRun | MemoryLogger) -> MemoryLogger:

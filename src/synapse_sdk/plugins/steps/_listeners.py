@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .events import RunEvent
+from ._events import RunEvent
 
 
 class RunListener:

@@ -14,7 +14,7 @@ from synapse_sdk.plugins.steps import (
     StepRegistry,
 )
 
-from .runtime import RecordingRuntime
+from ._runtime import RecordingRuntime
 
 
 @dataclass

@@ -18,7 +18,7 @@ from synapse_sdk.plugins.steps import (
     StepStarted,
 )
 
-from .base import Logger
+from ._base import Logger
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ import inspect
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 
-from .base import BaseStep, C
-from .result import StepResult, describe_exception
+from ._base import BaseStep, C
+from ._result import StepResult, describe_exception
 
 
 class StepWrapper(BaseStep[C]):

@@ -27,7 +27,7 @@ from synapse_sdk.plugins.steps import (
 )
 from synapse_sdk.runtime import RuntimeContext
 
-from .errors import ActionDefinitionError, ParamsValidationError
+from ._errors import ActionDefinitionError, ParamsValidationError
 
 P = TypeVar('P', bound=BaseModel)
 

@@ -31,14 +31,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol, TypedDict, runtime_checkable
 
-from synapse_sdk.clients.errors import (
+from synapse_sdk._paths import synapse_home
+from synapse_sdk.clients._errors import (
     FileNotFoundInStorageError,
     SourceFileError,
     StorageIndexError,
     StorageIntegrityError,
 )
 from synapse_sdk.db import Connection, Schema, SQLiteDatabase
-from synapse_sdk.paths import synapse_home
 
 __all__ = [
     'BackendClient',

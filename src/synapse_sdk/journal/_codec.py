@@ -10,9 +10,9 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from synapse_sdk.plugins.steps import BaseStepContext
-from synapse_sdk.plugins.steps.context import STATE, context_state, state_fields
+from synapse_sdk.plugins.steps.support import STATE, context_state, state_fields
 
-from .errors import SnapshotError
+from ._errors import SnapshotError
 
 _TAG = '__synapse__'
 SNAPSHOT = STATE

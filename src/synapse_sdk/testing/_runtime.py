@@ -8,7 +8,7 @@ from typing import Any
 
 from synapse_sdk.runtime import MemoryLogger, RuntimeContext
 
-from .backend import FakeBackend
+from ._backend import FakeBackend
 
 
 class RecordingRuntime(RuntimeContext):

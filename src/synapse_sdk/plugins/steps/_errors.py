@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import ClassVar
 
-from .result import StepResult
+from ._result import StepResult
 
 
 class ErrorKind(StrEnum):

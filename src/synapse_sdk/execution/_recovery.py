@@ -10,6 +10,8 @@ from typing import Any, get_args
 from pydantic import SecretBytes, SecretStr
 
 from synapse_sdk.journal import (
+    DONE_STEP,
+    UNDONE_WORK,
     Journal,
     JournalError,
     JournalListener,
@@ -17,7 +19,6 @@ from synapse_sdk.journal import (
     StepRecord,
     restore,
 )
-from synapse_sdk.journal.records import DONE_STEP, UNDONE_WORK
 from synapse_sdk.plugins.actions import BaseAction, PreparedRun
 from synapse_sdk.plugins.loader import Plugin
 from synapse_sdk.plugins.steps import (
@@ -28,7 +29,7 @@ from synapse_sdk.plugins.steps import (
 )
 from synapse_sdk.runtime import RuntimeContext
 
-from .local import default_runtime
+from ._local import default_runtime
 
 ROLLBACK_FROM = ('crashed', 'failed', 'cancelled', 'rollback_failed', 'rolled_back')
 RESUME_FROM = ('crashed', 'failed', 'cancelled', 'rollback_failed', 'rolled_back')

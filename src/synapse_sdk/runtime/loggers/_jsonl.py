@@ -20,9 +20,9 @@ from synapse_sdk.plugins.steps import (
     StepSkipped,
     StepStarted,
 )
-from synapse_sdk.plugins.steps.result import describe_exception
+from synapse_sdk.plugins.steps.support import describe_exception
 
-from .base import Logger
+from ._base import Logger
 
 
 class JsonLinesLogger(Logger):

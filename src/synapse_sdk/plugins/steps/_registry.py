@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from numbers import Real
 from typing import Any, Generic, NamedTuple
 
-from .base import BaseStep, C
-from .policies import RetryPolicy
-from .progress import ProgressPlan
+from ._base import BaseStep, C
+from ._policies import RetryPolicy
+from ._progress import ProgressPlan
 
 
 class Guard(NamedTuple):

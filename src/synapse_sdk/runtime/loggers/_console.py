@@ -33,7 +33,7 @@ from synapse_sdk.plugins.steps import (
     StepStarted,
 )
 
-from .base import Logger
+from ._base import Logger
 
 _LEVEL_STYLE = {'debug': 'dim', 'info': '', 'warning': 'yellow', 'error': 'bold red'}
 

@@ -8,14 +8,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from .fanout import MapItemError, backend_named
-from .result import StepResult
+from ._fanout import MapItemError, backend_named
+from ._result import StepResult
 
 T = TypeVar('T')
 R = TypeVar('R')
 
 if TYPE_CHECKING:
-    from .run_state import ActiveRun
+    from ._run_state import ActiveRun
 
 
 def check_progress(current: float, total: float) -> None:
@@ -132,7 +132,7 @@ class BaseStepContext:
         raises stops the rest (items already running finish and are recorded)
         and the step fails with :class:`MapItemError` naming that item.
         ``backend``: ``'threads'`` (default), ``'serial'``, or ``'ray'`` once
-        ``synapse_sdk.execution.on_ray`` is imported. A cancel or timeout stops
+        ``synapse_sdk.execution._on_ray`` is imported. A cancel or timeout stops
         the rest the same way, after recording the items that ran.
         """
         sequence = list(items)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
 
-from .errors import SynapseError
+from ._errors import SynapseError
 
 T = TypeVar('T')
 R = TypeVar('R')
@@ -144,7 +144,7 @@ def backend_named(name: str) -> MapBackend:
     factory = BACKENDS.get(name)
     if factory is None:
         hint = (
-            ' (import synapse_sdk.execution.on_ray; it needs the ray extra)'
+            ' (import synapse_sdk.execution._on_ray; it needs the ray extra)'
             if name == 'ray'
             else ''
         )

@@ -25,10 +25,10 @@ from synapse_sdk.plugins.steps import (
     StepSkipped,
     StepStarted,
 )
-from synapse_sdk.plugins.steps.result import describe_exception
+from synapse_sdk.plugins.steps.support import describe_exception
 
-from .codec import snapshot_of, to_json
-from .store import Journal, now
+from ._codec import snapshot_of, to_json
+from ._store import Journal, now
 
 
 class JournalListener(RunListener):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
-from .context import BaseStepContext
-from .policies import RetryPolicy
-from .result import StepResult
+from ._context import BaseStepContext
+from ._policies import RetryPolicy
+from ._result import StepResult
 
 C = TypeVar('C', bound=BaseStepContext)
 

@@ -28,11 +28,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from time import time
 from typing import Any, Generic, NoReturn
 
-from .base import BaseStep, C
-from .cancellation import CancelToken, StepCancelled, StepInterrupted, StepTimeoutError
-from .clock import Clock, clock_of, reader
-from .errors import RunCancelledError, StepExecutionError
-from .events import (
+from ._base import BaseStep, C
+from ._cancellation import CancelToken, StepCancelled, StepInterrupted, StepTimeoutError
+from ._clock import Clock, clock_of, reader
+from ._errors import RunCancelledError, StepExecutionError
+from ._events import (
     Progress,
     RollbackEnded,
     RollbackStarted,
@@ -45,10 +45,10 @@ from .events import (
     StepRetrying,
     StepStarted,
 )
-from .listeners import RunListener
-from .registry import Guard, StepRegistry
-from .result import StepResult, describe_exception
-from .run_state import ActiveRun, ProgressCallback
+from ._listeners import RunListener
+from ._registry import Guard, StepRegistry
+from ._result import StepResult, describe_exception
+from ._run_state import ActiveRun, ProgressCallback
 
 # what a failure undoes: the step, as listeners see it, and the result rollback() gets
 Undo = tuple[BaseStep[Any], StepInfo, StepResult]

@@ -10,8 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from synapse_sdk.plugins.steps import CancelToken, RunListener
-from synapse_sdk.plugins.steps.context import check_progress
-from synapse_sdk.plugins.steps.result import describe_exception
+from synapse_sdk.plugins.steps.support import check_progress, describe_exception
 
 from .loggers import OVERALL, ConsoleLogger, Logger
 

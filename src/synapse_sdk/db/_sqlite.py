@@ -14,7 +14,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import NoReturn
 
-from .base import Params, Row, Schema, prepare
+from ._base import Params, Row, Schema, prepare
 
 __all__ = ['SQLiteConnection', 'SQLiteDatabase']
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Protocol, runtime_checkable
 
-from .cancellation import CancelToken
+from ._cancellation import CancelToken
 
 
 @runtime_checkable

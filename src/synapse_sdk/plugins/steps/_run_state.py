@@ -6,9 +6,9 @@ from collections.abc import Callable
 from time import time
 from typing import Any
 
-from .cancellation import CancelToken, StepCancelled, StepInterrupted
-from .context import BaseStepContext, context_state, run_id_of
-from .events import (
+from ._cancellation import CancelToken, StepCancelled, StepInterrupted
+from ._context import BaseStepContext, context_state, run_id_of
+from ._events import (
     Progress,
     RollbackData,
     RunEvent,
@@ -20,10 +20,10 @@ from .events import (
     StepReused,
     StepSkipped,
 )
-from .listeners import RunListener
-from .progress import EPSILON
-from .registry import RunPlan
-from .result import StepResult, describe_exception
+from ._listeners import RunListener
+from ._progress import EPSILON
+from ._registry import RunPlan
+from ._result import StepResult, describe_exception
 
 ProgressCallback = Callable[[int, int], None]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from .errors import ErrorKind, SynapseError
+from ._errors import ErrorKind, SynapseError
 
 
 class StepInterrupted(SynapseError):

@@ -8,8 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from synapse_sdk.clients import FileNotFoundInStorageError, SourceFileError
-from synapse_sdk.clients.local import download_target, stored_name
+from synapse_sdk.clients import (
+    FileNotFoundInStorageError,
+    SourceFileError,
+    download_target,
+    stored_name,
+)
 
 
 class FakeBackend:

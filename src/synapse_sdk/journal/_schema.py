@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from synapse_sdk.db import Schema
 
-from .errors import JournalDamagedError, JournalVersionError
+from ._errors import JournalDamagedError, JournalVersionError
 
 SCHEMA_VERSION = 2
 

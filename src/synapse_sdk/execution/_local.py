@@ -7,12 +7,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from synapse_sdk._paths import synapse_home
 from synapse_sdk.clients import LocalBackendClient
 from synapse_sdk.journal import Journal, JournalError, JournalListener
-from synapse_sdk.paths import synapse_home
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import RunListener
-from synapse_sdk.plugins.steps.result import describe_exception
+from synapse_sdk.plugins.steps.support import describe_exception
 from synapse_sdk.runtime import ConsoleLogger, JsonLinesLogger, Logger, RuntimeContext
 
 

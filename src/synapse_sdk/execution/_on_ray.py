@@ -48,15 +48,13 @@ from synapse_sdk.plugins.steps import (
     StepResult,
     register_backend,
 )
-from synapse_sdk.plugins.steps.events import RELAYED
-from synapse_sdk.plugins.steps.fanout import windowed
-from synapse_sdk.plugins.steps.result import describe_exception
+from synapse_sdk.plugins.steps.support import RELAYED, describe_exception, windowed
 from synapse_sdk.runtime import Logger, RuntimeContext
 from synapse_sdk.runtime.loggers import LoggedEvent
 
-from .errors import RayUnavailableError
-from .local import default_runtime, run_action
-from .recovery import rollback_run
+from ._errors import RayUnavailableError
+from ._local import default_runtime, run_action
+from ._recovery import rollback_run
 
 # --- starting Ray --------------------------------------------------------------
 CONNECT_TIMEOUT = 5.0

@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from synapse_sdk._paths import synapse_home
 from synapse_sdk.db import Connection, Database, SQLiteDatabase
-from synapse_sdk.paths import synapse_home
 
-from .codec import from_json, to_json
-from .errors import JournalError, UnknownRunError
-from .process import Owner
-from .records import ACTIVE, RUN_STATUSES, RunRecord, StepRecord
-from .schema import INSERTION_ORDER, journal_schema
+from ._codec import from_json, to_json
+from ._errors import JournalError, UnknownRunError
+from ._process import Owner
+from ._records import ACTIVE, RUN_STATUSES, RunRecord, StepRecord
+from ._schema import INSERTION_ORDER, journal_schema
 
 
 def now() -> str:
