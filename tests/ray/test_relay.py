@@ -78,7 +78,7 @@ def relayed_run() -> list[Any]:
     """A failing run on a worker-like runtime whose only logger is the relay; the queue
     as the driver receives it."""
     relay = RelayLogger()
-    runtime = RuntimeContext(logger=[relay], client=None, job_id='run-7')
+    runtime = RuntimeContext(logger=[relay], client=None, run_id='run-7')
     registry: StepRegistry[LockedContext] = StepRegistry()
     registry.register(Works())
     registry.register(Fails())

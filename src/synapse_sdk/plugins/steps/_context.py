@@ -209,5 +209,5 @@ def context_state(context: BaseStepContext) -> dict[str, Any]:
 
 def run_id_of(context: BaseStepContext) -> str | None:
     """The run's id as the runtime names it; None for a runtime that names none."""
-    run_id = getattr(context.runtime_ctx, 'job_id', None)
+    run_id = getattr(context.runtime_ctx, 'run_id', None)
     return run_id if isinstance(run_id, str) else None
