@@ -28,6 +28,7 @@ EXPORTS: dict[str, list[str]] = {
         'MapItemError',
         'ParamsValidationError',
         'PluginError',
+        'RayUnavailableError',
         'RecoveryError',
         'RecoveryFailed',
         'RunCancelledError',
