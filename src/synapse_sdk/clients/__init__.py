@@ -7,7 +7,7 @@ from synapse_sdk.clients.errors import (
     StorageIndexError,
     StorageIntegrityError,
 )
-from synapse_sdk.clients.local import BackendClient, FileInfo, LocalBackendClient
+from synapse_sdk.clients.local import BackendClient, FileInfo, LocalBackendClient, PartialWrites
 
 __all__ = [
     'BackendClient',
@@ -15,6 +15,7 @@ __all__ = [
     'FileInfo',
     'FileNotFoundInStorageError',
     'LocalBackendClient',
+    'PartialWrites',
     'SourceFileError',
     'StorageIndexError',
     'StorageIntegrityError',
