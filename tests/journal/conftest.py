@@ -275,7 +275,13 @@ def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
     env['COLUMNS'] = '200'
     for name in ('FORCE_COLOR', 'TTY_COMPATIBLE', 'TTY_INTERACTIVE'):
         env.pop(name, None)
-    for name in ('JT_CRASH_AFTER', 'JT_CRASH_IN', 'JT_FAIL_IN', 'JT_KILL_IN_UPLOAD'):  # switches
+    for name in (
+        'JT_CRASH_AFTER',
+        'JT_CRASH_IN',
+        'JT_FAIL_IN',
+        'JT_KILL_IN_UPLOAD',
+        'JT_REPORT_IN',
+    ):  # switches
         env.pop(name, None)
     env.update(extra)
     return env

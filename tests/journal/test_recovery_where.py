@@ -275,3 +275,34 @@ def test_a_resume_whose_rerun_fails_and_whose_rollback_fails_stays_retryable(
     assert json.loads(done.stdout)['rolled_back'] == ['shard']
     assert_undone(home, workdir, before)
     assert run_state(home, run_id)[0].status == 'rolled_back'
+
+
+REPORTED = (
+    "rollback of step 'store' did not undo everything: the backend refused to delete the files"
+)
+
+
+def test_a_rollback_that_says_it_could_not_undo_its_work_leaves_the_run_rollback_failed(
+    home: Path, plugin_dir: Path, workdir: Path, tmp_path: Path, before: dict[str, str]
+) -> None:
+    """The spec's pattern: a rollback that cannot undo something appends to
+    ``context.errors`` and returns. In the run itself, and in a recovery."""
+    code, run_id = export(home, workdir, JT_FAIL_IN='finalize', JT_REPORT_IN='store.rollback')
+    assert code == 1
+    run, steps = run_state(home, run_id)
+    assert run.status == 'rollback_failed'
+    assert run.error is not None and "Step 'finalize' failed" in run.error  # the cause stays
+    assert steps['store'] == 'rollback_failed'
+    assert len(stored(home)) == 3 + SHARDS  # not undone, as it said
+
+    failed = recover(home, elsewhere(tmp_path), 'rollback', run_id, JT_REPORT_IN='store.rollback')
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)['errors'] == [REPORTED]
+    assert run_state(home, run_id)[0].status == 'rollback_failed'
+    assert run_state(home, run_id)[1]['store'] == 'rollback_failed'
+
+    done = recover(home, elsewhere(tmp_path), 'rollback', run_id)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)['rolled_back'] == ['store']
+    assert_undone(home, workdir, before)
+    assert run_state(home, run_id)[0].status == 'rolled_back'

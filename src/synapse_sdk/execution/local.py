@@ -13,7 +13,14 @@ from synapse_sdk.journal import Journal, JournalError, JournalListener
 from synapse_sdk.paths import synapse_home
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.loader import Plugin, PluginError
-from synapse_sdk.plugins.steps import RunListener
+from synapse_sdk.plugins.steps import (
+    BaseStepContext,
+    RollbackEnded,
+    RollbackStarted,
+    RunEnded,
+    RunEvent,
+    RunListener,
+)
 from synapse_sdk.plugins.steps.result import describe_exception
 from synapse_sdk.runtime import ConsoleLogger, JsonLinesLogger, Logger, RuntimeContext
 
@@ -84,11 +91,43 @@ def _run_journaled(
     with _ends_run_if_raising(journal, run_id):
         prepared = action.prepare_run()
     if not prepared.plain:  # the steps' listener records the rest, the run's end included
-        return prepared.run(listeners=[*listeners, JournalListener(journal, run_id)])
+        reports = RollbackReports(journal, run_id, prepared.context)
+        return prepared.run(listeners=[*listeners, JournalListener(journal, run_id), reports])
     with _ends_run_if_raising(journal, run_id):
         result = prepared.run()
     journal.set_run_status(run_id, 'succeeded')
     return result
+
+
+class RollbackReports(RunListener):
+    """A rollback that returns, having said in ``context.errors`` what it could not undo (the
+    spec's pattern), has not undone its work: its step is journaled ``rollback_failed`` (so
+    ``synapse runs rollback`` retries it), and so is a run that ended failed. Goes after the
+    ``JournalListener``, whose record it corrects; ``errors`` lists what the rollbacks said."""
+
+    listens_to = (RollbackStarted, RollbackEnded, RunEnded)
+
+    def __init__(self, journal: Journal, run_id: str, context: BaseStepContext | None) -> None:
+        self.journal = journal
+        self.run_id = run_id
+        self.context = context
+        self.errors: list[str] = []
+        self._before = 0
+
+    def on_event(self, event: RunEvent) -> None:
+        said = self.context.errors if self.context is not None else []
+        match event:
+            case RollbackStarted():
+                self._before = len(said)
+            case RollbackEnded(step=step, error=None) if len(said) > self._before:
+                message = f"rollback of step '{step.name}' did not undo everything: " + '; '.join(
+                    said[self._before :]
+                )
+                self.errors.append(message)
+                self.journal.set_step_status(self.run_id, step.index, 'rollback_failed', message)
+            case RunEnded(summary=summary) if self.errors and not summary.success:
+                if not (summary.interrupted or summary.cancelled):
+                    self.journal.set_run_status(self.run_id, 'rollback_failed')
 
 
 def bind_storage(ctx: RuntimeContext) -> str | None:

@@ -31,7 +31,7 @@ from synapse_sdk.plugins.steps import (
 from synapse_sdk.plugins.steps.result import describe_exception
 from synapse_sdk.runtime import RuntimeContext
 
-from .local import bind_storage, default_runtime
+from .local import RollbackReports, bind_storage, default_runtime
 
 ROLLBACK_FROM = ('crashed', 'failed', 'cancelled', 'rollback_failed', 'rolled_back')
 RESUME_FROM = ('crashed', 'failed', 'cancelled', 'rollback_failed', 'rolled_back')
@@ -153,10 +153,12 @@ def _undo(
     prepared, context = _prepare(action, run, records)
     restore(context, journal.snapshot_before(run.id, len(records)))
     journal.claim_run(run.id, status='failed', keep_error=True)
-    listeners = [*ctx.listeners, JournalListener(journal, run.id)]
+    reports = RollbackReports(journal, run.id, context)
+    listeners = [*ctx.listeners, JournalListener(journal, run.id), reports]
     orchestrator = Orchestrator(prepared.registry, context, listeners=listeners)
     with _pending_if_interrupted(journal, run.id):
-        return orchestrator.rollback({r.name: _result_of(journal, run.id, r) for r in pending})
+        errors = orchestrator.rollback({r.name: _result_of(journal, run.id, r) for r in pending})
+    return errors + reports.errors
 
 
 @contextmanager
@@ -238,12 +240,13 @@ def resume_run(
             if r.status in UNDONE_WORK
         }
         errors = []
+        reports = RollbackReports(journal, run_id, context)
         if leftovers:
             orchestrator = Orchestrator(
-                prepared.registry, context, listeners=[*ctx.listeners, listener]
+                prepared.registry, context, listeners=[*ctx.listeners, listener, reports]
             )
             with _pending_if_interrupted(journal, run_id):
-                errors = orchestrator.rollback(leftovers)
+                errors = orchestrator.rollback(leftovers) + reports.errors
         errors += _discard_partial(ctx, run_id)
         if errors:
             journal.set_run_status(run_id, 'rollback_failed', '; '.join(errors))
@@ -255,7 +258,7 @@ def resume_run(
         completed = {
             r.name: _result_of(journal, run_id, r) for r in records[:start] if r.status in DONE_STEP
         }
-        result = prepared.run(listeners=[listener], completed=completed)
+        result = prepared.run(listeners=[listener, reports], completed=completed)
     result['run_id'] = run_id
     result['resumed_from'] = steps[start].name if start < len(steps) else None
     return result

@@ -15,6 +15,8 @@ resumed run (which reuses the recorded params) does not crash again:
   blob is in place, before the index knows it).
 
 ``JT_FAIL_IN`` may name several points, comma-separated (``finalize,shard.rollback``).
+``JT_REPORT_IN=store.rollback``: that rollback undoes nothing and says so in
+``context.errors`` instead of raising (the spec's pattern).
 
 The ``export`` action writes shards into ``params.output_dir``, a path relative
 to the run's working directory as a plugin author would give it, and uploads
@@ -115,6 +117,9 @@ class StoreStep(BaseStep[StoreContext]):
 
     def rollback(self, context: StoreContext, result: StepResult) -> None:
         _checkpoint('store.rollback')
+        if 'store.rollback' in os.environ.get('JT_REPORT_IN', '').split(','):
+            context.errors.append('the backend refused to delete the files')
+            return
         ids = set(result.rollback_data.get('ids', []))
         for key in result.rollback_data.get('keys', []):
             found = context.client.find_file(key)
