@@ -23,6 +23,7 @@ from synapse_sdk.journal.records import DONE_STEP, UNDONE_WORK
 from synapse_sdk.plugins.actions import BaseAction, PreparedRun
 from synapse_sdk.plugins.loader import Plugin
 from synapse_sdk.plugins.steps import (
+    BaseStep,
     BaseStepContext,
     Orchestrator,
     StepResult,
@@ -220,17 +221,7 @@ def resume_run(
         action = _build_action(run, ctx, secrets, resume_run)
         prepared, context = _prepare(action, run, records)
         steps = prepared.steps
-        done = ('succeeded', 'reused', 'skipped')
-        start = next((r.index for r in records if r.status not in done), len(records))
-        for record in records[:start]:
-            if record.status in DONE_STEP and not steps[record.index].resumable:
-                ctx.log(
-                    'resume_restart',
-                    {'step': record.name, 'reason': 'the step is not resumable'},
-                    level='warning',
-                )
-                start = record.index
-                break
+        start = _resume_start(records, steps, ctx)
         journal.claim_run(run_id)
         restore(context, journal.snapshot_before(run_id, start))
         listener = JournalListener(journal, run_id)
@@ -264,6 +255,23 @@ def resume_run(
     return result
 
 
+def _resume_start(
+    records: list[StepRecord], steps: list[BaseStep[Any]], ctx: RuntimeContext
+) -> int:
+    """The first step that did not succeed, or an earlier one that is not resumable."""
+    done = ('succeeded', 'reused', 'skipped')
+    start = next((r.index for r in records if r.status not in done), len(records))
+    for record in records[:start]:
+        if record.status in DONE_STEP and not steps[record.index].resumable:
+            ctx.log(
+                'resume_restart',
+                {'step': record.name, 'reason': 'the step is not resumable'},
+                level='warning',
+            )
+            return record.index
+    return start
+
+
 @contextmanager
 def _pending_if_interrupted(journal: Journal, run_id: str) -> Iterator[None]:
     """Stopped (Ctrl-C) in the middle of undoing: say so, and what finishes the job."""
@@ -285,15 +293,14 @@ def _recoverable(journal: Journal, run_id: str, allowed: tuple[str, ...], verb: 
             f"run '{run_id}' is still {run.status} in process {run.pid} on {run.host}; "
             'wait for it to finish or stop it first'
         )
-    if run.status == 'succeeded' and verb == 'rolled back' and run.status not in allowed:
-        raise RecoveryError(
-            f"run '{run_id}' succeeded: to undo its work, add --finished (synapse runs rollback"
-            f' {run_id} --finished; from Python: rollback_run(..., finished=True))'
-        )
     if run.status not in allowed:
-        raise RecoveryError(
-            f"run '{run_id}' {run.status}: only {', '.join(allowed)} runs can be {verb}"
-        )
+        message = f"run '{run_id}' {run.status}: only {', '.join(allowed)} runs can be {verb}"
+        if run.status == 'succeeded' and verb == 'rolled back':
+            message = (
+                f"run '{run_id}' succeeded: to undo its work, add --finished (synapse runs"
+                f' rollback {run_id} --finished; from Python: rollback_run(..., finished=True))'
+            )
+        raise RecoveryError(message)
     return run
 
 
