@@ -189,3 +189,9 @@ def test_a_bound_client_is_the_same_storage_and_travels_bound(
     arrived = pickle.loads(pickle.dumps(bound))
     assert arrived.root == root
     assert arrived.for_run('run-a') is arrived  # still bound to run-a
+
+
+def test_discarding_on_a_storage_never_used_creates_nothing(tmp_path: Path) -> None:
+    client = LocalBackendClient(tmp_path / 'never').for_run('run-a')
+    assert client.discard_partial('run-a') == []
+    assert not (tmp_path / 'never').exists()

@@ -198,6 +198,8 @@ class LocalBackendClient:
     def discard_partial(self, run_id: str) -> list[str]:
         """Remove what ``run_id``'s unfinished uploads and deletes left: temp files, and
         blobs no index row refers to. Only while no process works on the run."""
+        if not self._ready and not self._index_path.exists():
+            return []  # nothing was ever stored here: and nothing is created
         with self._connect() as conn:
             rows = conn.fetchall('SELECT token FROM partial WHERE run_id = ?', (run_id,))
         removed: list[str] = []
