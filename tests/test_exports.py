@@ -201,6 +201,7 @@ EXPORTS: dict[str, list[str]] = {
         'FileInfo',
         'FileNotFoundInStorageError',
         'LocalBackendClient',
+        'PartialWrites',
         'SourceFileError',
         'StorageIndexError',
         'StorageIntegrityError',

@@ -36,9 +36,9 @@ def peek(path: Path, sql: str) -> list[tuple[object, ...]]:
         conn.close()
 
 
-def test_a_new_index_gets_version_1_in_wal_mode(root: Path, tmp_path: Path) -> None:
+def test_a_new_index_gets_version_2_in_wal_mode(root: Path, tmp_path: Path) -> None:
     file_id = LocalBackendClient(root).upload_file(source(tmp_path))
-    assert peek(index_of(root), 'PRAGMA user_version') == [(1,)]
+    assert peek(index_of(root), 'PRAGMA user_version') == [(2,)]
     assert peek(index_of(root), 'PRAGMA journal_mode') == [('wal',)]
     assert LocalBackendClient(root).get_file(file_id)['name'] == 'a.txt'  # opened again
 
@@ -51,11 +51,41 @@ def test_an_index_of_a_newer_version_is_refused(root: Path, tmp_path: Path) -> N
         LocalBackendClient(root).list_files()
     message = str(caught.value)
     assert str(index_of(root)) in message
-    assert 'newer synapse-sdk (storage index schema 7; this one reads up to 1)' in message
+    assert 'newer synapse-sdk (storage index schema 7; this one reads up to 2)' in message
     assert 'upgrade synapse-sdk' in message
     assert isinstance(caught.value, ClientError)
     assert caught.value.kind is ErrorKind.BAD_INPUT  # the file is at fault
     assert peek(index_of(root), 'PRAGMA user_version') == [(7,)]
+
+
+VERSION_1 = """
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    blob TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL CHECK (size >= 0),
+    checksum TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    key TEXT UNIQUE
+);
+INSERT INTO files (name, blob, size, checksum, created_at, key)
+    VALUES ('old.txt', '0123456789abcdef0123456789abcdef', 3, 'x', '2024-01-01', 'k');
+PRAGMA user_version = 1;
+"""
+
+
+def test_an_index_of_version_1_is_migrated_and_keeps_its_files(root: Path, tmp_path: Path) -> None:
+    root.mkdir()
+    conn = sqlite3.connect(index_of(root))
+    conn.executescript(VERSION_1)
+    conn.close()
+
+    client = LocalBackendClient(root)
+    assert [f['name'] for f in client.list_files()] == ['old.txt']
+    assert client.find_file('k') == 1
+    assert peek(index_of(root), 'PRAGMA user_version') == [(2,)]
+    assert peek(index_of(root), 'SELECT count(*) FROM partial') == [(0,)]
+    assert client.for_run('r').discard_partial('r') == []
 
 
 def test_a_foreign_sqlite_database_is_refused_and_left_alone(root: Path, tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ left in a plugin folder of the repository.
   (what another process, or the next process, would see);
 - ``cli``: the ``synapse`` console script as a subprocess;
 - ``plugin_dir``: a copy of ``tests/journal/plugin`` (action ``store``: prepare,
-  store, finalize; crash points set through the environment).
+  store, finalize; ``export``: prepare, shard, store, finalize; crash points set
+  through the environment);
+- ``storage_snapshot``: the storage folder, byte for byte.
 """
 
 from __future__ import annotations
@@ -219,6 +221,40 @@ def stored(home: Path) -> list[tuple[int, str, str]]:
     return entries
 
 
+def storage_snapshot(home: Path) -> dict[str, str]:
+    """The storage folder as it is: every file (temp files and blobs included) by its
+    sha256, and the index by its rows (its pages change with any write, even an undone one).
+    Equal snapshots: the folder holds byte for byte the same files."""
+    root = home / 'storage'
+    state = {
+        p.relative_to(root).as_posix(): sha256(p)
+        for p in sorted(root.rglob('*'))
+        if p.is_file() and not p.name.startswith('index.db')
+    }
+    conn = connect(root / 'index.db')
+    try:
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        for table in sorted(tables & {'files', 'partial'}):
+            rows = conn.execute(f'SELECT * FROM {table} ORDER BY 1').fetchall()
+            state[f'index.db:{table}'] = repr(rows)
+    finally:
+        conn.close()
+    return state
+
+
+def assert_storage_holds_only_indexed_files(home: Path) -> None:
+    """No temp file, no blob that no row refers to, no write still announced."""
+    state = storage_snapshot(home)
+    blobs = {name.removeprefix('blobs/') for name in state if name.startswith('blobs/')}
+    indexed = {row[0] for row in peek(home / 'storage' / 'index.db', 'SELECT blob FROM files')}
+    others = [name for name in state if not name.startswith(('blobs/', 'index.db:'))]
+    assert others == [], f'left in the storage: {others}'
+    assert blobs == indexed, f'blobs no row refers to: {sorted(blobs - indexed)}'
+    assert state.get('index.db:partial', '[]') == '[]', state['index.db:partial']
+
+
 def pre_store(home: Path, tmp: Path, count: int = 3) -> list[tuple[int, str, str]]:
     """Store ``count`` files unrelated to any run; returns them as ``stored`` lists them."""
     folder = tmp / 'unrelated'
@@ -239,7 +275,13 @@ def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
     env['COLUMNS'] = '200'
     for name in ('FORCE_COLOR', 'TTY_COMPATIBLE', 'TTY_INTERACTIVE'):
         env.pop(name, None)
-    for name in ('JT_CRASH_AFTER', 'JT_CRASH_IN', 'JT_FAIL_IN'):  # the test plugin's switches
+    for name in (
+        'JT_CRASH_AFTER',
+        'JT_CRASH_IN',
+        'JT_FAIL_IN',
+        'JT_KILL_IN_UPLOAD',
+        'JT_REPORT_IN',
+    ):  # switches
         env.pop(name, None)
     env.update(extra)
     return env

@@ -12,10 +12,12 @@ in any step), as soon as the run is journaled, right after
 ``discover_files`` succeeded, in the middle of the upload once a random
 number of upload keys is journaled, or right after ``upload_files``
 succeeded. Then half of the trials run ``synapse runs rollback RUN_ID``
-(the storage must hold exactly the three unrelated files: ids, names,
-checksums) and the other half ``synapse runs resume RUN_ID`` (every source
-file stored exactly once, by name and checksum, plus the three). A trial
-whose process finished before the kill is checked for consistency too. The
+(the storage folder must hold byte for byte what it held before: the three
+unrelated files, no temp file, no blob that no index row refers to) and the
+other half ``synapse runs resume RUN_ID`` (every source file stored exactly
+once, by name and checksum, plus the three, and nothing else in the folder).
+A trial whose process finished before the kill is checked for consistency
+too, and one to be rolled back is then undone with ``--finished``. The
 kills must cover the run: at least 15 in the middle of a run, 5 inside the
 upload with part of the files stored, one where no step was running; when
 timing made the 20 drawn trials miss one of these, extra trials aimed at it
@@ -43,11 +45,13 @@ from synapse_sdk.journal import Journal
 from .conftest import (
     EXAMPLE,
     SYNAPSE,
+    assert_storage_holds_only_indexed_files,
     journal_run_ids,
     make_files,
     peek_steps,
     pre_store,
     run_cli,
+    storage_snapshot,
     stored,
     subprocess_env,
 )
@@ -188,6 +192,7 @@ def run_trial(trial: Trial, workdir: Path) -> None:
     source_dir = workdir / 'source'
     source = make_files(source_dir, FILES, seed=trial.seed)
     before = pre_store(home, workdir)
+    folder_before = storage_snapshot(home)
 
     proc = start_upload(home, source_dir, workdir)
     kill_at(proc, home / 'runs.db', trial.mode, trial.arg)
@@ -206,11 +211,18 @@ def run_trial(trial: Trial, workdir: Path) -> None:
         refused = run_cli(home, 'runs', trial.recovery, run_id)  # nothing to recover
         assert refused.returncode == 2, f'{trial.recovery} of a succeeded run: {refused.stderr}'
         check_all_stored_once(home, before, source)
+        assert_storage_holds_only_indexed_files(home)
+        if trial.recovery == 'rollback':  # undo the finished run: exact too
+            undone = run_cli(home, 'runs', 'rollback', run_id, '--finished')
+            assert undone.returncode == 0, f'rollback --finished: {undone.stderr.strip()}'
+            assert storage_snapshot(home) == folder_before, 'rollback --finished left files'
         return
     assert proc.returncode == -signal.SIGKILL, (trial, proc.returncode, log)
     if not ids:
         trial.outcome = 'before the run'
-        assert stored(home) == before, 'killed before the run, yet the storage changed'
+        assert storage_snapshot(home) == folder_before, (
+            'killed before the run, yet the storage changed'
+        )
         return
 
     trial.outcome = 'mid-run'
@@ -225,12 +237,16 @@ def run_trial(trial: Trial, workdir: Path) -> None:
     report: dict[str, Any] = json.loads(done.stdout)
     if trial.recovery == 'rollback':
         assert stored(home) == before, f'rollback left {stored(home)[len(before) :]}'
+        after = storage_snapshot(home)
+        left = sorted(set(after.items()) - set(folder_before.items()))
+        assert after == folder_before, f'rollback left in the storage folder: {left}'
         assert report['errors'] == [], report
         status = run_status(home, run_id)
         assert status == 'rolled_back', f'rolled back, but the run is {status}'
     else:
         assert report['success'] is True, report
         check_all_stored_once(home, before, source)
+        assert_storage_holds_only_indexed_files(home)
         status = run_status(home, run_id)
         assert status == 'succeeded', f'resumed, but the run is {status}'
 

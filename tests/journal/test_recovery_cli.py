@@ -19,12 +19,14 @@ import pytest
 from synapse_sdk.journal import Journal
 
 from .conftest import (
+    assert_storage_holds_only_indexed_files,
     cli_json,
     journal_run_ids,
     make_files,
     one_line_error,
     pre_store,
     run_cli,
+    storage_snapshot,
     stored,
     subprocess_env,
 )
@@ -356,7 +358,7 @@ def test_an_unknown_run_id_is_one_line_exit_2(home: Path) -> None:
         assert "no run 'no-such-run'" in line
 
 
-def test_a_succeeded_run_can_be_neither_resumed_nor_rolled_back(
+def test_a_succeeded_run_is_not_resumed_nor_rolled_back_without_finished(
     home: Path, plugin_dir: Path, tmp_path: Path, source: dict[str, str], before: list[Any]
 ) -> None:
     code, run_id = start_run(home, plugin_dir, tmp_path)
@@ -365,9 +367,84 @@ def test_a_succeeded_run_can_be_neither_resumed_nor_rolled_back(
         line = one_line_error(run_cli(home, 'runs', command, run_id))
         assert run_id in line
         assert 'succeeded' in line
+    assert '--finished' in one_line_error(run_cli(home, 'runs', 'rollback', run_id))
     assert_stored_once(home, before, source)  # nothing was undone or redone
     assert trace(tmp_path) == ['prepare', 'store', 'finalize']
     assert journal_state(home, run_id)[0].status == 'succeeded'
+
+
+def test_a_succeeded_run_is_rolled_back_with_finished_exactly_and_journaled(
+    home: Path, plugin_dir: Path, tmp_path: Path, source: dict[str, str], before: list[Any]
+) -> None:
+    folder_before = storage_snapshot(home)
+    code, run_id = start_run(home, plugin_dir, tmp_path)
+    assert code == 0
+
+    report = cli_json(home, 'runs', 'rollback', run_id, '--finished')
+    assert report == {
+        'run_id': run_id,
+        'status': 'rolled_back',
+        'rolled_back': ['finalize', 'store', 'prepare'],
+        'errors': [],
+    }
+    assert storage_snapshot(home) == folder_before
+    run, steps = journal_state(home, run_id)
+    assert run.status == 'rolled_back'
+    assert run.error == 'undone on request after it succeeded'
+    assert run.attempts == 2
+    assert set(steps.values()) == {('rolled_back', 1)}
+
+    again = cli_json(home, 'runs', 'rollback', run_id, '--finished')  # harmless to repeat
+    assert (again['status'], again['rolled_back']) == ('rolled_back', [])
+    assert storage_snapshot(home) == folder_before
+
+
+# ------------------------------------------------------------------ what recovery uses
+
+
+def test_runs_show_gives_the_rollback_data_recovery_uses_for_a_step_cut_off(
+    home: Path, plugin_dir: Path, tmp_path: Path, source: dict[str, str], before: list[Any]
+) -> None:
+    run_id = crashed_run(home, plugin_dir, tmp_path, JT_CRASH_AFTER='5')
+    shown = {s['name']: s for s in cli_json(home, 'runs', 'show', run_id, '--json')['steps']}
+    first_five = [f'{run_id}:{name}' for name in sorted(source)[:5]]
+    assert shown['store']['status'] == 'started'
+    assert shown['store']['rollback_data'] == {'keys': first_five}
+    assert shown['prepare']['rollback_data'] == {}  # finished, recorded nothing
+    assert shown['finalize']['rollback_data'] is None  # never ran
+
+    cli_json(home, 'runs', 'rollback', run_id)  # and that is what undoes the five
+    assert stored(home) == before
+
+
+# ------------------------------------------------------------------ half-written uploads
+
+
+@pytest.mark.parametrize('moment', ['writing', 'renamed'])
+@pytest.mark.parametrize('command', ['rollback', 'resume'])
+def test_an_upload_killed_halfway_leaves_nothing_after_recovery(
+    home: Path,
+    plugin_dir: Path,
+    tmp_path: Path,
+    source: dict[str, str],
+    before: list[Any],
+    moment: str,
+    command: str,
+) -> None:
+    """Killed while the 4th file's temp file is half written, or once its blob is in
+    place but not yet indexed: bytes no index row knows of, which recovery removes."""
+    folder_before = storage_snapshot(home)
+    run_id = crashed_run(home, plugin_dir, tmp_path, JT_KILL_IN_UPLOAD=f'3:{moment}')
+    left = set(storage_snapshot(home)) - set(folder_before) - {'index.db:files', 'index.db:partial'}
+    assert len(left) == 4, left  # three stored files and the half-written one
+    assert len(stored(home)) == len(before) + 3
+
+    cli_json(home, 'runs', command, run_id)
+    if command == 'rollback':
+        assert storage_snapshot(home) == folder_before
+    else:
+        assert_stored_once(home, before, source)
+        assert_storage_holds_only_indexed_files(home)
 
 
 def test_a_run_whose_process_is_alive_can_be_neither_resumed_nor_rolled_back(

@@ -7,6 +7,7 @@ back on the driver from the journal).
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -186,6 +187,10 @@ def test_upload_example_runs_on_ray_and_relays_its_events(
     assert record.progress == 100
     assert record.action == 'upload'
     assert record.plugin_path == str(example.path)
+    # where it ran, for recovery: the worker, on this host, ran in the driver's directory
+    assert record.cwd == os.getcwd()
+    assert record.plugin == 'file_upload'
+    assert record.storage == store.url
     assert [s.status for s in journal.steps(runtime.run_id)] == ['succeeded'] * 3
 
 

@@ -154,7 +154,7 @@ def run(
     runtime = default_runtime()
     if store is not None:
         stderr.print(Text(f'run {runtime.run_id} (journal: {store.path})', style='dim'))
-    origin = ActionOrigin(str(plugin.path), action)
+    origin = ActionOrigin(str(plugin.path), action, plugin.config.code)
     run_id = runtime.run_id if store else None
     grace = None if mode == 'ray' else 10.0  # the Ray driver waits for the worker itself
     with cancel_on_signals(runtime.cancel_token, grace=grace) as signals:
@@ -325,7 +325,12 @@ def runs_show(
     except SynapseError as error:
         _fail(_exit_code(error), str(error), False)
     if as_json:
-        _print_json({**record.to_dict(), 'steps': [s.to_dict() for s in steps]})
+        # a step's rollback data as recovery will use it: also what a step cut off recorded
+        shown = [
+            {**s.to_dict(), 'rollback_data': journal.rollback_data_of(run_id, s) or s.rollback_data}
+            for s in steps
+        ]
+        _print_json({**record.to_dict(), 'steps': shown})
         return
     out = Console()
     out.print(f'[bold]run {record.id}[/bold]  {_status(record.status)}  {record.progress}%')
@@ -352,13 +357,17 @@ def runs_show(
 @runs_app.command('rollback')
 def runs_rollback(
     run_id: Annotated[str, typer.Argument(help='The run id.')],
+    finished: Annotated[
+        bool, typer.Option('--finished', help='Undo a run that succeeded, too.')
+    ] = False,
     debug: DebugOption = False,
 ) -> None:
-    """Undo what a crashed, failed or cancelled run left behind (safe to repeat)."""
+    """Undo what a crashed, failed or cancelled run left behind (safe to repeat); in the
+    run's own directory, whatever this one is."""
     journal = _journal()
     try:
         journal.check()  # a damaged journal is refused before anything is undone
-        report = rollback_run(journal, run_id)
+        report = rollback_run(journal, run_id, finished=finished)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
     except KeyboardInterrupt as error:

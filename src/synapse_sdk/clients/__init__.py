@@ -11,6 +11,7 @@ from synapse_sdk.clients._local import (
     BackendClient,
     FileInfo,
     LocalBackendClient,
+    PartialWrites,
     download_target,
     stored_name,
 )
@@ -21,6 +22,7 @@ __all__ = [
     'FileInfo',
     'FileNotFoundInStorageError',
     'LocalBackendClient',
+    'PartialWrites',
     'SourceFileError',
     'StorageIndexError',
     'StorageIntegrityError',

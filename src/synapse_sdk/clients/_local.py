@@ -9,6 +9,11 @@ keeps the on-disk state consistent under crashes and concurrent processes:
   its index row is inserted. A crash can leave an orphan blob or temp file,
   which are invisible because only indexed rows are ever reported, but never a
   row whose blob is missing.
+* A client bound to a run (``for_run``) announces each upload and delete in
+  the index (table ``partial``: the blob's name, the run) before it touches a
+  file, and takes the announcement back in the transaction that finishes it:
+  what a killed run left half-written is exactly what its rows name, and
+  ``discard_partial(run_id)`` (run by recovery) removes it.
 * SQLite runs in WAL mode with a busy timeout and every operation is its own
   short transaction, so several processes can share one root (the database
   code is ``synapse_sdk.db``, shared with the run journal).
@@ -19,6 +24,7 @@ keeps the on-disk state consistent under crashes and concurrent processes:
 
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import operator
@@ -44,6 +50,7 @@ __all__ = [
     'BackendClient',
     'FileInfo',
     'LocalBackendClient',
+    'PartialWrites',
     'StrPath',
     'download_target',
     'stored_name',
@@ -69,10 +76,21 @@ CREATE TABLE files (
     key TEXT UNIQUE
 )
 """
+# What a run's uploads and deletes have begun and not finished: the blob (``token``) is
+# maybe a temp file ``.upload-<token>.tmp``, maybe ``blobs/<token>``, maybe nothing yet.
+_PARTIAL = """
+CREATE TABLE partial (
+    token TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    started_at TEXT NOT NULL
+);
+CREATE INDEX partial_by_run ON partial (run_id)
+"""
 _SCHEMA = Schema(
     name='storage index',
-    version=1,
-    tables={'sqlite': _TABLES},
+    version=2,
+    tables={'sqlite': _TABLES + ';' + _PARTIAL},
+    migrations={'sqlite': {1: _PARTIAL}},  # 1 -> 2: the partial writes of runs (#11)
     unusable_error=StorageIndexError,
     damaged_error=StorageIndexError,
 )
@@ -107,6 +125,26 @@ class BackendClient(Protocol):
     def download_file(self, file_id: int, dest: StrPath) -> Path: ...
 
 
+@runtime_checkable
+class PartialWrites(Protocol):
+    """A storage that lets recovery remove what a killed run's writes left half-done.
+
+    ``for_run(run_id)``: the same storage, its writes announced under ``run_id``
+    (somewhere the storage keeps: an index table, a marker object) before any
+    byte is written, the announcement taken back when the write is complete.
+    ``discard_partial(run_id)``: remove what those announcements name and no
+    stored file refers to; returns the names removed. Recovery calls it once no
+    process works on the run any more (docs/journal.md).
+    """
+
+    @property
+    def url(self) -> str: ...
+
+    def for_run(self, run_id: str) -> PartialWrites: ...
+
+    def discard_partial(self, run_id: str) -> list[str]: ...
+
+
 class LocalBackendClient:
     """Store files under a local directory with a SQLite index.
 
@@ -120,23 +158,54 @@ class LocalBackendClient:
         self._root = Path(os.path.abspath(chosen.expanduser()))
         self._ready = False
         self._database = self._index()
+        self._run: str | None = None  # the run whose writes are announced (for_run)
 
     @property
     def root(self) -> Path:
         return self._root
 
+    @property
+    def url(self) -> str:
+        """Where the files are, as a URL (``file:///...``): what the run journal records."""
+        return self._root.as_uri()
+
     def __repr__(self) -> str:
         return f'{type(self).__name__}(root={str(self._root)!r})'
 
-    # Pickling: only the root travels; a live connection or readiness flag
-    # from another process would be meaningless (or unsafe) on arrival.
+    # Pickling: only the root (and the run) travel; a live connection or readiness
+    # flag from another process would be meaningless (or unsafe) on arrival.
     def __getstate__(self) -> dict[str, str]:
-        return {'root': str(self._root)}
+        state = {'root': str(self._root)}
+        if self._run is not None:
+            state['run'] = self._run
+        return state
 
     def __setstate__(self, state: dict[str, str]) -> None:
         self._root = Path(state['root'])
         self._ready = False
         self._database = self._index()
+        self._run = state.get('run')
+
+    def for_run(self, run_id: str) -> LocalBackendClient:
+        """This storage, with every upload and delete announced under ``run_id`` first,
+        so that ``discard_partial(run_id)`` can remove what a kill left half-done."""
+        if self._run == run_id:
+            return self
+        bound = copy.copy(self)
+        bound._run = run_id
+        return bound
+
+    def discard_partial(self, run_id: str) -> list[str]:
+        """Remove what ``run_id``'s unfinished uploads and deletes left: temp files, and
+        blobs no index row refers to. Only while no process works on the run."""
+        if not self._ready and not self._index_path.exists():
+            return []  # nothing was ever stored here: and nothing is created
+        with self._connect() as conn:
+            rows = conn.fetchall('SELECT token FROM partial WHERE run_id = ?', (run_id,))
+        removed: list[str] = []
+        for (token,) in sorted(rows):
+            removed.extend(self._discard(token))
+        return removed
 
     # ------------------------------------------------------------------ API
 
@@ -158,10 +227,16 @@ class LocalBackendClient:
             if existing is not None:
                 return existing
         source = os.fspath(path)
+        blob = uuid.uuid4().hex  # names the temp file, then the blob
         with _open_source(source) as src:
             name = stored_name(source)
             self._ensure_ready()
-            blob, size, checksum = self._write_blob(src, source)
+            self._announce(blob)
+            try:
+                size, checksum = self._write_blob(src, source, blob)
+            except BaseException:
+                self._discard_unindexed_blob(blob)
+                raise
         created_at = datetime.now(UTC).isoformat(timespec='microseconds')
         try:
             with self._connect() as conn, conn.transaction():
@@ -175,6 +250,8 @@ class LocalBackendClient:
                     (name, blob, size, checksum, created_at, _key_value(key)),
                 )
                 file_id = cursor.lastrowid
+                if self._run is not None:  # complete: no longer partial, in the same commit
+                    conn.execute('DELETE FROM partial WHERE token = ?', (blob,))
         except _AlreadyStored as stored:
             self._discard_unindexed_blob(blob)
             return stored.file_id
@@ -200,7 +277,10 @@ class LocalBackendClient:
                 raise FileNotFoundInStorageError(fid, str(self._root))
             blob_path = self._blob_path(row[0])
             conn.execute('DELETE FROM files WHERE id = ?', (fid,))
+            if self._run is not None:  # a kill before the unlink leaves it to discard_partial
+                self._announce(row[0], conn)
         blob_path.unlink(missing_ok=True)
+        self._settle(row[0])
 
     def get_file(self, file_id: int) -> FileInfo:
         fid = operator.index(file_id)
@@ -283,31 +363,73 @@ class LocalBackendClient:
             path=str(self._blob_path(blob)),
         )
 
-    def _write_blob(self, src: BinaryIO, source: str) -> tuple[str, int, str]:
-        """Copy ``src`` to a new uuid-named blob; durable before it is indexed."""
-        fd, tmp = _create_temp(self._root, UPLOAD_TEMP_PREFIX)
+    def _write_blob(self, src: BinaryIO, source: str, blob: str) -> tuple[int, str]:
+        """Copy ``src`` to the blob ``blob`` (through ``.upload-<blob>.tmp``); durable
+        before it is indexed."""
+        fd, tmp = _create_temp(self._root, UPLOAD_TEMP_PREFIX, blob)
         try:
             with os.fdopen(fd, 'wb') as out:
                 size, checksum = _copy(src, out, source=source)
-            blob = uuid.uuid4().hex
             os.replace(tmp, self._blob_dir / blob)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         _fsync_dir(self._blob_dir)
-        return blob, size, checksum
+        return size, checksum
+
+    def _announce(self, token: str, conn: Connection | None = None) -> None:
+        """Committed before the write it announces (bound clients only)."""
+        if self._run is None:
+            return
+        row = (token, self._run, datetime.now(UTC).isoformat(timespec='microseconds'))
+        sql = (
+            'INSERT INTO partial (token, run_id, started_at) VALUES (?, ?, ?)'
+            ' ON CONFLICT (token) DO NOTHING'
+        )
+        if conn is not None:
+            conn.execute(sql, row)
+            return
+        with self._connect() as own:
+            own.execute(sql, row)
+
+    def _settle(self, token: str) -> None:
+        """The write named ``token`` is over (done, or cleaned up here): forget it.
+        If that fails, the row stays for ``discard_partial``."""
+        if self._run is None:
+            return
+        with suppress(Exception), self._connect() as conn:
+            conn.execute('DELETE FROM partial WHERE token = ?', (token,))
+
+    def _discard(self, token: str) -> list[str]:
+        """Remove the temp file and the unindexed blob named ``token``, then its row."""
+        candidates = [self._root / f'{UPLOAD_TEMP_PREFIX}{token}{TEMP_SUFFIX}']
+        with self._connect() as conn:
+            if conn.fetchone('SELECT 1 FROM files WHERE blob = ?', (token,)) is None:
+                candidates.append(self._blob_path(token))  # else: stored after all
+        removed = []
+        for path in candidates:
+            with suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path.relative_to(self._root).as_posix())
+        with self._connect() as conn:
+            conn.execute('DELETE FROM partial WHERE token = ?', (token,))
+        return removed
 
     def _discard_unindexed_blob(self, blob: str) -> None:
         # Only delete the blob when we can confirm no row references it (the
-        # failure may have come after COMMIT); if unsure, an orphan is harmless.
+        # failure may have come after COMMIT); if unsure, an orphan is harmless,
+        # and for a bound client its announcement stays for discard_partial.
         try:
             with self._connect() as conn:
                 indexed = conn.fetchone('SELECT 1 FROM files WHERE blob = ?', (blob,))
         except Exception:
             return
         if indexed is None:
-            with suppress(OSError):
+            try:
                 (self._blob_dir / blob).unlink(missing_ok=True)
+            except OSError:
+                return
+        self._settle(blob)
 
     def _index(self) -> SQLiteDatabase:
         # durable: once upload_file returns an id, the row survives power loss
@@ -399,14 +521,14 @@ def _copy(src: BinaryIO, out: BinaryIO, *, source: str | None = None) -> tuple[i
     return size, digest.hexdigest()
 
 
-def _create_temp(directory: Path, prefix: str) -> tuple[int, Path]:
-    """Create a new temp file exclusively in ``directory``.
+def _create_temp(directory: Path, prefix: str, name: str | None = None) -> tuple[int, Path]:
+    """Create a new temp file exclusively in ``directory`` (named by ``name``, else at random).
 
     Unlike ``tempfile.mkstemp`` the mode honours the umask (0o666 & ~umask), so
     a downloaded file gets the permissions users expect.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0)
-    path = directory / f'{prefix}{uuid.uuid4().hex}{TEMP_SUFFIX}'
+    path = directory / f'{prefix}{name or uuid.uuid4().hex}{TEMP_SUFFIX}'
     return os.open(path, flags, 0o666), path
 
 

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from synapse_sdk._paths import synapse_home
-from synapse_sdk.clients import LocalBackendClient
+from synapse_sdk.clients import LocalBackendClient, PartialWrites
 from synapse_sdk.journal import Journal, JournalError, JournalListener
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
-from synapse_sdk.plugins.steps import RunListener
+from synapse_sdk.plugins.loader import Plugin, PluginError
+from synapse_sdk.plugins.steps import (
+    BaseStepContext,
+    RollbackEnded,
+    RollbackStarted,
+    RunEnded,
+    RunEvent,
+    RunListener,
+)
 from synapse_sdk.plugins.steps.support import describe_exception
 from synapse_sdk.runtime import ConsoleLogger, JsonLinesLogger, Logger, RuntimeContext
 
@@ -26,7 +35,8 @@ def default_runtime(
     """Live display on stderr, a JSON-lines log under ``$SYNAPSE_HOME/logs``, local storage."""
     run_id = run_id or new_run_id()
     loggers: list[Logger] = [ConsoleLogger()] if console else []
-    loggers.append(JsonLinesLogger(synapse_home() / 'logs' / f'{run_id}.jsonl', run_id=run_id))
+    logs = (synapse_home() / 'logs').absolute()  # the same file after a chdir (recovery)
+    loggers.append(JsonLinesLogger(logs / f'{run_id}.jsonl', run_id=run_id))
     return RuntimeContext(
         logger=loggers,
         client=client if client is not None else LocalBackendClient(),
@@ -67,21 +77,77 @@ def _run_journaled(
     """Start the record before the action's setup code runs, so that a setup that raises
     is recorded ``failed`` with its cause (not left ``running``, later ``crashed``)."""
     run_id = action.ctx.run_id
+    storage = bind_storage(action.ctx)
     journal.start_run(
         run_id,
         entrypoint=action.entrypoint(),
         params=action.params.model_dump(mode='json'),
         action=origin.action if origin else None,
-        plugin_path=origin.plugin_path if origin else None,
+        plugin_path=os.path.abspath(origin.plugin_path) if origin else None,
+        cwd=os.getcwd(),  # relative paths in the params mean files here: recovery runs here
+        plugin=plugin_code(origin),
+        storage=storage,
     )
     with _ends_run_if_raising(journal, run_id):
         prepared = action.prepare_run()
     if not prepared.plain:  # the steps' listener records the rest, the run's end included
-        return prepared.run(listeners=[*listeners, JournalListener(journal, run_id)])
+        reports = RollbackReports(journal, run_id, prepared.context)
+        return prepared.run(listeners=[*listeners, JournalListener(journal, run_id), reports])
     with _ends_run_if_raising(journal, run_id):
         result = prepared.run()
     journal.set_run_status(run_id, 'succeeded')
     return result
+
+
+class RollbackReports(RunListener):
+    """A rollback that returns, having said in ``context.errors`` what it could not undo (the
+    spec's pattern), has not undone its work: its step is journaled ``rollback_failed`` (so
+    ``synapse runs rollback`` retries it), and so is a run that ended failed. Goes after the
+    ``JournalListener``, whose record it corrects; ``errors`` lists what the rollbacks said."""
+
+    listens_to = (RollbackStarted, RollbackEnded, RunEnded)
+
+    def __init__(self, journal: Journal, run_id: str, context: BaseStepContext | None) -> None:
+        self.journal = journal
+        self.run_id = run_id
+        self.context = context
+        self.errors: list[str] = []
+        self._before = 0
+
+    def on_event(self, event: RunEvent) -> None:
+        said = self.context.errors if self.context is not None else []
+        match event:
+            case RollbackStarted():
+                self._before = len(said)
+            case RollbackEnded(step=step, error=None) if len(said) > self._before:
+                message = f"rollback of step '{step.name}' did not undo everything: " + '; '.join(
+                    said[self._before :]
+                )
+                self.errors.append(message)
+                self.journal.set_step_status(self.run_id, step.index, 'rollback_failed', message)
+            case RunEnded(summary=summary) if self.errors and not summary.success:
+                if not (summary.interrupted or summary.cancelled):
+                    self.journal.set_run_status(self.run_id, 'rollback_failed')
+
+
+def bind_storage(ctx: RuntimeContext) -> str | None:
+    """Give the run the storage client bound to it, so that what a kill leaves half-written
+    can be removed by recovery (``PartialWrites``); the storage's URL, without credentials."""
+    client = ctx.client
+    if isinstance(client, PartialWrites):
+        ctx.client = client = client.for_run(ctx.run_id)
+    url = getattr(client, 'url', None)
+    return url if isinstance(url, str) else None
+
+
+def plugin_code(origin: ActionOrigin | None) -> str | None:
+    """The plugin's code (config.yaml): as the origin says, else read from its folder."""
+    if origin is None or origin.plugin is not None:
+        return origin.plugin if origin else None
+    try:
+        return Plugin.load(origin.plugin_path).config.code
+    except PluginError:
+        return None
 
 
 @contextmanager

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import chdir, contextmanager
 from typing import Any, get_args
 
 from pydantic import SecretBytes, SecretStr
 
+from synapse_sdk.clients import PartialWrites
 from synapse_sdk.journal import (
     DONE_STEP,
     UNDONE_WORK,
@@ -22,14 +24,16 @@ from synapse_sdk.journal import (
 from synapse_sdk.plugins.actions import BaseAction, PreparedRun
 from synapse_sdk.plugins.loader import Plugin
 from synapse_sdk.plugins.steps import (
+    BaseStep,
     BaseStepContext,
     Orchestrator,
     StepResult,
     SynapseError,
 )
+from synapse_sdk.plugins.steps.support import describe_exception
 from synapse_sdk.runtime import RuntimeContext
 
-from ._local import default_runtime
+from ._local import RollbackReports, bind_storage, default_runtime
 
 ROLLBACK_FROM = ('crashed', 'failed', 'cancelled', 'rollback_failed', 'rolled_back')
 RESUME_FROM = ('crashed', 'failed', 'cancelled', 'rollback_failed', 'rolled_back')
@@ -105,39 +109,97 @@ def rollback_run(
     ctx: RuntimeContext | None = None,
     *,
     secrets: Mapping[str, Any] | None = None,
+    finished: bool = False,
 ) -> dict[str, Any]:
     """Undo every step of the run whose work stands, newest first; harmless to repeat.
 
+    It runs where the run ran (its working directory, its storage) and then
+    removes what the run's interrupted writes left in the storage. The run is
+    ``rolled_back`` only if every rollback succeeded; else ``rollback_failed``,
+    and running this again retries what is left.
+
     ``secrets``: the values of secret params (``SecretStr``), which the journal
-    does not keep; recovery refuses without them.
+    does not keep; recovery refuses without them. ``finished=True``: a
+    ``succeeded`` run may be undone too (compensating a completed run).
     """
-    run = _recoverable(journal, run_id, ROLLBACK_FROM, 'rolled back')
+    allowed = (*ROLLBACK_FROM, 'succeeded') if finished else ROLLBACK_FROM
+    run = _recoverable(journal, run_id, allowed, 'rolled back')
     records = journal.steps(run_id)
     pending = [r for r in records if r.status in UNDONE_WORK]
-    if not pending:  # nothing stands (or it was never begun): the run is rolled back
-        if run.status != 'rolled_back':
-            journal.set_run_status(run_id, 'rolled_back')
-        return {'run_id': run_id, 'status': 'rolled_back', 'rolled_back': [], 'errors': []}
     ctx = ctx if ctx is not None else default_runtime(run_id)
-    with ctx:
-        action = _build_action(run, ctx, secrets, rollback_run)
-        prepared, context = _prepare(action, run, records)
-        restore(context, journal.snapshot_before(run_id, len(records)))
-        journal.claim_run(run_id, status='failed', keep_error=True)
-        listeners = [*ctx.listeners, JournalListener(journal, run_id)]
-        orchestrator = Orchestrator(prepared.registry, context, listeners=listeners)
-        with _pending_if_interrupted(journal, run_id):
-            errors = orchestrator.rollback(
-                {r.name: _result_of(journal, run_id, r) for r in pending}
-            )
+    with ctx, where_it_ran(run, ctx, 'rollback'):
+        errors = _undo(journal, run, records, pending, ctx, secrets) if pending else []
+        errors += _discard_partial(ctx, run_id)
     status = 'rollback_failed' if errors else 'rolled_back'
-    journal.set_run_status(run_id, status, '; '.join(errors) or None)
+    if pending or status != run.status:
+        why = 'undone on request after it succeeded' if run.status == 'succeeded' else None
+        journal.set_run_status(run_id, status, '; '.join(errors) or why)
     return {
         'run_id': run_id,
         'status': status,
         'rolled_back': [r.name for r in reversed(pending)],
         'errors': errors,
     }
+
+
+def _undo(
+    journal: Journal,
+    run: RunRecord,
+    records: list[StepRecord],
+    pending: list[StepRecord],
+    ctx: RuntimeContext,
+    secrets: Mapping[str, Any] | None,
+) -> list[str]:
+    """Roll back the ``pending`` steps with what the journal recorded; the errors."""
+    action = _build_action(run, ctx, secrets, rollback_run)
+    prepared, context = _prepare(action, run, records)
+    restore(context, journal.snapshot_before(run.id, len(records)))
+    journal.claim_run(run.id, status='failed', keep_error=True)
+    reports = RollbackReports(journal, run.id, context)
+    listeners = [*ctx.listeners, JournalListener(journal, run.id), reports]
+    orchestrator = Orchestrator(prepared.registry, context, listeners=listeners)
+    with _pending_if_interrupted(journal, run.id):
+        errors = orchestrator.rollback({r.name: _result_of(journal, run.id, r) for r in pending})
+    return errors + reports.errors
+
+
+@contextmanager
+def where_it_ran(run: RunRecord, ctx: RuntimeContext, command: str) -> Iterator[None]:
+    """Recovery acts where the run acted: in its working directory (relative paths in its
+    params mean files there) and on its storage, with ``ctx.client`` bound to the run.
+    Checked before anything changes; the caller's directory is back afterwards."""
+    url = bind_storage(ctx)
+    if run.storage is not None and url is not None and url != run.storage:
+        raise RecoveryError(
+            f"cannot {command} run '{run.id}': it ran on the storage {run.storage}, but this"
+            f' one is {url}; nothing was changed: recover it with the same storage (the local'
+            ' one is under the SYNAPSE_HOME the run had)'
+        )
+    if run.cwd is None:  # journaled before the journal kept it: the caller's directory
+        yield
+        return
+    if not os.path.isdir(run.cwd):
+        raise RecoveryError(
+            f"cannot {command} run '{run.id}': its working directory {run.cwd} is gone (relative"
+            ' paths in its params mean files there); nothing was changed: restore the'
+            f' directory, then run `synapse runs {command} {run.id}` again'
+        )
+    with chdir(run.cwd):
+        yield
+
+
+def _discard_partial(ctx: RuntimeContext, run_id: str) -> list[str]:
+    """Remove what the run's interrupted uploads and deletes left in the storage; the errors."""
+    client = ctx.client
+    if not isinstance(client, PartialWrites):
+        return []
+    try:
+        removed = client.discard_partial(run_id)
+    except Exception as error:
+        return [f'removing the half-written files of the run failed: {describe_exception(error)}']
+    if removed:
+        ctx.log('partial_writes_removed', {'files': removed})
+    return []
 
 
 def resume_run(
@@ -156,21 +218,11 @@ def resume_run(
     run = _recoverable(journal, run_id, RESUME_FROM, 'resumed')
     records = journal.steps(run_id)
     ctx = ctx if ctx is not None else default_runtime(run_id)
-    with ctx:
+    with ctx, where_it_ran(run, ctx, 'resume'):
         action = _build_action(run, ctx, secrets, resume_run)
         prepared, context = _prepare(action, run, records)
         steps = prepared.steps
-        done = ('succeeded', 'reused', 'skipped')
-        start = next((r.index for r in records if r.status not in done), len(records))
-        for record in records[:start]:
-            if record.status in DONE_STEP and not steps[record.index].resumable:
-                ctx.log(
-                    'resume_restart',
-                    {'step': record.name, 'reason': 'the step is not resumable'},
-                    level='warning',
-                )
-                start = record.index
-                break
+        start = _resume_start(records, steps, ctx)
         journal.claim_run(run_id)
         restore(context, journal.snapshot_before(run_id, start))
         listener = JournalListener(journal, run_id)
@@ -179,26 +231,46 @@ def resume_run(
             for r in records[start:]
             if r.status in UNDONE_WORK
         }
+        errors = []
+        reports = RollbackReports(journal, run_id, context)
         if leftovers:
             orchestrator = Orchestrator(
-                prepared.registry, context, listeners=[*ctx.listeners, listener]
+                prepared.registry, context, listeners=[*ctx.listeners, listener, reports]
             )
             with _pending_if_interrupted(journal, run_id):
-                errors = orchestrator.rollback(leftovers)
-            if errors:
-                journal.set_run_status(run_id, 'rollback_failed', '; '.join(errors))
-                raise RecoveryFailed(
-                    f"cannot resume run '{run_id}': undoing the partial work of "
-                    f'{", ".join(leftovers)} failed: {"; ".join(errors)}'
-                )
+                errors = orchestrator.rollback(leftovers) + reports.errors
+        errors += _discard_partial(ctx, run_id)
+        if errors:
+            journal.set_run_status(run_id, 'rollback_failed', '; '.join(errors))
+            raise RecoveryFailed(
+                f"cannot resume run '{run_id}': undoing the partial work of "
+                f'{", ".join(leftovers) or "its writes"} failed: {"; ".join(errors)}'
+            )
         journal.forget_steps_from(run_id, start)
         completed = {
             r.name: _result_of(journal, run_id, r) for r in records[:start] if r.status in DONE_STEP
         }
-        result = prepared.run(listeners=[listener], completed=completed)
+        result = prepared.run(listeners=[listener, reports], completed=completed)
     result['run_id'] = run_id
     result['resumed_from'] = steps[start].name if start < len(steps) else None
     return result
+
+
+def _resume_start(
+    records: list[StepRecord], steps: list[BaseStep[Any]], ctx: RuntimeContext
+) -> int:
+    """The first step that did not succeed, or an earlier one that is not resumable."""
+    done = ('succeeded', 'reused', 'skipped')
+    start = next((r.index for r in records if r.status not in done), len(records))
+    for record in records[:start]:
+        if record.status in DONE_STEP and not steps[record.index].resumable:
+            ctx.log(
+                'resume_restart',
+                {'step': record.name, 'reason': 'the step is not resumable'},
+                level='warning',
+            )
+            return record.index
+    return start
 
 
 @contextmanager
@@ -223,9 +295,13 @@ def _recoverable(journal: Journal, run_id: str, allowed: tuple[str, ...], verb: 
             'wait for it to finish or stop it first'
         )
     if run.status not in allowed:
-        raise RecoveryError(
-            f"run '{run_id}' {run.status}: only {', '.join(allowed)} runs can be {verb}"
-        )
+        message = f"run '{run_id}' {run.status}: only {', '.join(allowed)} runs can be {verb}"
+        if run.status == 'succeeded' and verb == 'rolled back':
+            message = (
+                f"run '{run_id}' succeeded: to undo its work, add --finished (synapse runs"
+                f' rollback {run_id} --finished; from Python: rollback_run(..., finished=True))'
+            )
+        raise RecoveryError(message)
     return run
 
 

@@ -38,7 +38,8 @@ class Journal:
     def __init__(
         self, path: str | os.PathLike[str] | None = None, *, durable: bool = False
     ) -> None:
-        self.path = Path(path) if path is not None else synapse_home() / 'runs.db'
+        # absolute: the same file after a chdir (recovery runs in the run's directory)
+        self.path = Path(os.path.abspath(path if path is not None else synapse_home() / 'runs.db'))
         self.durable = durable
         self.database: Database = SQLiteDatabase(self.path, journal_schema(), durable=durable)
         self._connection: Connection | None = None

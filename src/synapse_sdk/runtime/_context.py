@@ -74,6 +74,11 @@ class RuntimeContext:
             self._client = LocalBackendClient()
         return self._client
 
+    @client.setter
+    def client(self, value: Any) -> None:
+        """The execution layer gives a journaled run the client bound to it (``for_run``)."""
+        self._client = value
+
     @property
     def listeners(self) -> list[RunListener]:
         """The loggers, as listeners of the run's step lifecycle."""

@@ -9,7 +9,18 @@ resumed run (which reuses the recorded params) does not crash again:
   (``prepare.can_skip``: before the first step has started);
 - ``JT_FAIL_IN=<step>``: that step raises ``RuntimeError``;
 - ``JT_FIRST_ATTEMPT_FAILS_AFTER=N``: the first attempt of ``store`` raises
-  ``ConnectionError`` after storing N files (the ``store_retry`` action retries it).
+  ``ConnectionError`` after storing N files (the ``store_retry`` action retries it);
+- ``JT_KILL_IN_UPLOAD=N:writing`` (or ``N:renamed``): the N-th upload of ``store``
+  (from 0) kills the process while its temp file is half written (or once its
+  blob is in place, before the index knows it).
+
+``JT_FAIL_IN`` may name several points, comma-separated (``finalize,shard.rollback``).
+``JT_REPORT_IN=store.rollback``: that rollback undoes nothing and says so in
+``context.errors`` instead of raising (the spec's pattern).
+
+The ``export`` action writes shards into ``params.output_dir``, a path relative
+to the run's working directory as a plugin author would give it, and uploads
+them: ``prepare`` (lists ``source_path``), ``shard``, ``store``, ``finalize``.
 
 Every step execution appends ``<step>`` as a line to ``params.trace_path``
 (when given), so a test can tell which steps really ran in which process.
@@ -50,7 +61,7 @@ def _trace(context: StoreContext, step: str) -> None:
 
 
 def _checkpoint(step: str) -> None:
-    if os.environ.get('JT_FAIL_IN') == step:
+    if step in os.environ.get('JT_FAIL_IN', '').split(','):
         raise RuntimeError(f'{step} failed on purpose')
     if os.environ.get('JT_CRASH_IN') == step:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -90,6 +101,7 @@ class StoreStep(BaseStep[StoreContext]):
         first_attempt = not getattr(self, '_attempted', False)
         self._attempted = True
         run_id = context.runtime_ctx.run_id  # type: ignore[attr-defined]
+        _kill_in_upload(os.environ.get('JT_KILL_IN_UPLOAD'))
         context.stored_ids = []  # this attempt's
         total = len(context.files)
         for i, path in enumerate(context.files):
@@ -105,6 +117,9 @@ class StoreStep(BaseStep[StoreContext]):
 
     def rollback(self, context: StoreContext, result: StepResult) -> None:
         _checkpoint('store.rollback')
+        if 'store.rollback' in os.environ.get('JT_REPORT_IN', '').split(','):
+            context.errors.append('the backend refused to delete the files')
+            return
         ids = set(result.rollback_data.get('ids', []))
         for key in result.rollback_data.get('keys', []):
             found = context.client.find_file(key)
@@ -115,6 +130,37 @@ class StoreStep(BaseStep[StoreContext]):
                 context.client.delete_file(file_id)
             except FileNotFoundInStorageError:
                 pass
+
+
+def _kill_in_upload(switch: str | None) -> None:
+    """SIGKILL in the middle of the client's N-th upload (a real kill, at a chosen moment)."""
+    if not switch:
+        return
+    import synapse_sdk.clients._local as local
+
+    number, moment = switch.split(':')
+    calls = {'n': 0}
+
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def counted(real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if calls['n'] == int(number):
+                if moment == 'writing':
+                    args[1].write(args[0].read(7))
+                    args[1].flush()
+                die()
+            result = real(*args, **kwargs)
+            calls['n'] += 1
+            return result
+
+        return call
+
+    if moment == 'writing':
+        local._copy = counted(local._copy)  # type: ignore[attr-defined]
+    else:
+        local._fsync_dir = counted(local._fsync_dir)  # type: ignore[attr-defined]
 
 
 class RetryingStoreStep(StoreStep):
@@ -152,4 +198,50 @@ class RetryingStoreAction(StoreAction):
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         registry.register(PrepareStep())
         registry.register(RetryingStoreStep())
+        registry.register(FinalizeStep())
+
+
+class ExportParams(BaseModel):
+    source_path: str
+    output_dir: str
+    trace_path: str | None = None
+
+
+class ShardStep(BaseStep[StoreContext]):
+    """Writes one shard per source file into ``output_dir`` (relative paths, recorded
+    before each write), then hands the shards to ``store``."""
+
+    name = 'shard'
+    progress_weight = 2.0
+
+    def execute(self, context: StoreContext) -> StepResult:
+        _trace(context, self.name)
+        _checkpoint(self.name)
+        out = Path(context.params['output_dir'])
+        out.mkdir(exist_ok=True)
+        shards = []
+        for i, path in enumerate(context.files):
+            shard = out / f'shard-{i:03d}.bin'
+            context.append_rollback('shards', str(shard))
+            shard.write_bytes(path.read_bytes())
+            shards.append(shard)
+        context.files = shards
+        return StepResult(data={'shards': len(shards)})
+
+    def rollback(self, context: StoreContext, result: StepResult) -> None:
+        _checkpoint('shard.rollback')
+        for shard in result.rollback_data.get('shards', []):
+            Path(shard).unlink(missing_ok=True)  # relative: it means the run's directory
+        out = Path(context.params['output_dir'])
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+
+
+class ExportAction(BaseAction[ExportParams]):
+    context_class: ClassVar[Any] = StoreContext
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(PrepareStep())
+        registry.register(ShardStep())
+        registry.register(StoreStep())
         registry.register(FinalizeStep())
