@@ -41,16 +41,28 @@ class ActionOrigin:
 
 
 @dataclass(kw_only=True)
-class ActionContext(BaseStepContext):
-    """A step context that carries the action's params (as a plain dict).
+class ActionContext(BaseStepContext, Generic[P]):
+    """A step context that carries the action's params: ``params`` as a plain dict (the
+    spec's ``context.params.get(...)``), ``params_model`` as the validated model, typed
+    (``ActionContext[MyParams]``), so that no step validates the params again.
 
-    The params are input, journaled with the run and given again on recovery:
-    they are not part of the context's snapshot (so dates, enums, secrets fit).
+    ``params_model`` is set by the action's run (:meth:`BaseAction.prepare_run`) on any
+    ``ActionContext``, whoever made it; a context made by hand with only a model gets
+    ``params`` from it. The params are input, journaled with the run and given again
+    on recovery: neither is part of the context's snapshot (so dates, enums, secrets fit).
     """
 
     # 'snapshot': the documented field-metadata key of the journal's snapshots, spelled
     # out so that this layer need not import the journal
     params: dict[str, Any] = field(default_factory=dict, metadata={'snapshot': False})
+    # None only on a context made by hand without it: a run always sets it
+    params_model: P = field(
+        default=cast(Any, None), repr=False, compare=False, metadata={'snapshot': False}
+    )
+
+    def __post_init__(self) -> None:
+        if not self.params and self.params_model is not None:
+            self.params = self.params_model.model_dump()
 
 
 @dataclass(frozen=True)
@@ -125,7 +137,7 @@ class BaseAction(Generic[P]):
 
     category: ClassVar[str] = 'generic'
     params_model: ClassVar[type[BaseModel] | None] = None
-    context_class: ClassVar[type[ActionContext] | None] = None
+    context_class: ClassVar[type[ActionContext[Any]] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -171,7 +183,9 @@ class BaseAction(Generic[P]):
     def create_context(self) -> BaseStepContext:
         """The context shared by the steps: ``context_class`` with the runtime and the params."""
         if self.context_class is not None:
-            return self.context_class(runtime_ctx=self.ctx, params=self.params.model_dump())
+            return self.context_class(
+                runtime_ctx=self.ctx, params=self.params.model_dump(), params_model=self.params
+            )
         raise ActionDefinitionError(
             f'{type(self).__name__} registers steps but has no create_context(); '
             'override it or derive from BaseUploadAction, BaseTrainAction or BaseExportAction'
@@ -252,6 +266,8 @@ class BaseAction(Generic[P]):
         registered steps. The run itself is :meth:`PreparedRun.run`."""
         registry = self._registry()
         context = self.create_context() if len(registry) else None
+        if isinstance(context, ActionContext) and context.params_model is None:
+            context.params_model = self.params  # a create_context() of the plugin's own
         return PreparedRun(self, registry, context)
 
     def _registry(self) -> StepRegistry[Any]:
