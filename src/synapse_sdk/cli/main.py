@@ -25,7 +25,14 @@ from synapse_sdk.execution import LocalExecutor, default_runtime, resume_run, ro
 from synapse_sdk.execution.signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
 from synapse_sdk.journal import Journal
 from synapse_sdk.paths import read_utf8
-from synapse_sdk.plugins.actions import ActionOrigin
+from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
+from synapse_sdk.plugins.actions.describe import (
+    StepPreview,
+    describe_params,
+    params_json_schema,
+    preview_steps,
+    retry_text,
+)
 from synapse_sdk.plugins.loader import Plugin, code_location
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
 from synapse_sdk.plugins.steps.result import describe_exception
@@ -207,22 +214,95 @@ def _describe_failure(error: StepExecutionError, run_id: str | None) -> str:
     return '\n  '.join(lines)
 
 
+ParamsOption = Annotated[str | None, typer.Option('--params', help='Params as JSON.')]
+ParamsFileOption = Annotated[
+    Path | None, typer.Option('--params-file', help='A file holding the params as JSON.')
+]
+JsonOption = Annotated[bool, typer.Option('--json', help='JSON on stdout.')]
+
+
 @plugin_app.command('steps')
 def steps(
     action: Annotated[str, typer.Argument(help='The action name from config.yaml.')],
     path: PathOption = Path('.'),
-    params: Annotated[str | None, typer.Option('--params', help='Params as JSON.')] = None,
+    params: ParamsOption = None,
+    params_file: ParamsFileOption = None,
+    as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Show ACTION's steps (order, names, weights) without running it."""
+    """Show ACTION's steps without running them: weights, retry, timeout, rollback, and
+    which steps the params skip (each can_skip() asked; nothing executed)."""
+    plugin, action_cls, values = _load_action(action, path, params, params_file, debug)
+    previews = _preview(action, plugin, action_cls, values, debug)
+    if as_json:
+        _print_json([p.to_dict() for p in previews])
+    elif not previews:
+        Console().print(f'{action} registers no steps: it runs in plain execute() mode')
+    else:
+        _print_steps(Console(), previews)
+
+
+@plugin_app.command('info')
+def info(
+    action: Annotated[str, typer.Argument(help='The action name from config.yaml.')],
+    path: PathOption = Path('.'),
+    params: ParamsOption = None,
+    params_file: ParamsFileOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Show ACTION: its params (fields, types, defaults, descriptions) and its steps."""
+    plugin, action_cls, values = _load_action(action, path, params, params_file, debug)
+    fields = describe_params(action_cls)
+    previews = _preview(action, plugin, action_cls, values, debug)
+    about = {
+        'action': action,
+        'plugin': plugin.config.code,
+        'version': plugin.config.version,
+        'category': action_cls.category,
+        'entrypoint': plugin.action_config(action).entrypoint,
+        'description': plugin.action_config(action).description or None,
+    }
+    if as_json:
+        params_out = [f.to_dict() for f in fields]
+        schema = params_json_schema(action_cls)
+        steps_out = [p.to_dict() for p in previews]
+        _print_json({**about, 'params': params_out, 'params_schema': schema, 'steps': steps_out})
+        return
+    out = Console()
+    for key, value in about.items():
+        out.print(Text(f'{key:<12}{value if value is not None else "-"}'))
+    table = Table('param', 'type', 'default', 'description', title='params', title_justify='left')
+    for f in fields:
+        table.add_row(Text(f.name), Text(f.type), Text(f.default_text()), Text(f.description or ''))
+    out.print(table if fields else Text('params      none'))
+    if previews:
+        _print_steps(out, previews, title='steps')
+    else:
+        out.print('steps       none: it runs in plain execute() mode')
+
+
+def _load_action(
+    action: str, path: Path, params: str | None, params_file: Path | None, debug: bool
+) -> tuple[Plugin, type[BaseAction[Any]], dict[str, Any]]:
     try:
-        values = _read_params(params, None)
+        values = _read_params(params, params_file)
         plugin = Plugin.load(path)
-        action_cls = plugin.load_action(action)
+        return plugin, plugin.load_action(action), values
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
+
+
+def _preview(
+    action: str,
+    plugin: Plugin,
+    action_cls: type[BaseAction[Any]],
+    values: dict[str, Any],
+    debug: bool,
+) -> list[StepPreview]:
+    """The steps as ``preview_steps`` sees them; setting them up raising is bad input."""
     try:
-        rows = action_cls.describe_steps(values)
+        return preview_steps(action_cls, values)
     except Exception as error:  # params that do not fit, or the plugin is broken: bad input
         if isinstance(error, ActionError):
             message = str(error)
@@ -231,13 +311,26 @@ def steps(
             where = code_location(error, plugin.path)
             message += f' ({where})' if where else ''
         _fail(EXIT_CODES[ErrorKind.BAD_INPUT], message, debug)
-    if not rows:
-        Console().print(f'{action} registers no steps: it runs in plain execute() mode')
-        return
-    table = Table('#', 'step', 'weight', 'share')
-    for index, (name, weight, share) in enumerate(rows, 1):
-        table.add_row(str(index), name, f'{weight:g}', f'{share:.1f}%')
-    Console().print(table)
+
+
+def _print_steps(out: Console, previews: list[StepPreview], title: str | None = None) -> None:
+    columns = ('#', 'step', 'weight', 'share', 'retry', 'timeout', 'rollback', 'skip')
+    table = Table(*columns, title=title, title_justify='left')
+    notes = {p.skip_note for p in previews if p.skip_note.startswith('not evaluated')}
+    for p in previews:
+        table.add_row(
+            str(p.index + 1),
+            Text(p.name),
+            f'{p.weight:g}',
+            f'{p.share:.1f}%',
+            Text(retry_text(p.retry)),
+            f'{p.timeout:g}s' if p.timeout is not None else '-',
+            'yes' if p.can_rollback else 'no',
+            Text('-' if p.skip_note in notes else p.skip_note),
+        )
+    out.print(table)
+    for note in notes:  # said once, not in every row
+        out.print(Text(f'skip: {note}', style='dim'))
 
 
 @plugin_app.command('create')
