@@ -6,6 +6,7 @@ import json
 import sys
 import tempfile
 import traceback
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -24,7 +25,7 @@ from synapse_sdk.errors import (
 from synapse_sdk.execution import LocalExecutor, default_runtime, resume_run, rollback_run
 from synapse_sdk.execution.signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
 from synapse_sdk.journal import Journal
-from synapse_sdk.paths import read_utf8
+from synapse_sdk.paths import read_utf8, run_log_path
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.actions.describe import (
     StepPreview,
@@ -36,6 +37,8 @@ from synapse_sdk.plugins.actions.describe import (
 from synapse_sdk.plugins.loader import Plugin, code_location
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
 from synapse_sdk.plugins.steps.result import describe_exception
+
+from .timespec import parse_moment
 
 # What went wrong -> the exit code: the one table (docs/errors.md). Every
 # error is reported by its kind (``SynapseError.kind``; see ``_kind_of``).
@@ -149,7 +152,7 @@ def run(
     runtime = default_runtime()
     if store is not None:
         stderr.print(Text(f'run {runtime.run_id} (journal: {store.path})', style='dim'))
-    origin = ActionOrigin(str(plugin.path), action)
+    origin = ActionOrigin(str(plugin.path), action, plugin.config.code)
     run_id = runtime.run_id if store else None
     grace = None if mode == 'ray' else 10.0  # the Ray driver waits for the worker itself
     with cancel_on_signals(runtime.cancel_token, grace=grace) as signals:
@@ -363,38 +366,62 @@ def runs_list(
     status: Annotated[
         str | None, typer.Option('--status', help='Only runs in this status.')
     ] = None,
+    plugin: Annotated[
+        str | None, typer.Option('--plugin', help='Only runs of this plugin (its code).')
+    ] = None,
+    action: Annotated[
+        str | None, typer.Option('--action', help='Only runs of this action.')
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option('--since', help='Only runs started since: 2h, 7d, or an ISO date (UTC).'),
+    ] = None,
     limit: Annotated[int, typer.Option('--limit', help='At most this many runs.')] = 50,
-    as_json: Annotated[bool, typer.Option('--json', help='JSON on stdout.')] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """The journaled runs, newest first."""
     try:
-        records = _journal().list_runs(status=status, limit=limit)
+        start = None if since is None else _moment(since, '--since')
+        records = _journal().list_runs(
+            status=status, limit=limit, plugin=plugin, action=action, since=start
+        )
     except SynapseError as error:
         _fail(_exit_code(error), str(error), False)
     if as_json:
         _print_json([r.to_dict() for r in records])
         return
-    table = Table('run', 'status', 'progress', 'action', 'started', 'error')
+    table = Table('run', 'status', 'progress', 'plugin', 'action', 'started', 'error')
     for r in records:
         table.add_row(
             r.id,
             _status(r.status),
             f'{r.progress}%',
-            r.action or r.entrypoint,
+            Text(r.plugin or '-'),
+            Text(r.action or r.entrypoint),
             r.started_at[:19].replace('T', ' '),
-            (r.error or '')[:60],
+            Text((r.error or '')[:60]),
         )
     Console().print(table)
 
 
+def _moment(text: str, option: str) -> datetime:
+    try:
+        return parse_moment(text, option)
+    except ValueError as error:
+        raise BadInput(str(error)) from error
+
+
+RunIdArgument = Annotated[
+    str, typer.Argument(help='The run id, or its first characters if no other run shares them.')
+]
+
+
 @runs_app.command('show')
-def runs_show(
-    run_id: Annotated[str, typer.Argument(help='The run id.')],
-    as_json: Annotated[bool, typer.Option('--json', help='JSON on stdout.')] = False,
-) -> None:
+def runs_show(run_id: RunIdArgument, as_json: JsonOption = False) -> None:
     """One run: its params, progress and every step with status, duration and error."""
     journal = _journal()
     try:
+        run_id = journal.resolve_run_id(run_id)
         record = journal.get_run(run_id)
         steps = journal.steps(run_id)
     except SynapseError as error:
@@ -404,9 +431,11 @@ def runs_show(
         return
     out = Console()
     out.print(f'[bold]run {record.id}[/bold]  {_status(record.status)}  {record.progress}%')
-    out.print(f'action   {record.action or "-"} ({record.entrypoint})')
+    out.print(Text(f'action   {record.action or "-"} ({record.entrypoint})'))
+    if record.plugin:
+        out.print(Text(f'plugin   {record.plugin}'))
     if record.plugin_path:
-        out.print(f'plugin   {record.plugin_path}')
+        out.print(Text(f'folder   {record.plugin_path}'))
     out.print(f'params   {json.dumps(record.params)}')
     out.print(f'started  {record.started_at}   ended {record.ended_at or "-"}')
     if record.error:
@@ -425,14 +454,12 @@ def runs_show(
 
 
 @runs_app.command('rollback')
-def runs_rollback(
-    run_id: Annotated[str, typer.Argument(help='The run id.')],
-    debug: DebugOption = False,
-) -> None:
+def runs_rollback(run_id: RunIdArgument, debug: DebugOption = False) -> None:
     """Undo what a crashed, failed or cancelled run left behind (safe to repeat)."""
     journal = _journal()
     try:
         journal.check()  # a damaged journal is refused before anything is undone
+        run_id = journal.resolve_run_id(run_id)
         report = rollback_run(journal, run_id)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
@@ -446,21 +473,79 @@ def runs_rollback(
 
 
 @runs_app.command('resume')
-def runs_resume(
-    run_id: Annotated[str, typer.Argument(help='The run id.')],
-    debug: DebugOption = False,
-) -> None:
+def runs_resume(run_id: RunIdArgument, debug: DebugOption = False) -> None:
     """Run a failed or crashed run again from the first step that did not succeed."""
     journal = _journal()
+    try:
+        journal.check()  # a damaged journal is refused before anything runs
+        run_id = journal.resolve_run_id(run_id)
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), debug)
     runtime = default_runtime(run_id)
     with cancel_on_signals(runtime.cancel_token) as signals:
         try:
-            journal.check()  # a damaged journal is refused before anything runs
             result = resume_run(journal, run_id, runtime)
         except (SynapseError, KeyboardInterrupt, SystemExit) as error:
             message = _describe_end(error, journal, run_id) or str(error)
             _fail(_exit_code(error, signals), message, debug)
     _print_json(result)
+
+
+@runs_app.command('prune')
+def runs_prune(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            '--older-than', help='Runs that ended before: 30d, 12h, 2w, or an ISO date (UTC).'
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option('--dry-run', help='Only show what would be removed.')
+    ] = False,
+    unrecovered: Annotated[
+        bool,
+        typer.Option(
+            '--unrecovered',
+            help='Also runs with work left to undo (their rollback data goes with them).',
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove old runs from the journal (steps, rollback data, log files); never an active
+    run, and not one with work left to undo unless --unrecovered."""
+    journal = _journal()
+    try:
+        before = _moment(older_than, '--older-than')
+        journal.check()  # a damaged journal is refused before anything is deleted
+        pruned = journal.prune(before, dry_run=dry_run, unrecovered=unrecovered)
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), False)
+    if not dry_run:
+        for run in pruned.removed:
+            run_log_path(run.id).unlink(missing_ok=True)
+    if as_json:
+        removed = [r.to_dict() for r in pruned.removed]
+        kept = [r.to_dict() for r in pruned.kept]
+        _print_json({'dry_run': dry_run, 'removed': removed, 'kept': kept})
+        return
+    out = Console()
+    verb = 'would remove' if dry_run else 'removed'
+    for r in pruned.removed:
+        ended = (r.ended_at or '')[:19].replace('T', ' ')
+        name = f'{r.plugin or "-"}/{r.action or r.entrypoint}'
+        out.print(Text(f'{verb} {r.id}  {r.status:<15} {name}  ended {ended}'))
+    out.print(
+        Text(f'{verb} {len(pruned.removed)} run(s) that ended before {before:%Y-%m-%d %H:%M} UTC')
+    )
+    if pruned.kept:
+        ids = ', '.join(r.id for r in pruned.kept)
+        out.print(
+            Text(
+                f'kept {len(pruned.kept)} run(s) with work left to undo: {ids}; roll them back'
+                ' (synapse runs rollback RUN_ID) or add --unrecovered',
+                style='yellow',
+            )
+        )
 
 
 _STATUS_STYLE = {

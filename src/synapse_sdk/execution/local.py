@@ -9,7 +9,7 @@ from typing import Any
 
 from synapse_sdk.clients import LocalBackendClient
 from synapse_sdk.journal import Journal, JournalError, JournalListener
-from synapse_sdk.paths import synapse_home
+from synapse_sdk.paths import run_log_path
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import RunListener
 from synapse_sdk.plugins.steps.result import describe_exception
@@ -26,7 +26,7 @@ def default_runtime(
     """Live display on stderr, a JSON-lines log under ``$SYNAPSE_HOME/logs``, local storage."""
     run_id = run_id or new_run_id()
     loggers: list[Logger] = [ConsoleLogger()] if console else []
-    loggers.append(JsonLinesLogger(synapse_home() / 'logs' / f'{run_id}.jsonl', run_id=run_id))
+    loggers.append(JsonLinesLogger(run_log_path(run_id), run_id=run_id))
     return RuntimeContext(
         logger=loggers,
         client=client if client is not None else LocalBackendClient(),
@@ -73,6 +73,7 @@ def _run_journaled(
         params=action.params.model_dump(mode='json'),
         action=origin.action if origin else None,
         plugin_path=origin.plugin_path if origin else None,
+        plugin=origin.plugin if origin else None,
     )
     with _ends_run_if_raising(journal, run_id):
         prepared = action.prepare_run()

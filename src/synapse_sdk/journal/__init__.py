@@ -15,7 +15,7 @@ from .errors import (
 from .listener import JournalListener
 from .records import RUN_STATUSES, STEP_STATUSES, RunRecord, StepRecord
 from .schema import SCHEMA_VERSION
-from .store import Journal
+from .store import Journal, Pruned
 
 __all__ = [
     'RUN_STATUSES',
@@ -27,6 +27,7 @@ __all__ = [
     'JournalError',
     'JournalListener',
     'JournalVersionError',
+    'Pruned',
     'RunRecord',
     'SnapshotError',
     'StepRecord',

@@ -38,6 +38,7 @@ class ActionOrigin:
 
     plugin_path: str
     action: str
+    plugin: str | None = None  # the plugin's code (config.yaml), for listings
 
 
 @dataclass(kw_only=True)
