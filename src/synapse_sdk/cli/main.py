@@ -58,6 +58,11 @@ stderr = Console(stderr=True, highlight=False)
 
 PathOption = Annotated[Path, typer.Option('--path', help='The plugin folder (holds config.yaml).')]
 DebugOption = Annotated[bool, typer.Option('--debug', help='Show tracebacks.')]
+ModeOption = Annotated[str, typer.Option('--mode', help="'local' (this process) or 'ray'.")]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option('--ray-address', help='Ray cluster to connect to (default: start one).'),
+]
 
 
 class BadInput(SynapseError):
@@ -128,11 +133,8 @@ def run(
     journal: Annotated[
         bool, typer.Option('--journal/--no-journal', help='Record the run in the run journal.')
     ] = True,
-    mode: Annotated[str, typer.Option('--mode', help="'local' (this process) or 'ray'.")] = 'local',
-    ray_address: Annotated[
-        str | None,
-        typer.Option('--ray-address', help='Ray cluster to connect to (default: start one).'),
-    ] = None,
+    mode: ModeOption = 'local',
+    ray_address: RayAddressOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Run ACTION of the plugin; live progress on stderr, the result as JSON on stdout."""
@@ -171,6 +173,8 @@ def run(
 
 
 def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
+    if mode not in ('local', 'ray'):
+        raise BadInput(f"--mode must be 'local' or 'ray', got {mode!r}")
     if mode == 'local':
         if address is not None:
             raise BadInput('--ray-address goes with --mode ray')
@@ -473,18 +477,28 @@ def runs_rollback(run_id: RunIdArgument, debug: DebugOption = False) -> None:
 
 
 @runs_app.command('resume')
-def runs_resume(run_id: RunIdArgument, debug: DebugOption = False) -> None:
+def runs_resume(
+    run_id: RunIdArgument,
+    mode: ModeOption = 'local',
+    ray_address: RayAddressOption = None,
+    debug: DebugOption = False,
+) -> None:
     """Run a failed or crashed run again from the first step that did not succeed."""
     journal = _journal()
     try:
+        executor = _executor(mode, ray_address, journal)  # --mode and --ray-address checked
         journal.check()  # a damaged journal is refused before anything runs
         run_id = journal.resolve_run_id(run_id)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
     runtime = default_runtime(run_id)
-    with cancel_on_signals(runtime.cancel_token) as signals:
+    grace = None if mode == 'ray' else 10.0  # the Ray driver waits for the worker itself
+    with cancel_on_signals(runtime.cancel_token, grace=grace) as signals:
         try:
-            result = resume_run(journal, run_id, runtime)
+            if mode == 'ray':
+                result = executor.resume(run_id, ctx=runtime)
+            else:
+                result = resume_run(journal, run_id, runtime)
         except (SynapseError, KeyboardInterrupt, SystemExit) as error:
             message = _describe_end(error, journal, run_id) or str(error)
             _fail(_exit_code(error, signals), message, debug)
