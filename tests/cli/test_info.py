@@ -25,6 +25,8 @@ actions:
     entrypoint: plugin:Plain
   broken_context:
     entrypoint: plugin:BrokenContext
+  no_model:
+    entrypoint: plugin:NoModel
 """
 
 PLUGIN = """\
@@ -123,6 +125,11 @@ class BrokenContext(Export):
 class Plain(BaseExportAction[Params]):
     def execute(self):
         MARK.write_text('plain')
+        return {}
+
+
+class NoModel(BaseExportAction):
+    def execute(self):
         return {}
 """
 
@@ -273,6 +280,12 @@ def test_info_of_a_plain_action_and_bad_params(cli: Cli, plugin: Path, home: Pat
     assert plain.returncode == 0, plain.stderr
     assert 'steps       none: it runs in plain execute() mode' in plain.stdout
     assert 'output_dir' in plain.stdout
+
+    for command in ('info', 'steps'):
+        no_model = cli('plugin', command, 'no_model', '--path', plugin)
+        assert no_model.returncode == 2 and no_model.stdout == '', no_model.stderr
+        [line] = no_model.stderr.strip().splitlines()
+        assert line.startswith('error: NoModel has no params model: declare it')
 
     bad = cli('plugin', 'info', 'export', '--path', plugin, '--params', '{"output_dir": ""}')
     assert bad.returncode == 2 and bad.stdout == ''

@@ -260,7 +260,10 @@ def info(
 ) -> None:
     """Show ACTION: its params (fields, types, defaults, descriptions) and its steps."""
     plugin, action_cls, values = _load_action(action, path, params, params_file, debug)
-    fields = describe_params(action_cls)
+    try:
+        fields = describe_params(action_cls)
+    except SynapseError as error:  # an action class without a params model
+        _fail(_exit_code(error), str(error), debug)
     previews = _preview(action, plugin, action_cls, values, debug)
     about = {
         'action': action,
@@ -536,7 +539,10 @@ def runs_prune(
         _fail(_exit_code(error), str(error), False)
     if not dry_run:
         for run in pruned.removed:
-            run_log_path(run.id).unlink(missing_ok=True)
+            try:
+                run_log_path(run.id).unlink(missing_ok=True)
+            except OSError as error:  # the run is gone from the journal all the same
+                stderr.print(Text(f'warning: cannot remove the log file of run {run.id}: {error}'))
     if as_json:
         removed = [r.to_dict() for r in pruned.removed]
         kept = [r.to_dict() for r in pruned.kept]

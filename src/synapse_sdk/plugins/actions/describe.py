@@ -76,7 +76,10 @@ def describe_params(action: type[BaseAction[Any]]) -> list[ParamInfo]:
     """Every field of the action's params model, in declaration order."""
     model = action.params_model
     if model is None:
-        raise ActionDefinitionError(f'{action.__name__} has no params model')
+        raise ActionDefinitionError(
+            f'{action.__name__} has no params model: declare it as the generic argument '
+            f'(class {action.__name__}(Base...Action[MyParams])) or set params_model'
+        )
     return [_param(name, info) for name, info in model.model_fields.items()]
 
 
