@@ -43,9 +43,9 @@ class ExportParams(BaseModel):
     )
 
 
-def params_of(context: ExportContext) -> ExportParams:
-    """The params, typed: the context holds them as a plain dict so they serialise as-is."""
-    return ExportParams.model_validate(context.params)
+def params_of(context: ExportContext[ExportParams]) -> ExportParams:
+    """The params, typed: the action's validated model (``context.params`` is its dict)."""
+    return context.params_model
 
 
 def output_of(context: ExportContext, step: str) -> Path:

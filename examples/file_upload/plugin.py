@@ -196,8 +196,6 @@ class DurableFileUploadAction(FileUploadAction):
         registry.register(LoggingStep(FinalizeStep()))
 
     def create_context(self) -> DurableUploadContext:
-        if self.params.parallel == 'ray':
-            import synapse_sdk.execution._on_ray  # noqa: F401 - registers the 'ray' backend
         return DurableUploadContext(
             runtime_ctx=self.ctx,
             source_path=Path(self.params.source_path),

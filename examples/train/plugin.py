@@ -87,9 +87,9 @@ class LogisticModel:
         return float(np.mean((self.logits(x) > 0) == (y > 0.5)))
 
 
-def params_of(context: TrainContext) -> TrainParams:
-    """The params, typed: the context holds them as a plain dict so they serialise as-is."""
-    return TrainParams.model_validate(context.params)
+def params_of(context: TrainContext[TrainParams]) -> TrainParams:
+    """The params, typed: the action's validated model (``context.params`` is its dict)."""
+    return context.params_model
 
 
 def generate_dataset(samples: int, features: int, seed: int) -> Dataset:

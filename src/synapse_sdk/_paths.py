@@ -11,7 +11,7 @@ from pathlib import Path
 
 from synapse_sdk.plugins.steps import ErrorKind, SynapseError
 
-__all__ = ['UnreadableTextError', 'read_utf8', 'synapse_home']
+__all__ = ['UnreadableTextError', 'read_utf8', 'run_log_path', 'synapse_home']
 
 
 def synapse_home() -> Path:
@@ -24,6 +24,11 @@ def synapse_home() -> Path:
     if configured:
         return Path(configured).expanduser()
     return Path('~/.synapse').expanduser()
+
+
+def run_log_path(run_id: str) -> Path:
+    """The JSON-lines log of the run ``run_id`` (written by ``synapse plugin run``)."""
+    return (synapse_home() / 'logs' / f'{run_id}.jsonl').absolute()  # the same after a chdir
 
 
 class UnreadableTextError(SynapseError, ValueError):

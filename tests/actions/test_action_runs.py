@@ -141,6 +141,53 @@ def test_a_secret_param_is_not_journaled_and_recovery_asks_for_it(tmp_path: Path
     assert SecretAction.seen == ['hunter2', 'hunter2']
 
 
+class Window(BaseModel):
+    start: datetime.date
+    folder: Path
+
+
+class WindowParams(BaseModel):
+    window: Window
+
+
+class WindowAction(BaseUploadAction[WindowParams]):
+    """Fails in 'use' on its first run; records the params model each run of 'use' sees."""
+
+    seen: list[Any] = []
+    failures_left = 1
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        def use(context: Any) -> None:
+            WindowAction.seen.append(context.params_model)
+            if WindowAction.failures_left:
+                WindowAction.failures_left -= 1
+                raise ConnectionError('service unreachable')
+
+        registry.register(FunctionStep('prepare'))
+        registry.register(FunctionStep('use', execute=use))
+
+
+def test_a_resumed_run_gives_its_steps_the_params_model_and_never_snapshots_it(
+    tmp_path: Path,
+) -> None:
+    WindowAction.seen = []
+    WindowAction.failures_left = 1
+    journal = Journal(tmp_path / 'runs.db')
+    params = {'window': {'start': '2024-05-01', 'folder': 'out'}}
+    with pytest.raises(StepExecutionError, match="Step 'use' failed"):
+        run_action(WindowAction, params, RecordingRuntime(run_id='w1'), journal=journal)
+    snapshot = journal.snapshot_before('w1', 1)
+    assert snapshot is not None and 'params' not in snapshot  # params_model neither
+
+    result = resume_run(journal, 'w1', RecordingRuntime(run_id='w1'))
+
+    assert result['success'] is True
+    first, resumed = WindowAction.seen
+    assert resumed == first and resumed is not first  # rebuilt from the journaled params
+    assert isinstance(resumed, WindowParams)
+    assert resumed.window == Window(start=datetime.date(2024, 5, 1), folder=Path('out'))
+
+
 # --- setup code that raises, a plain execute() that forgets to return ----------------------
 
 

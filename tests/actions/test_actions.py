@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -627,6 +629,61 @@ def test_setup_steps_only_gets_a_default_context_of_the_right_type(
     assert context.params == {'options': {'level': 3}, 'tag': 'x'}
     assert isinstance(context.params, dict)
     assert result['steps'] == {'fetch': {'params': {'options': {'level': 3}, 'tag': 'x'}}}
+
+
+class Window(BaseModel):
+    start: datetime.date
+    folder: Path
+
+
+class WindowParams(BaseModel):
+    window: Window
+    tags: list[str] = Field(default_factory=list)
+
+
+def test_steps_get_the_validated_params_model_typed_and_the_dict_still_works() -> None:
+    """No step validates the params again: ``context.params_model`` is the action's own
+    validated model (nested models, dates, paths as pydantic made them)."""
+    seen: list[Any] = []
+
+    class Act(BaseExportAction[WindowParams]):
+        def setup_steps(self, registry: StepRegistry[ExportContext[WindowParams]]) -> None:
+            registry.register(Step('look', 1, [], lambda c: seen.append(c) or StepResult()))
+
+    ctx, _ = memory_ctx()
+    action = Act({'window': {'start': '2024-05-01', 'folder': 'out'}}, ctx)
+    action.prepare_run().run()
+    [context] = seen
+    assert context.params_model is action.params
+    assert isinstance(context.params_model.window, Window)
+    assert context.params_model.window.start == datetime.date(2024, 5, 1)
+    assert context.params_model.window.folder == Path('out')
+    # the spec's dict access keeps working, with the same values
+    assert context.params['window'] == {'start': datetime.date(2024, 5, 1), 'folder': Path('out')}
+    assert context.params.get('tags') == [] and isinstance(context.params, dict)
+
+
+def test_a_plugins_own_create_context_gets_the_params_model_too() -> None:
+    seen: list[Any] = []
+
+    class Act(BaseUploadAction[Params]):
+        def setup_steps(self, registry: StepRegistry[Any]) -> None:
+            registry.register(Step('look', 1, [], lambda c: seen.append(c) or StepResult()))
+
+        def create_context(self) -> UploadContext[Params]:
+            return UploadContext(runtime_ctx=self.ctx, params={'count': 0})  # no model given
+
+    ctx, _ = memory_ctx()
+    action = Act({'count': 2, 'name': 'n'}, ctx)
+    action.prepare_run().run()
+    assert seen[0].params_model is action.params
+    assert seen[0].params == {'count': 0}  # what the plugin chose is left as it is
+
+
+def test_a_context_made_by_hand_from_a_model_gets_the_dict_from_it() -> None:
+    context = UploadContext(runtime_ctx=memory_ctx()[0], params_model=Params(count=1, name='h'))
+    assert context.params == {'count': 1, 'name': 'h'}
+    assert UploadContext(runtime_ctx=memory_ctx()[0]).params_model is None
 
 
 def test_default_context_is_fresh_for_each_run() -> None:

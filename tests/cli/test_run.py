@@ -494,11 +494,12 @@ def table_rows(text: str) -> list[list[str]]:
 def test_steps_prints_the_steps(cli: Cli, example: Path) -> None:
     proc = cli('plugin', 'steps', 'upload', '--path', example)
     assert proc.returncode == 0, proc.stderr
-    assert table_rows(proc.stdout) == [
-        ['1', 'discover_files', '0.1', '10.0%'],
-        ['2', 'upload_files', '0.8', '80.0%'],
-        ['3', 'finalize', '0.1', '10.0%'],
+    assert table_rows(proc.stdout) == [  # no params given: can_skip() not asked
+        ['1', 'discover_files', '0.1', '10.0%', 'no'],
+        ['2', 'upload_files', '0.8', '80.0%', 'yes'],
+        ['3', 'finalize', '0.1', '10.0%', 'no'],
     ]
+    assert 'skip: not evaluated: the params do not validate (give --params)' in proc.stdout
     assert proc.stderr == ''
 
 

@@ -83,3 +83,64 @@ def test_an_unknown_mode_is_bad_input(home: Path, tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "--mode must be 'local' or 'ray', got 'bogus'" in done.stderr
     assert done.stdout == ''
+
+
+MAP_CONFIG = """\
+name: Fan Out
+code: fan_out
+version: 0.1.0
+category: upload
+actions:
+  square:
+    entrypoint: fan_out_plugin:Square
+"""
+
+MAP_PLUGIN = """\
+import os
+
+from pydantic import BaseModel
+
+from synapse_sdk.plugins import BaseUploadAction
+from synapse_sdk.plugins.pipelines.steps import BaseStep, StepRegistry, StepResult
+
+
+def square(x):
+    return x * x, os.getpid()
+
+
+class Params(BaseModel):
+    items: list[int]
+
+
+class SquareStep(BaseStep):
+    name = 'square'
+    progress_weight = 1.0
+
+    def execute(self, context):
+        done = context.map(square, context.params_model.items, backend='ray')
+        elsewhere = os.getpid() not in {pid for _, pid in done}
+        return StepResult(data={'squares': [v for v, _ in done], 'elsewhere': elsewhere})
+
+
+class Square(BaseUploadAction[Params]):
+    def setup_steps(self, registry: StepRegistry) -> None:
+        registry.register(SquareStep())
+"""
+
+
+def test_map_on_ray_under_local_mode_needs_only_the_backend_name(
+    home: Path, tmp_path: Path
+) -> None:
+    """The plugin imports nothing of the execution layer: ``backend='ray'`` is enough."""
+    folder = tmp_path / 'fan_out'
+    folder.mkdir()
+    (folder / 'config.yaml').write_text(MAP_CONFIG, encoding='utf-8')
+    (folder / 'fan_out_plugin.py').write_text(MAP_PLUGIN, encoding='utf-8')
+    params = json.dumps({'items': [1, 2, 3, 4]})
+    args = ['plugin', 'run', 'square', '--path', str(folder), '--params', params]
+
+    done = synapse(home, tmp_path / 'cwd', *args, '--mode', 'local', timeout=180)
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result['steps']['square'] == {'squares': [1, 4, 9, 16], 'elsewhere': True}

@@ -8,6 +8,8 @@ as tasks on the session's Ray instance.
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +37,7 @@ from synapse_sdk.plugins.steps import (
     StepRegistry,
     StepResult,
 )
+from synapse_sdk.plugins.steps._fanout import BACKENDS, backend_named, register_backend
 from synapse_sdk.runtime import MemoryLogger, RuntimeContext
 
 ALL = ['serial', 'threads', 'ray']
@@ -314,6 +317,36 @@ def test_unknown_backend_is_a_value_error_listing_the_backends(tmp_path: Path) -
     with pytest.raises(StepExecutionError, match="unknown map backend 'dask'") as caught:
         run.execute()
     assert isinstance(caught.value.__cause__, ValueError)
+
+
+def test_the_name_ray_alone_selects_the_ray_backend_in_a_fresh_process() -> None:
+    """No import of ``execution.on_ray`` needed: the backend is registered by module path
+    and loaded on first use (and not before: importing the steps core stays cheap)."""
+    probe = (
+        'import sys\n'
+        'from synapse_sdk.plugins.steps._fanout import backend_named\n'
+        "assert 'synapse_sdk.execution._on_ray' not in sys.modules\n"
+        "assert 'ray' not in sys.modules\n"
+        "print(type(backend_named('ray')).__qualname__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, '-c', probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == 'RayMapBackend'
+
+
+def test_a_backend_registered_by_a_path_that_does_not_import_names_it() -> None:
+    register_backend('elsewhere', 'synapse_sdk_nowhere.backends:Fast')
+    register_backend('misnamed', 'synapse_sdk.plugins.steps._fanout:NoSuchBackend')
+    try:
+        with pytest.raises(ImportError, match=r"map backend 'elsewhere' cannot be loaded from"):
+            backend_named('elsewhere')
+        with pytest.raises(ImportError, match=r"'misnamed': .*fanout has no 'NoSuchBackend'"):
+            backend_named('misnamed')
+    finally:
+        BACKENDS.pop('elsewhere', None)
+        BACKENDS.pop('misnamed', None)
 
 
 def test_ray_backend_takes_a_partial_of_a_module_function(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import json
 import sys
 import tempfile
 import traceback
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from synapse_sdk._paths import read_utf8
+from synapse_sdk._paths import read_utf8, run_log_path
 from synapse_sdk.errors import (
     ActionError,
     ErrorKind,
@@ -33,10 +34,20 @@ from synapse_sdk.execution import (
     rollback_run,
 )
 from synapse_sdk.journal import Journal
-from synapse_sdk.plugins.actions import ActionOrigin
+from synapse_sdk.plugins.actions import (
+    ActionOrigin,
+    BaseAction,
+    StepPreview,
+    describe_params,
+    params_json_schema,
+    preview_steps,
+    retry_text,
+)
 from synapse_sdk.plugins.loader import Plugin, code_location
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
 from synapse_sdk.plugins.steps.support import describe_exception
+
+from ._timespec import parse_moment
 
 # What went wrong -> the exit code: the one table (docs/errors.md). Every
 # error is reported by its kind (``SynapseError.kind``; see ``_kind_of``).
@@ -56,6 +67,11 @@ stderr = Console(stderr=True, highlight=False)
 
 PathOption = Annotated[Path, typer.Option('--path', help='The plugin folder (holds config.yaml).')]
 DebugOption = Annotated[bool, typer.Option('--debug', help='Show tracebacks.')]
+ModeOption = Annotated[str, typer.Option('--mode', help="'local' (this process) or 'ray'.")]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option('--ray-address', help='Ray cluster to connect to (default: start one).'),
+]
 
 
 class BadInput(SynapseError):
@@ -126,15 +142,8 @@ def run(
     journal: Annotated[
         bool, typer.Option('--journal/--no-journal', help='Record the run in the run journal.')
     ] = True,
-    mode: Annotated[str, typer.Option('--mode', help="'local' (this process) or 'ray'.")] = 'local',
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            '--ray-address',
-            help='Ray cluster to connect to, HOST:PORT or auto (default: $RAY_ADDRESS, '
-            'else a private local instance).',
-        ),
-    ] = None,
+    mode: ModeOption = 'local',
+    ray_address: RayAddressOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Run ACTION of the plugin; live progress on stderr, the result as JSON on stdout."""
@@ -173,6 +182,8 @@ def run(
 
 
 def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
+    if mode not in ('local', 'ray'):
+        raise BadInput(f"--mode must be 'local' or 'ray', got {mode!r}")
     if mode == 'local':
         if address is not None:
             raise BadInput('--ray-address goes with --mode ray')
@@ -225,22 +236,98 @@ def _describe_failure(error: StepExecutionError, run_id: str | None) -> str:
     return '\n  '.join(lines)
 
 
+ParamsOption = Annotated[str | None, typer.Option('--params', help='Params as JSON.')]
+ParamsFileOption = Annotated[
+    Path | None, typer.Option('--params-file', help='A file holding the params as JSON.')
+]
+JsonOption = Annotated[bool, typer.Option('--json', help='JSON on stdout.')]
+
+
 @plugin_app.command('steps')
 def steps(
     action: Annotated[str, typer.Argument(help='The action name from config.yaml.')],
     path: PathOption = Path('.'),
-    params: Annotated[str | None, typer.Option('--params', help='Params as JSON.')] = None,
+    params: ParamsOption = None,
+    params_file: ParamsFileOption = None,
+    as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Show ACTION's steps (order, names, weights) without running it."""
+    """Show ACTION's steps without running them: weights, retry, timeout, rollback, and
+    which steps the params skip (each can_skip() asked; nothing executed)."""
+    plugin, action_cls, values = _load_action(action, path, params, params_file, debug)
+    previews = _preview(action, plugin, action_cls, values, debug)
+    if as_json:
+        _print_json([p.to_dict() for p in previews])
+    elif not previews:
+        Console().print(f'{action} registers no steps: it runs in plain execute() mode')
+    else:
+        _print_steps(Console(), previews)
+
+
+@plugin_app.command('info')
+def info(
+    action: Annotated[str, typer.Argument(help='The action name from config.yaml.')],
+    path: PathOption = Path('.'),
+    params: ParamsOption = None,
+    params_file: ParamsFileOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Show ACTION: its params (fields, types, defaults, descriptions) and its steps."""
+    plugin, action_cls, values = _load_action(action, path, params, params_file, debug)
     try:
-        values = _read_params(params, None)
+        fields = describe_params(action_cls)
+    except SynapseError as error:  # an action class without a params model
+        _fail(_exit_code(error), str(error), debug)
+    previews = _preview(action, plugin, action_cls, values, debug)
+    about = {
+        'action': action,
+        'plugin': plugin.config.code,
+        'version': plugin.config.version,
+        'category': action_cls.category,
+        'entrypoint': plugin.action_config(action).entrypoint,
+        'description': plugin.action_config(action).description or None,
+    }
+    if as_json:
+        params_out = [f.to_dict() for f in fields]
+        schema = params_json_schema(action_cls)
+        steps_out = [p.to_dict() for p in previews]
+        _print_json({**about, 'params': params_out, 'params_schema': schema, 'steps': steps_out})
+        return
+    out = Console()
+    for key, value in about.items():
+        out.print(Text(f'{key:<12}{value if value is not None else "-"}'))
+    table = Table('param', 'type', 'default', 'description', title='params', title_justify='left')
+    for f in fields:
+        table.add_row(Text(f.name), Text(f.type), Text(f.default_text()), Text(f.description or ''))
+    out.print(table if fields else Text('params      none'))
+    if previews:
+        _print_steps(out, previews, title='steps')
+    else:
+        out.print('steps       none: it runs in plain execute() mode')
+
+
+def _load_action(
+    action: str, path: Path, params: str | None, params_file: Path | None, debug: bool
+) -> tuple[Plugin, type[BaseAction[Any]], dict[str, Any]]:
+    try:
+        values = _read_params(params, params_file)
         plugin = Plugin.load(path)
-        action_cls = plugin.load_action(action)
+        return plugin, plugin.load_action(action), values
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
+
+
+def _preview(
+    action: str,
+    plugin: Plugin,
+    action_cls: type[BaseAction[Any]],
+    values: dict[str, Any],
+    debug: bool,
+) -> list[StepPreview]:
+    """The steps as ``preview_steps`` sees them; setting them up raising is bad input."""
     try:
-        rows = action_cls.describe_steps(values)
+        return preview_steps(action_cls, values)
     except Exception as error:  # params that do not fit, or the plugin is broken: bad input
         if isinstance(error, ActionError):
             message = str(error)
@@ -249,13 +336,26 @@ def steps(
             where = code_location(error, plugin.path)
             message += f' ({where})' if where else ''
         _fail(EXIT_CODES[ErrorKind.BAD_INPUT], message, debug)
-    if not rows:
-        Console().print(f'{action} registers no steps: it runs in plain execute() mode')
-        return
-    table = Table('#', 'step', 'weight', 'share')
-    for index, (name, weight, share) in enumerate(rows, 1):
-        table.add_row(str(index), name, f'{weight:g}', f'{share:.1f}%')
-    Console().print(table)
+
+
+def _print_steps(out: Console, previews: list[StepPreview], title: str | None = None) -> None:
+    columns = ('#', 'step', 'weight', 'share', 'retry', 'timeout', 'rollback', 'skip')
+    table = Table(*columns, title=title, title_justify='left')
+    notes = {p.skip_note for p in previews if p.skip_note.startswith('not evaluated')}
+    for p in previews:
+        table.add_row(
+            str(p.index + 1),
+            Text(p.name),
+            f'{p.weight:g}',
+            f'{p.share:.1f}%',
+            Text(retry_text(p.retry)),
+            f'{p.timeout:g}s' if p.timeout is not None else '-',
+            'yes' if p.can_rollback else 'no',
+            Text('-' if p.skip_note in notes else p.skip_note),
+        )
+    out.print(table)
+    for note in notes:  # said once, not in every row
+        out.print(Text(f'skip: {note}', style='dim'))
 
 
 @plugin_app.command('create')
@@ -288,38 +388,62 @@ def runs_list(
     status: Annotated[
         str | None, typer.Option('--status', help='Only runs in this status.')
     ] = None,
+    plugin: Annotated[
+        str | None, typer.Option('--plugin', help='Only runs of this plugin (its code).')
+    ] = None,
+    action: Annotated[
+        str | None, typer.Option('--action', help='Only runs of this action.')
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option('--since', help='Only runs started since: 2h, 7d, or an ISO date (UTC).'),
+    ] = None,
     limit: Annotated[int, typer.Option('--limit', help='At most this many runs.')] = 50,
-    as_json: Annotated[bool, typer.Option('--json', help='JSON on stdout.')] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """The journaled runs, newest first."""
     try:
-        records = _journal().list_runs(status=status, limit=limit)
+        start = None if since is None else _moment(since, '--since')
+        records = _journal().list_runs(
+            status=status, limit=limit, plugin=plugin, action=action, since=start
+        )
     except SynapseError as error:
         _fail(_exit_code(error), str(error), False)
     if as_json:
         _print_json([r.to_dict() for r in records])
         return
-    table = Table('run', 'status', 'progress', 'action', 'started', 'error')
+    table = Table('run', 'status', 'progress', 'plugin', 'action', 'started', 'error')
     for r in records:
         table.add_row(
             r.id,
             _status(r.status),
             f'{r.progress}%',
-            r.action or r.entrypoint,
+            Text(r.plugin or '-'),
+            Text(r.action or r.entrypoint),
             r.started_at[:19].replace('T', ' '),
-            (r.error or '')[:60],
+            Text((r.error or '')[:60]),
         )
     Console().print(table)
 
 
+def _moment(text: str, option: str) -> datetime:
+    try:
+        return parse_moment(text, option)
+    except ValueError as error:
+        raise BadInput(str(error)) from error
+
+
+RunIdArgument = Annotated[
+    str, typer.Argument(help='The run id, or its first characters if no other run shares them.')
+]
+
+
 @runs_app.command('show')
-def runs_show(
-    run_id: Annotated[str, typer.Argument(help='The run id.')],
-    as_json: Annotated[bool, typer.Option('--json', help='JSON on stdout.')] = False,
-) -> None:
+def runs_show(run_id: RunIdArgument, as_json: JsonOption = False) -> None:
     """One run: its params, progress and every step with status, duration and error."""
     journal = _journal()
     try:
+        run_id = journal.resolve_run_id(run_id)
         record = journal.get_run(run_id)
         steps = journal.steps(run_id)
     except SynapseError as error:
@@ -334,9 +458,11 @@ def runs_show(
         return
     out = Console()
     out.print(f'[bold]run {record.id}[/bold]  {_status(record.status)}  {record.progress}%')
-    out.print(f'action   {record.action or "-"} ({record.entrypoint})')
+    out.print(Text(f'action   {record.action or "-"} ({record.entrypoint})'))
+    if record.plugin:
+        out.print(Text(f'plugin   {record.plugin}'))
     if record.plugin_path:
-        out.print(f'plugin   {record.plugin_path}')
+        out.print(Text(f'folder   {record.plugin_path}'))
     out.print(f'params   {json.dumps(record.params)}')
     out.print(f'started  {record.started_at}   ended {record.ended_at or "-"}')
     if record.error:
@@ -356,7 +482,7 @@ def runs_show(
 
 @runs_app.command('rollback')
 def runs_rollback(
-    run_id: Annotated[str, typer.Argument(help='The run id.')],
+    run_id: RunIdArgument,
     finished: Annotated[
         bool, typer.Option('--finished', help='Undo a run that succeeded, too.')
     ] = False,
@@ -367,6 +493,7 @@ def runs_rollback(
     journal = _journal()
     try:
         journal.check()  # a damaged journal is refused before anything is undone
+        run_id = journal.resolve_run_id(run_id)
         report = rollback_run(journal, run_id, finished=finished)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
@@ -381,20 +508,91 @@ def runs_rollback(
 
 @runs_app.command('resume')
 def runs_resume(
-    run_id: Annotated[str, typer.Argument(help='The run id.')],
+    run_id: RunIdArgument,
+    mode: ModeOption = 'local',
+    ray_address: RayAddressOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Run a failed or crashed run again from the first step that did not succeed."""
     journal = _journal()
+    try:
+        executor = _executor(mode, ray_address, journal)  # --mode and --ray-address checked
+        journal.check()  # a damaged journal is refused before anything runs
+        run_id = journal.resolve_run_id(run_id)
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), debug)
     runtime = default_runtime(run_id)
-    with cancel_on_signals(runtime.cancel_token) as signals:
+    grace = None if mode == 'ray' else 10.0  # the Ray driver waits for the worker itself
+    with cancel_on_signals(runtime.cancel_token, grace=grace) as signals:
         try:
-            journal.check()  # a damaged journal is refused before anything runs
-            result = resume_run(journal, run_id, runtime)
+            if mode == 'ray':
+                result = executor.resume(run_id, ctx=runtime)
+            else:
+                result = resume_run(journal, run_id, runtime)
         except (SynapseError, KeyboardInterrupt, SystemExit) as error:
             message = _describe_end(error, journal, run_id) or str(error)
             _fail(_exit_code(error, signals), message, debug)
     _print_json(result)
+
+
+@runs_app.command('prune')
+def runs_prune(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            '--older-than', help='Runs that ended before: 30d, 12h, 2w, or an ISO date (UTC).'
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option('--dry-run', help='Only show what would be removed.')
+    ] = False,
+    unrecovered: Annotated[
+        bool,
+        typer.Option(
+            '--unrecovered',
+            help='Also runs with work left to undo (their rollback data goes with them).',
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove old runs from the journal (steps, rollback data, log files); never an active
+    run, and not one with work left to undo unless --unrecovered."""
+    journal = _journal()
+    try:
+        before = _moment(older_than, '--older-than')
+        journal.check()  # a damaged journal is refused before anything is deleted
+        pruned = journal.prune(before, dry_run=dry_run, unrecovered=unrecovered)
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), False)
+    if not dry_run:
+        for run in pruned.removed:
+            try:
+                run_log_path(run.id).unlink(missing_ok=True)
+            except OSError as error:  # the run is gone from the journal all the same
+                stderr.print(Text(f'warning: cannot remove the log file of run {run.id}: {error}'))
+    if as_json:
+        removed = [r.to_dict() for r in pruned.removed]
+        kept = [r.to_dict() for r in pruned.kept]
+        _print_json({'dry_run': dry_run, 'removed': removed, 'kept': kept})
+        return
+    out = Console()
+    verb = 'would remove' if dry_run else 'removed'
+    for r in pruned.removed:
+        ended = (r.ended_at or '')[:19].replace('T', ' ')
+        name = f'{r.plugin or "-"}/{r.action or r.entrypoint}'
+        out.print(Text(f'{verb} {r.id}  {r.status:<15} {name}  ended {ended}'))
+    out.print(
+        Text(f'{verb} {len(pruned.removed)} run(s) that ended before {before:%Y-%m-%d %H:%M} UTC')
+    )
+    if pruned.kept:
+        ids = ', '.join(r.id for r in pruned.kept)
+        out.print(
+            Text(
+                f'kept {len(pruned.kept)} run(s) with work left to undo: {ids}; roll them back'
+                ' (synapse runs rollback RUN_ID) or add --unrecovered',
+                style='yellow',
+            )
+        )
 
 
 _STATUS_STYLE = {

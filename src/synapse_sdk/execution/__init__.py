@@ -13,12 +13,13 @@ from ._recovery import RecoveryError, RecoveryFailed, load_action_class, resume_
 from ._signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
 
 if TYPE_CHECKING:
-    from ._on_ray import RayExecutor, check_ray_address
+    from ._on_ray import RayExecutor, RayMapBackend, check_ray_address
 
 __all__ = [
     'SIGNAL_EXIT_CODES',
     'LocalExecutor',
     'RayExecutor',
+    'RayMapBackend',
     'RayUnavailableError',
     'RecoveryError',
     'RecoveryFailed',
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 
-_ON_RAY = {'RayExecutor', 'check_ray_address'}
+_ON_RAY = {'RayExecutor', 'RayMapBackend', 'check_ray_address'}
 
 
 def __getattr__(name: str) -> Any:

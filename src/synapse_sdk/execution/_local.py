@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from synapse_sdk._paths import synapse_home
+from synapse_sdk._paths import run_log_path
 from synapse_sdk.clients import LocalBackendClient, PartialWrites
 from synapse_sdk.journal import Journal, JournalError, JournalListener
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
@@ -35,8 +35,7 @@ def default_runtime(
     """Live display on stderr, a JSON-lines log under ``$SYNAPSE_HOME/logs``, local storage."""
     run_id = run_id or new_run_id()
     loggers: list[Logger] = [ConsoleLogger()] if console else []
-    logs = (synapse_home() / 'logs').absolute()  # the same file after a chdir (recovery)
-    loggers.append(JsonLinesLogger(logs / f'{run_id}.jsonl', run_id=run_id))
+    loggers.append(JsonLinesLogger(run_log_path(run_id), run_id=run_id))
     return RuntimeContext(
         logger=loggers,
         client=client if client is not None else LocalBackendClient(),

@@ -54,7 +54,7 @@ from synapse_sdk.runtime.loggers import LoggedEvent
 
 from ._errors import RayUnavailableError
 from ._local import default_runtime, run_action
-from ._recovery import rollback_run
+from ._recovery import resume_run, rollback_run
 
 # --- starting Ray --------------------------------------------------------------
 CONNECT_TIMEOUT = 5.0
@@ -421,27 +421,26 @@ class RunHost:
         origin: ActionOrigin | None,
         driver: tuple[str, str],
     ) -> dict[str, Any]:
-        host, cwd = driver
-        if host == socket.gethostname() and os.path.isdir(cwd):
-            os.chdir(cwd)  # same machine: relative paths mean what they mean to the driver
+        _enter(driver)
         folder = origin.plugin_path if origin is not None else None
         if folder and os.path.isdir(folder) and folder not in sys.path:
             sys.path.insert(0, folder)  # its sibling modules import as they do locally
         # unpickled here, after the path is set: the class may import its siblings
         action: type[BaseAction[Any]] = ray.cloudpickle.loads(shipped_action)
-        self.runtime = RuntimeContext(logger=[self.relay], client=client, run_id=run_id)
+        self.runtime = runtime = RuntimeContext(logger=[self.relay], client=client, run_id=run_id)
         journal = Journal(journal_path) if journal_path else None
-        try:
-            result = run_action(action, params, self.runtime, journal=journal, origin=origin)
-        except RunCancelledError as error:
-            return _outcome('cancelled', error)
-        except StepExecutionError as error:
-            return _outcome('failed', error)
-        except (KeyboardInterrupt, SystemExit) as error:
-            return {'status': 'cancelled', 'message': f'stopped by {type(error).__name__}'}
-        except Exception as error:  # bad params, a plain execute() raising: as themselves
-            return {'status': 'error', 'error': _portable(error)}
-        return {'status': 'succeeded', 'result': result}
+        return _outcome_of(
+            lambda: run_action(action, params, runtime, journal=journal, origin=origin)
+        )
+
+    def resume(
+        self, run_id: str, client: Any, journal_path: str, driver: tuple[str, str]
+    ) -> dict[str, Any]:
+        """``resume_run`` here: the run's action rebuilt from the journal (its plugin
+        folder), the steps it finished reused, the rest run in this worker."""
+        _enter(driver)
+        self.runtime = runtime = RuntimeContext(logger=[self.relay], client=client, run_id=run_id)
+        return _outcome_of(lambda: resume_run(Journal(journal_path), run_id, runtime))
 
     def drain(self) -> list[Relayed]:
         return self.relay.drain()
@@ -449,6 +448,27 @@ class RunHost:
     def cancel(self, reason: str) -> None:
         if self.runtime is not None:
             self.runtime.cancel(reason)
+
+
+def _enter(driver: tuple[str, str]) -> None:
+    host, cwd = driver
+    if host == socket.gethostname() and os.path.isdir(cwd):
+        os.chdir(cwd)  # same machine: relative paths mean what they mean to the driver
+
+
+def _outcome_of(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """How the run ended, as the driver reads it: its result, or its error made portable."""
+    try:
+        result = run()
+    except RunCancelledError as error:
+        return _outcome('cancelled', error)
+    except StepExecutionError as error:
+        return _outcome('failed', error)
+    except (KeyboardInterrupt, SystemExit) as error:
+        return {'status': 'cancelled', 'message': f'stopped by {type(error).__name__}'}
+    except Exception as error:  # bad params, a plain execute() raising: as themselves
+        return {'status': 'error', 'error': _portable(error)}
+    return {'status': 'succeeded', 'result': result}
 
 
 def _portable(error: Exception) -> Exception:
@@ -574,6 +594,24 @@ class RayExecutor:
         except JournalError:
             pass  # the journal's own trouble must not hide why Ray failed
 
+    def resume(self, run_id: str, *, ctx: RuntimeContext | None = None) -> dict[str, Any]:
+        """:func:`~synapse_sdk.execution.resume_run` of a journaled run, on Ray.
+
+        A worker rebuilds the run's action from the journal (its plugin folder, which
+        the worker must reach, as the journal), reuses the steps the run finished and
+        runs the rest, with the live display here; a worker that dies is rolled back
+        from the journal, as in :meth:`run`. An unknown run is refused before Ray starts.
+        """
+        run = self.journal.get_run(run_id)
+        ctx = ctx if ctx is not None else default_runtime(run_id, console=self.console)
+        ensure_ray(self.address, num_cpus=self.num_cpus, working_dir=run.plugin_path)
+        host = RunHost.remote()  # type: ignore[attr-defined]
+        with ctx:
+            driver = (socket.gethostname(), os.getcwd())
+            ref = host.resume.remote(run_id, ctx.client, str(self.journal.path), driver)
+            outcome = self._follow(host, ref, ctx)
+        return self._conclude(outcome, ctx, None)
+
     def _follow(self, host: Any, ref: Any, ctx: RuntimeContext) -> dict[str, Any]:
         cancelled_at: float | None = None
         try:
@@ -608,7 +646,7 @@ class RayExecutor:
             raise
 
     def _conclude(
-        self, outcome: dict[str, Any], ctx: RuntimeContext, action: type[BaseAction[Any]]
+        self, outcome: dict[str, Any], ctx: RuntimeContext, action: type[BaseAction[Any]] | None
     ) -> dict[str, Any]:
         status = outcome['status']
         if status == 'error':

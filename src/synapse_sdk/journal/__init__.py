@@ -15,7 +15,7 @@ from ._errors import (
 from ._listener import JournalListener
 from ._records import DONE_STEP, RUN_STATUSES, STEP_STATUSES, UNDONE_WORK, RunRecord, StepRecord
 from ._schema import SCHEMA_VERSION
-from ._store import Journal
+from ._store import Journal, Pruned
 
 __all__ = [
     'DONE_STEP',
@@ -29,6 +29,7 @@ __all__ = [
     'JournalError',
     'JournalListener',
     'JournalVersionError',
+    'Pruned',
     'RunRecord',
     'SnapshotError',
     'StepRecord',

@@ -6,7 +6,7 @@ import os
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from synapse_sdk._paths import synapse_home
 from synapse_sdk.db import Connection, Database, SQLiteDatabase
@@ -14,12 +14,35 @@ from synapse_sdk.db import Connection, Database, SQLiteDatabase
 from ._codec import from_json, to_json
 from ._errors import JournalError, UnknownRunError
 from ._process import Owner
-from ._records import ACTIVE, RUN_STATUSES, RunRecord, StepRecord
+from ._records import ACTIVE, RUN_STATUSES, UNDONE_WORK, RunRecord, StepRecord
 from ._schema import INSERTION_ORDER, journal_schema
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def utc_text(moment: datetime) -> str:
+    """``moment`` as the journal writes times (UTC ISO 8601), so that text compares as time;
+    a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+class Pruned(NamedTuple):
+    """What :meth:`Journal.prune` removed, and the old runs it kept for their pending undo."""
+
+    removed: list[RunRecord]
+    kept: list[RunRecord]
+
+
+_CANDIDATES = 5  # run ids an ambiguous prefix lists
+_RUN_TABLES = (('rollback_items', 'run_id'), ('steps', 'run_id'), ('runs', 'id'))
+
+
+def _marks(values: Any) -> str:
+    return ', '.join('?' for _ in values)
 
 
 class Journal:
@@ -149,21 +172,94 @@ class Journal:
             )
         return _run(row)
 
-    def list_runs(self, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+    def resolve_run_id(self, run_id: str) -> str:
+        """The full id of the run that ``run_id`` names: itself, or the one run whose id
+        starts with it (``75d8``). None or several: an ``UnknownRunError`` that says so
+        (listing the candidates)."""
+        if run_id and self.db.fetchone('SELECT id FROM runs WHERE id = ?', (run_id,)):
+            return run_id
+        rows = self.db.fetchall(  # substr, not LIKE: case-sensitive and portable
+            'SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY started_at DESC LIMIT ?',
+            (len(run_id), run_id, _CANDIDATES + 1),
+        )
+        if run_id and len(rows) == 1:
+            return str(rows[0][0])
+        if not run_id or not rows:
+            raise UnknownRunError(
+                f"no run '{run_id}' in the journal {self.database.describe()};"
+                ' `synapse runs list` shows the runs'
+            )
+        shown = ', '.join(str(row[0]) for row in rows[:_CANDIDATES])
+        more = ', ...' if len(rows) > _CANDIDATES else ''
+        raise UnknownRunError(
+            f"run id '{run_id}' is ambiguous: it starts {shown}{more}; give more of the id"
+        )
+
+    def list_runs(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        *,
+        plugin: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+    ) -> list[RunRecord]:
+        """The runs, newest first: of a status, a plugin (its code), an action (its name),
+        started at ``since`` or later (a naive datetime is UTC, as the journal's times)."""
         self.detect_crashed()
-        sql = f'SELECT {_RUN_COLUMNS} FROM runs'
+        where: list[str] = []
         args: list[Any] = []
         if status is not None:
             if status not in RUN_STATUSES:
                 raise JournalError(f'unknown status {status!r}; one of: {", ".join(RUN_STATUSES)}')
-            sql += ' WHERE status = ?'
+            where.append('status = ?')
             args.append(status)
+        for column, value in (('plugin', plugin), ('action', action)):
+            if value is not None:
+                where.append(f'{column} = ?')
+                args.append(value)
+        if since is not None:
+            where.append('started_at >= ?')
+            args.append(utc_text(since))
         db = self.db
+        sql = f'SELECT {_RUN_COLUMNS} FROM runs'
+        if where:
+            sql += ' WHERE ' + ' AND '.join(where)
         sql += f' ORDER BY started_at DESC, {INSERTION_ORDER[db.dialect]} DESC'
         if limit is not None:
             sql += ' LIMIT ?'
             args.append(limit)
         return [_run(row) for row in db.fetchall(sql, args)]
+
+    def prune(
+        self, before: datetime, *, dry_run: bool = False, unrecovered: bool = False
+    ) -> Pruned:
+        """Delete the runs that ended before ``before``, with their steps and rollback data.
+
+        Never a run still active. A run with work left to undo (crashed, cancelled or
+        failed with steps whose work stands) is kept, unless ``unrecovered``: its
+        rollback data would go with it. ``dry_run``: only say what would go.
+        """
+        self.detect_crashed()
+        with self.transaction() as db:  # no run can be taken up between choosing and deleting
+            rows = db.fetchall(
+                f'SELECT {_RUN_COLUMNS}, CASE WHEN status <> ? AND EXISTS (SELECT 1 FROM steps'
+                f' WHERE steps.run_id = runs.id AND steps.status IN ({_marks(UNDONE_WORK)}))'
+                ' THEN 1 ELSE 0 END FROM runs WHERE ended_at IS NOT NULL AND ended_at < ?'
+                ' ORDER BY started_at',
+                ('succeeded', *UNDONE_WORK, utc_text(before)),
+            )
+            pending = [_run(row) for row in rows if row[-1]]
+            removed = [_run(row) for row in rows if unrecovered or not row[-1]]
+            if not dry_run:
+                ids = [run.id for run in removed]
+                for start in range(0, len(ids), 500):  # within every driver's parameter limit
+                    chunk = ids[start : start + 500]
+                    for table, column in _RUN_TABLES:
+                        db.execute(
+                            f'DELETE FROM {table} WHERE {column} IN ({_marks(chunk)})', chunk
+                        )
+        return Pruned(removed=removed, kept=[] if unrecovered else pending)
 
     def detect_crashed(self) -> list[str]:
         """Mark as ``crashed`` the active runs whose process is gone; returns their ids."""

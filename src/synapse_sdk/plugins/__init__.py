@@ -2,13 +2,20 @@
 
 The names are loaded on first use, so importing the standard-library-only
 steps core (``synapse_sdk.plugins.pipelines.steps``) does not pull in
-pydantic or rich.
+pydantic or rich. The same way, the ``'ray'`` backend of ``context.map`` is
+registered here by module path and imported on its first use: every import of
+the steps core passes through this package, so the name alone selects it,
+whatever the plugin imported (the core itself names no upper layer).
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+from synapse_sdk.plugins.steps import register_backend
+
+register_backend('ray', 'synapse_sdk.execution:RayMapBackend')
 
 if TYPE_CHECKING:
     from synapse_sdk.plugins.actions import (

@@ -42,16 +42,28 @@ class ActionOrigin:
 
 
 @dataclass(kw_only=True)
-class ActionContext(BaseStepContext):
-    """A step context that carries the action's params (as a plain dict).
+class ActionContext(BaseStepContext, Generic[P]):
+    """A step context that carries the action's params: ``params`` as a plain dict (the
+    spec's ``context.params.get(...)``), ``params_model`` as the validated model, typed
+    (``ActionContext[MyParams]``), so that no step validates the params again.
 
-    The params are input, journaled with the run and given again on recovery:
-    they are not part of the context's snapshot (so dates, enums, secrets fit).
+    ``params_model`` is set by the action's run (:meth:`BaseAction.prepare_run`) on any
+    ``ActionContext``, whoever made it; a context made by hand with only a model gets
+    ``params`` from it. The params are input, journaled with the run and given again
+    on recovery: neither is part of the context's snapshot (so dates, enums, secrets fit).
     """
 
     # 'snapshot': the documented field-metadata key of the journal's snapshots, spelled
     # out so that this layer need not import the journal
     params: dict[str, Any] = field(default_factory=dict, metadata={'snapshot': False})
+    # None only on a context made by hand without it: a run always sets it
+    params_model: P = field(
+        default=cast(Any, None), repr=False, compare=False, metadata={'snapshot': False}
+    )
+
+    def __post_init__(self) -> None:
+        if not self.params and self.params_model is not None:
+            self.params = self.params_model.model_dump()
 
 
 @dataclass(frozen=True)
@@ -126,7 +138,7 @@ class BaseAction(Generic[P]):
 
     category: ClassVar[str] = 'generic'
     params_model: ClassVar[type[BaseModel] | None] = None
-    context_class: ClassVar[type[ActionContext] | None] = None
+    context_class: ClassVar[type[ActionContext[Any]] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -172,7 +184,9 @@ class BaseAction(Generic[P]):
     def create_context(self) -> BaseStepContext:
         """The context shared by the steps: ``context_class`` with the runtime and the params."""
         if self.context_class is not None:
-            return self.context_class(runtime_ctx=self.ctx, params=self.params.model_dump())
+            return self.context_class(
+                runtime_ctx=self.ctx, params=self.params.model_dump(), params_model=self.params
+            )
         raise ActionDefinitionError(
             f'{type(self).__name__} registers steps but has no create_context(); '
             'override it or derive from BaseUploadAction, BaseTrainAction or BaseExportAction'
@@ -215,7 +229,21 @@ class BaseAction(Generic[P]):
 
         Without params (or with params that do not validate yet), the steps are
         set up on an unvalidated params model, so they can be shown before the
-        params are known.
+        params are known. ``synapse_sdk.plugins.actions.preview_steps``
+        says more: retry, timeout, rollback, and which steps the params skip.
+        """
+        _, steps, _ = cls.set_up_for_description(params)
+        shares = weight_shares([float(step.progress_weight) for step in steps])
+        return [(s.name, w, share) for s, (w, share) in zip(steps, shares, strict=True)]
+
+    @classmethod
+    def set_up_for_description(
+        cls, params: Mapping[str, Any] | None = None
+    ) -> tuple[BaseAction[P], list[BaseStep[Any]], bool]:
+        """The action on ``params`` and its steps, set up (``setup_steps()``), not run.
+
+        The flag says whether the params validated: none given and invalid, the
+        action holds an unvalidated model (``model_construct()``).
         """
         try:
             model: Any = cls.validate_params(params or {})
@@ -223,18 +251,15 @@ class BaseAction(Generic[P]):
             if params:
                 raise
             assert cls.params_model is not None
-            model = cls.params_model.model_construct()
+            unvalidated: Any = cls.params_model.model_construct()
+            action = cls(unvalidated, RuntimeContext(logger=[]))
             try:
-                steps = cls(model, RuntimeContext(logger=[]))._registry().get_steps()
+                return action, action._registry().get_steps(), False
             except AttributeError:
                 # the steps depend on params that were not given: say which, keep why
                 raise invalid from invalid.__cause__
-        else:
-            steps = cls(model, RuntimeContext(logger=[]))._registry().get_steps()
-        weights = [float(step.progress_weight) for step in steps]
-        total = sum(weights)
-        shares = [w / total * 100 if total else 100 / len(steps) for w in weights]
-        return [(s.name, w, share) for s, w, share in zip(steps, weights, shares, strict=True)]
+        action = cls(model, RuntimeContext(logger=[]))
+        return action, action._registry().get_steps(), True
 
     @classmethod
     def plan(cls, params: Mapping[str, Any] | None = None) -> list[tuple[str, float, float]]:
@@ -252,8 +277,15 @@ class BaseAction(Generic[P]):
         """Run the setup code: :meth:`setup_steps`, then :meth:`create_context` if it
         registered steps. The run itself is :meth:`PreparedRun.run`."""
         registry = self._registry()
-        context = self.create_context() if len(registry) else None
+        context = self.context_for_run() if len(registry) else None
         return PreparedRun(self, registry, context)
+
+    def context_for_run(self) -> BaseStepContext:
+        """:meth:`create_context`, with the params model on it (``context.params_model``)."""
+        context = self.create_context()
+        if isinstance(context, ActionContext) and context.params_model is None:
+            context.params_model = self.params  # a create_context() of the plugin's own
+        return context
 
     def _registry(self) -> StepRegistry[Any]:
         registry: StepRegistry[Any] = StepRegistry()
@@ -269,3 +301,9 @@ def _params_model_from_bases(cls: type) -> type[BaseModel] | None:
                 if isinstance(arg, type) and issubclass(arg, BaseModel):
                     return arg
     return None
+
+
+def weight_shares(weights: list[float]) -> list[tuple[float, float]]:
+    """``(weight, share in percent)`` per step; all weights zero: equal shares."""
+    total = sum(weights)
+    return [(w, w / total * 100 if total else 100 / len(weights)) for w in weights]

@@ -9,7 +9,7 @@ from ._base import ActionContext, BaseAction, P
 
 
 @dataclass(kw_only=True)
-class ExportContext(ActionContext):
+class ExportContext(ActionContext[P]):
     """State of an export workflow: what was fetched, where it goes, how many made it."""
 
     results: list[dict[str, Any]] = field(default_factory=list)
@@ -21,4 +21,4 @@ class ExportContext(ActionContext):
 
 class BaseExportAction(BaseAction[P]):
     category: ClassVar[str] = 'export'
-    context_class: ClassVar[type[ActionContext] | None] = ExportContext
+    context_class: ClassVar[type[ActionContext[Any]] | None] = ExportContext

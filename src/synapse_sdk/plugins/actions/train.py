@@ -9,7 +9,7 @@ from ._base import ActionContext, BaseAction, P
 
 
 @dataclass(kw_only=True)
-class TrainContext(ActionContext):
+class TrainContext(ActionContext[P]):
     """State of a training workflow: the data, the model, where it was saved, its metrics."""
 
     # in-memory objects: kept out of the run journal's context snapshots
@@ -22,4 +22,4 @@ class TrainContext(ActionContext):
 
 class BaseTrainAction(BaseAction[P]):
     category: ClassVar[str] = 'train'
-    context_class: ClassVar[type[ActionContext] | None] = TrainContext
+    context_class: ClassVar[type[ActionContext[Any]] | None] = TrainContext

@@ -9,7 +9,7 @@ from ._base import ActionContext, BaseAction, P
 
 
 @dataclass(kw_only=True)
-class UploadContext(ActionContext):
+class UploadContext(ActionContext[P]):
     """State of an upload workflow (the spec's fields); ``client`` is the runtime's."""
 
     files_to_upload: list[str] = field(default_factory=list)
@@ -19,4 +19,4 @@ class UploadContext(ActionContext):
 
 class BaseUploadAction(BaseAction[P]):
     category: ClassVar[str] = 'upload'
-    context_class: ClassVar[type[ActionContext] | None] = UploadContext
+    context_class: ClassVar[type[ActionContext[Any]] | None] = UploadContext

@@ -131,8 +131,8 @@ class BaseStepContext:
         a crash rolls back exactly the items that were done. The first item that
         raises stops the rest (items already running finish and are recorded)
         and the step fails with :class:`MapItemError` naming that item.
-        ``backend``: ``'threads'`` (default), ``'serial'``, or ``'ray'`` once
-        ``synapse_sdk.execution._on_ray`` is imported. A cancel or timeout stops
+        ``backend``: ``'threads'`` (default), ``'serial'``, or ``'ray'`` (needs the
+        ``ray`` extra; loaded on first use). A cancel or timeout stops
         the rest the same way, after recording the items that ran.
         """
         sequence = list(items)

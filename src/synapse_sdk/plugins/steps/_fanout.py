@@ -1,11 +1,13 @@
 """``context.map``: run a step's many items concurrently, with progress and rollback data.
 
 Backends: ``'threads'`` (here) and ``'serial'``; others (``'ray'``) are
-registered by the layers that bring them, so the core imports nothing of them.
+registered by the layers that bring them, by module path and imported on first
+use, so the core imports nothing of them and a name alone selects one.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -129,26 +131,41 @@ class _ThreadBackend:
             )
 
 
-BACKENDS: dict[str, Callable[[], MapBackend]] = {
+BackendFactory = Callable[[], MapBackend]
+
+BACKENDS: dict[str, BackendFactory | str] = {
     'serial': _SerialBackend,
     'threads': _ThreadBackend,
 }
 
 
-def register_backend(name: str, factory: Callable[[], MapBackend]) -> None:
-    """Make ``context.map(..., backend=name)`` available (e.g. ``'ray'``)."""
+def register_backend(name: str, factory: BackendFactory | str) -> None:
+    """Make ``context.map(..., backend=name)`` available.
+
+    ``factory`` makes a :class:`MapBackend`; or it is where to find one,
+    ``'package.module:attribute'``, imported the first time the backend is used
+    (how ``'ray'`` is registered: the module needs the ``ray`` extra).
+    """
     BACKENDS[name] = factory
 
 
 def backend_named(name: str) -> MapBackend:
     factory = BACKENDS.get(name)
     if factory is None:
-        hint = (
-            ' (import synapse_sdk.execution._on_ray; it needs the ray extra)'
-            if name == 'ray'
-            else ''
-        )
-        raise ValueError(
-            f'unknown map backend {name!r}{hint}; available: {", ".join(sorted(BACKENDS))}'
-        )
+        raise ValueError(f'unknown map backend {name!r}; available: {", ".join(sorted(BACKENDS))}')
+    if isinstance(factory, str):
+        factory = BACKENDS[name] = _load(name, factory)
     return factory()
+
+
+def _load(name: str, where: str) -> BackendFactory:
+    """The factory at ``'module:attribute'``; an ``ImportError`` that names the backend."""
+    module_name, _, attribute = where.partition(':')
+    try:
+        module = importlib.import_module(module_name)
+        factory: BackendFactory = getattr(module, attribute)
+    except ImportError as error:
+        raise ImportError(f'map backend {name!r} cannot be loaded from {where}: {error}') from error
+    except AttributeError as error:
+        raise ImportError(f'map backend {name!r}: {module_name} has no {attribute!r}') from error
+    return factory
