@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -9,6 +10,7 @@ from typing import Any
 
 from synapse_sdk.clients import LocalBackendClient
 from synapse_sdk.journal import Journal, JournalError, JournalListener
+from synapse_sdk.journal.lease import Heartbeat, Holder
 from synapse_sdk.paths import synapse_home
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import RunListener
@@ -65,22 +67,30 @@ def _run_journaled(
     origin: ActionOrigin | None,
 ) -> dict[str, Any]:
     """Start the record before the action's setup code runs, so that a setup that raises
-    is recorded ``failed`` with its cause (not left ``running``, later ``crashed``)."""
+    is recorded ``failed`` with its cause (not left ``running``, later ``crashed``).
+
+    The run holds a lease from its first record on, renewed by a heartbeat
+    thread until it ends; a lease that cannot be renewed cancels the run
+    (another machine may recover it now: see ``journal.lease``).
+    """
     run_id = action.ctx.run_id
+    holder = str(Holder.new(time.time()))
     journal.start_run(
         run_id,
         entrypoint=action.entrypoint(),
         params=action.params.model_dump(mode='json'),
         action=origin.action if origin else None,
         plugin_path=origin.plugin_path if origin else None,
+        lease_owner=holder,
     )
-    with _ends_run_if_raising(journal, run_id):
-        prepared = action.prepare_run()
-    if not prepared.plain:  # the steps' listener records the rest, the run's end included
-        return prepared.run(listeners=[*listeners, JournalListener(journal, run_id)])
-    with _ends_run_if_raising(journal, run_id):
-        result = prepared.run()
-    journal.set_run_status(run_id, 'succeeded')
+    with Heartbeat(journal, run_id, holder, on_lost=action.ctx.cancel):
+        with _ends_run_if_raising(journal, run_id):
+            prepared = action.prepare_run()
+        if not prepared.plain:  # the steps' listener records the rest, the run's end included
+            return prepared.run(listeners=[*listeners, JournalListener(journal, run_id)])
+        with _ends_run_if_raising(journal, run_id):
+            result = prepared.run()
+        journal.set_run_status(run_id, 'succeeded')
     return result
 
 

@@ -9,6 +9,7 @@ from .errors import (
     JournalDamagedError,
     JournalError,
     JournalVersionError,
+    RecoveryInProgressError,
     SnapshotError,
     UnknownRunError,
 )
@@ -27,6 +28,7 @@ __all__ = [
     'JournalError',
     'JournalListener',
     'JournalVersionError',
+    'RecoveryInProgressError',
     'RunRecord',
     'SnapshotError',
     'StepRecord',
