@@ -28,7 +28,8 @@ Each also keeps the built-in base its callers rely on (the spec's
         ├── JournalVersionError                  RuntimeError       not a journal this SDK reads
         ├── JournalDamagedError                                     its file has damaged pages
         ├── SnapshotError                        TypeError          a context value it cannot keep
-        └── RecoveryError                                           cannot roll back/resume that run
+        ├── RecoveryError                                           cannot roll back/resume that run
+        └── RecoveryInProgressError                                 another process is recovering it
 
 A subclass has its parent's kind unless shown. The command line's own
 ``BadInput`` (bad JSON in ``--params``, ...) is a ``SynapseError`` of kind
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
         JournalDamagedError,
         JournalError,
         JournalVersionError,
+        RecoveryInProgressError,
         SnapshotError,
         UnknownRunError,
     )
@@ -93,6 +95,7 @@ _LAZY = {
     'JournalDamagedError': 'synapse_sdk.journal.errors',
     'JournalError': 'synapse_sdk.journal.errors',
     'JournalVersionError': 'synapse_sdk.journal.errors',
+    'RecoveryInProgressError': 'synapse_sdk.journal.errors',
     'SnapshotError': 'synapse_sdk.journal.errors',
     'UnknownRunError': 'synapse_sdk.journal.errors',
     'UnreadableTextError': 'synapse_sdk.paths',
@@ -116,6 +119,7 @@ __all__ = [
     'PluginError',
     'RecoveryError',
     'RecoveryFailed',
+    'RecoveryInProgressError',
     'RunCancelledError',
     'SnapshotError',
     'SourceFileError',
