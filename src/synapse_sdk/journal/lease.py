@@ -60,8 +60,8 @@ RETRY_S = 1.0  # after a failed renewal, try again this soon (at most)
 # dialect -> the database's clock, in epoch seconds (a float)
 CLOCK = {
     'sqlite': "((julianday('now') - 2440587.5) * 86400.0)",
-    'postgresql': 'CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)',
-}
+    'postgresql': 'CAST(EXTRACT(EPOCH FROM statement_timestamp()) AS DOUBLE PRECISION)',
+}  # one value within a statement: what one UPDATE sets together ends together
 
 log = logging.getLogger('synapse_sdk.journal')
 
