@@ -48,6 +48,7 @@ TREE: dict[str, tuple[str, type[BaseException], ErrorKind]] = {
     'JournalDamagedError': ('JournalError', Exception, BAD_INPUT),
     'SnapshotError': ('JournalError', TypeError, BAD_INPUT),
     'RecoveryError': ('JournalError', Exception, BAD_INPUT),
+    'RecoveryInProgressError': ('JournalError', Exception, BAD_INPUT),
 }
 
 

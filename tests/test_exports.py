@@ -43,6 +43,7 @@ EXPORTS: dict[str, list[str]] = {
         'SynapseError',
         'UnknownRunError',
         'UnreadableTextError',
+        'RecoveryInProgressError',
     ],
     'synapse_sdk.plugins': [
         'BaseAction',
@@ -243,6 +244,10 @@ EXPORTS: dict[str, list[str]] = {
         'UnknownRunError',
         'restore',
         'snapshot',
+        'Heartbeat',
+        'Holder',
+        'LEASE_MARGIN_S',
+        'RecoveryInProgressError',
     ],
     'synapse_sdk.execution': [
         'LocalExecutor',

@@ -29,7 +29,8 @@ Each also keeps the built-in base its callers rely on (the spec's
         ├── JournalVersionError                  RuntimeError       not a journal this SDK reads
         ├── JournalDamagedError                                     its file has damaged pages
         ├── SnapshotError                        TypeError          a context value it cannot keep
-        └── RecoveryError                                           cannot roll back/resume that run
+        ├── RecoveryError                                           cannot roll back/resume that run
+        └── RecoveryInProgressError                                 another process is recovering it
 
 A subclass has its parent's kind unless shown. The command line's own
 ``BadInput`` (bad JSON in ``--params``, ...) is a ``SynapseError`` of kind
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
         JournalDamagedError,
         JournalError,
         JournalVersionError,
+        RecoveryInProgressError,
         SnapshotError,
         UnknownRunError,
     )
@@ -102,6 +104,7 @@ _LAZY = {
     'ActionError': 'synapse_sdk.plugins.actions._errors',
     'ParamsValidationError': 'synapse_sdk.plugins.actions._errors',
     'RayUnavailableError': 'synapse_sdk.execution._errors',
+    'RecoveryInProgressError': 'synapse_sdk.journal._errors',
     'PluginError': 'synapse_sdk.plugins.loader',
 }
 
@@ -120,6 +123,7 @@ __all__ = [
     'RayUnavailableError',
     'RecoveryError',
     'RecoveryFailed',
+    'RecoveryInProgressError',
     'RunCancelledError',
     'SnapshotError',
     'SourceFileError',

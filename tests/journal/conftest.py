@@ -267,6 +267,18 @@ def pre_store(home: Path, tmp: Path, count: int = 3) -> list[tuple[int, str, str
 
 # --------------------------------------------------------------- subprocesses
 
+TEST_PLUGIN_SWITCHES = (
+    'JT_CRASH_AFTER',
+    'JT_CRASH_IN',
+    'JT_FAIL_IN',
+    'JT_KILL_IN_UPLOAD',
+    'JT_REPORT_IN',
+    'JT_FIRST_ATTEMPT_FAILS_AFTER',
+    'JT_ROLLBACK_GATE',
+    'JT_DELETE_LOG',
+    'JT_CRASH_ROLLBACK_AFTER',
+)
+
 
 def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
@@ -275,13 +287,7 @@ def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
     env['COLUMNS'] = '200'
     for name in ('FORCE_COLOR', 'TTY_COMPATIBLE', 'TTY_INTERACTIVE'):
         env.pop(name, None)
-    for name in (
-        'JT_CRASH_AFTER',
-        'JT_CRASH_IN',
-        'JT_FAIL_IN',
-        'JT_KILL_IN_UPLOAD',
-        'JT_REPORT_IN',
-    ):  # switches
+    for name in TEST_PLUGIN_SWITCHES:
         env.pop(name, None)
     env.update(extra)
     return env

@@ -221,8 +221,13 @@ def crash_at(live: Journal, target: Path, run_id: str) -> Callable[[Any], None]:
         copy = sqlite3.connect(target)
         try:
             source.backup(copy)
-            # same pid, another process start time: its owner is gone
-            copy.execute("UPDATE runs SET pid_started = '1' WHERE id = ?", (run_id,))
+            # same pid, another process start time: its owner is gone; and the recovery
+            # claim it held (a resume in progress) has run out
+            copy.execute(
+                "UPDATE runs SET pid_started = '1', recoverer_until = recoverer_until - 3600"
+                ' WHERE id = ?',
+                (run_id,),
+            )
             copy.commit()
         finally:
             source.close()

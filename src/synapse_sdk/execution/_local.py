@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from typing import Any
 
 from synapse_sdk._paths import run_log_path
 from synapse_sdk.clients import LocalBackendClient, PartialWrites
-from synapse_sdk.journal import Journal, JournalError, JournalListener
+from synapse_sdk.journal import Heartbeat, Holder, Journal, JournalError, JournalListener
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.loader import Plugin, PluginError
 from synapse_sdk.plugins.steps import (
@@ -74,9 +75,15 @@ def _run_journaled(
     origin: ActionOrigin | None,
 ) -> dict[str, Any]:
     """Start the record before the action's setup code runs, so that a setup that raises
-    is recorded ``failed`` with its cause (not left ``running``, later ``crashed``)."""
+    is recorded ``failed`` with its cause (not left ``running``, later ``crashed``).
+
+    The run holds a lease from its first record on, renewed by a heartbeat
+    thread until it ends; a lease that cannot be renewed cancels the run
+    (another machine may recover it now: see ``journal.lease``).
+    """
     run_id = action.ctx.run_id
     storage = bind_storage(action.ctx)
+    holder = str(Holder.new(time.time()))
     journal.start_run(
         run_id,
         entrypoint=action.entrypoint(),
@@ -86,15 +93,18 @@ def _run_journaled(
         cwd=os.getcwd(),  # relative paths in the params mean files here: recovery runs here
         plugin=plugin_code(origin),
         storage=storage,
+        lease_owner=holder,
     )
-    with _ends_run_if_raising(journal, run_id):
-        prepared = action.prepare_run()
-    if not prepared.plain:  # the steps' listener records the rest, the run's end included
-        reports = RollbackReports(journal, run_id, prepared.context)
-        return prepared.run(listeners=[*listeners, JournalListener(journal, run_id), reports])
-    with _ends_run_if_raising(journal, run_id):
-        result = prepared.run()
-    journal.set_run_status(run_id, 'succeeded')
+    with Heartbeat(journal, run_id, holder, on_lost=action.ctx.cancel):
+        with _ends_run_if_raising(journal, run_id):
+            prepared = action.prepare_run()
+        if not prepared.plain:  # the steps' listener records the rest, the run's end included
+            reports = RollbackReports(journal, run_id, prepared.context)
+            listening = [*listeners, JournalListener(journal, run_id), reports]
+            return prepared.run(listeners=listening)
+        with _ends_run_if_raising(journal, run_id):
+            result = prepared.run()
+        journal.set_run_status(run_id, 'succeeded')
     return result
 
 

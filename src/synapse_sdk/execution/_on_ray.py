@@ -36,7 +36,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra o
         "running on Ray needs the 'ray' extra: pip install 'synapse-sdk[ray]'"
     ) from error
 
-from synapse_sdk.journal import Journal, JournalError, UnknownRunError
+from synapse_sdk.journal import LEASE_MARGIN_S, Journal, JournalError, UnknownRunError
 from synapse_sdk.plugins.actions import ActionError, ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import (
     LIFECYCLE_EVENTS,
@@ -688,8 +688,10 @@ class RayExecutor:
         return started[-1] if started else None
 
     def _rollback_after_crash(self, ctx: RuntimeContext) -> list[str]:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the worker process may take a moment to go
+        # The worker process may take a moment to go; on another machine, the run is
+        # crashed only once its lease has run out (journal leases).
+        deadline = time.monotonic() + max(10.0, self.journal.lease_seconds + LEASE_MARGIN_S + 2)
+        while time.monotonic() < deadline:
             try:
                 record = self.journal.get_run(ctx.run_id)
             except JournalError:

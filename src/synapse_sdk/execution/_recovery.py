@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import chdir, contextmanager
+from contextlib import chdir, contextmanager, suppress
 from typing import Any, get_args
 
 from pydantic import SecretBytes, SecretStr
@@ -14,6 +14,7 @@ from synapse_sdk.clients import PartialWrites
 from synapse_sdk.journal import (
     DONE_STEP,
     UNDONE_WORK,
+    Heartbeat,
     Journal,
     JournalError,
     JournalListener,
@@ -121,14 +122,31 @@ def rollback_run(
     ``secrets``: the values of secret params (``SecretStr``), which the journal
     does not keep; recovery refuses without them. ``finished=True``: a
     ``succeeded`` run may be undone too (compensating a completed run).
+
+    Claims the run's recovery first (``Journal.claim_recovery``): while another
+    process rolls it back or resumes it, this raises ``RecoveryInProgressError``
+    and does nothing.
     """
+    with _claimed(journal, run_id) as claim:
+        return _rollback(journal, run_id, ctx, secrets, claim, finished)
+
+
+def _rollback(
+    journal: Journal,
+    run_id: str,
+    ctx: RuntimeContext | None,
+    secrets: Mapping[str, Any] | None,
+    claim: _Claim,
+    finished: bool,
+) -> dict[str, Any]:
     allowed = (*ROLLBACK_FROM, 'succeeded') if finished else ROLLBACK_FROM
     run = _recoverable(journal, run_id, allowed, 'rolled back')
     records = journal.steps(run_id)
     pending = [r for r in records if r.status in UNDONE_WORK]
     ctx = ctx if ctx is not None else default_runtime(run_id)
+    claim.watch(ctx)
     with ctx, where_it_ran(run, ctx, 'rollback'):
-        errors = _undo(journal, run, records, pending, ctx, secrets) if pending else []
+        errors = _undo_steps(journal, run, records, pending, ctx, secrets, claim) if pending else []
         errors += _discard_partial(ctx, run_id)
     status = 'rollback_failed' if errors else 'rolled_back'
     if pending or status != run.status:
@@ -142,24 +160,27 @@ def rollback_run(
     }
 
 
-def _undo(
+def _undo_steps(
     journal: Journal,
     run: RunRecord,
     records: list[StepRecord],
     pending: list[StepRecord],
     ctx: RuntimeContext,
     secrets: Mapping[str, Any] | None,
+    claim: _Claim,
 ) -> list[str]:
     """Roll back the ``pending`` steps with what the journal recorded; the errors."""
     action = _build_action(run, ctx, secrets, rollback_run)
     prepared, context = _prepare(action, run, records)
     restore(context, journal.snapshot_before(run.id, len(records)))
-    journal.claim_run(run.id, status='failed', keep_error=True)
+    journal.claim_run(run.id, status='failed', keep_error=True, lease_owner=claim.holder)
     reports = RollbackReports(journal, run.id, context)
     listeners = [*ctx.listeners, JournalListener(journal, run.id), reports]
     orchestrator = Orchestrator(prepared.registry, context, listeners=listeners)
     with _pending_if_interrupted(journal, run.id):
-        errors = orchestrator.rollback({r.name: _result_of(journal, run.id, r) for r in pending})
+        errors = _undo(
+            orchestrator, {r.name: _result_of(journal, run.id, r) for r in pending}, claim
+        )
     return errors + reports.errors
 
 
@@ -213,17 +234,30 @@ def resume_run(
 
     Partial work of the steps to be run again (the one that failed or was cut
     off) is rolled back first, so nothing is done twice. A step that declares
-    itself not resumable is run again, and so is everything after it.
+    itself not resumable is run again, and so is everything after it. Claims
+    the run's recovery first, as ``rollback_run`` does.
     """
+    with _claimed(journal, run_id) as claim:
+        return _resume(journal, run_id, ctx, secrets, claim)
+
+
+def _resume(
+    journal: Journal,
+    run_id: str,
+    ctx: RuntimeContext | None,
+    secrets: Mapping[str, Any] | None,
+    claim: _Claim,
+) -> dict[str, Any]:
     run = _recoverable(journal, run_id, RESUME_FROM, 'resumed')
     records = journal.steps(run_id)
     ctx = ctx if ctx is not None else default_runtime(run_id)
+    claim.watch(ctx)
     with ctx, where_it_ran(run, ctx, 'resume'):
         action = _build_action(run, ctx, secrets, resume_run)
         prepared, context = _prepare(action, run, records)
         steps = prepared.steps
         start = _resume_start(records, steps, ctx)
-        journal.claim_run(run_id)
+        journal.claim_run(run_id, lease_owner=claim.holder)
         restore(context, journal.snapshot_before(run_id, start))
         listener = JournalListener(journal, run_id)
         leftovers = {
@@ -238,7 +272,7 @@ def resume_run(
                 prepared.registry, context, listeners=[*ctx.listeners, listener, reports]
             )
             with _pending_if_interrupted(journal, run_id):
-                errors = orchestrator.rollback(leftovers) + reports.errors
+                errors = _undo(orchestrator, leftovers, claim) + reports.errors
         errors += _discard_partial(ctx, run_id)
         if errors:
             journal.set_run_status(run_id, 'rollback_failed', '; '.join(errors))
@@ -271,6 +305,51 @@ def _resume_start(
             )
             return record.index
     return start
+
+
+class _Claim:
+    """This process's hold on a run's recovery; losing it (``journal.lease.Heartbeat``)
+    cancels the work: another process may be recovering the run by then."""
+
+    def __init__(self, holder: str) -> None:
+        self.holder = holder
+        self.lost: str | None = None
+        self._ctx: RuntimeContext | None = None
+
+    def lose(self, reason: str) -> None:  # from the heartbeat's thread
+        self.lost = reason
+        if self._ctx is not None:
+            self._ctx.cancel(reason)
+
+    def watch(self, ctx: RuntimeContext) -> None:
+        self._ctx = ctx
+        if self.lost is not None:
+            ctx.cancel(self.lost)
+
+
+@contextmanager
+def _claimed(journal: Journal, run_id: str) -> Iterator[_Claim]:
+    """Hold the run's recovery (renewed from a thread) for the ``with`` block."""
+    claim = _Claim(journal.claim_recovery(run_id))
+    try:
+        with Heartbeat(journal, run_id, claim.holder, on_lost=claim.lose, recovery=True):
+            yield claim
+    finally:
+        with suppress(Exception):  # the database is away: the claim runs out by itself
+            journal.release_recovery(run_id, claim.holder)
+
+
+def _undo(
+    orchestrator: Orchestrator[Any], results: Mapping[str, StepResult], claim: _Claim
+) -> list[str]:
+    """Roll back ``results`` (in step order) newest first, one step at a time, so that a
+    recovery that lost its claim stops between two steps and records nothing more."""
+    errors: list[str] = []
+    for name in reversed(list(results)):
+        if claim.lost is not None:
+            raise RecoveryFailed(claim.lost)
+        errors += orchestrator.rollback({name: results[name]})
+    return errors
 
 
 @contextmanager

@@ -9,9 +9,11 @@ from ._errors import (
     JournalDamagedError,
     JournalError,
     JournalVersionError,
+    RecoveryInProgressError,
     SnapshotError,
     UnknownRunError,
 )
+from ._lease import LEASE_MARGIN_S, Heartbeat, Holder
 from ._listener import JournalListener
 from ._records import DONE_STEP, RUN_STATUSES, STEP_STATUSES, UNDONE_WORK, RunRecord, StepRecord
 from ._schema import SCHEMA_VERSION
@@ -19,17 +21,21 @@ from ._store import Journal, Pruned
 
 __all__ = [
     'DONE_STEP',
+    'LEASE_MARGIN_S',
     'RUN_STATUSES',
     'SCHEMA_VERSION',
     'SNAPSHOT',
     'STEP_STATUSES',
     'UNDONE_WORK',
+    'Heartbeat',
+    'Holder',
     'Journal',
     'JournalDamagedError',
     'JournalError',
     'JournalListener',
     'JournalVersionError',
     'Pruned',
+    'RecoveryInProgressError',
     'RunRecord',
     'SnapshotError',
     'StepRecord',

@@ -32,3 +32,8 @@ class JournalDamagedError(JournalError):
 
 class SnapshotError(JournalError, TypeError):
     """A value the journal cannot save; the message names it and says what to do."""
+
+
+class RecoveryInProgressError(JournalError):
+    """Another process holds the run's recovery (rollback or resume); the message says
+    who, since when, and when its lease expires if that process is gone."""

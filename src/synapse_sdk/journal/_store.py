@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from synapse_sdk._paths import synapse_home
 from synapse_sdk.db import Connection, Database, SQLiteDatabase
 
+from . import _lease as lease
 from ._codec import from_json, to_json
 from ._errors import JournalError, UnknownRunError
 from ._process import Owner
@@ -56,10 +57,17 @@ class Journal:
     The database is reached only through ``synapse_sdk.db``'s interface
     (``self.database``, ``self.db``). One connection per process; safe to
     pickle (the connection is reopened).
+
+    ``lease_seconds``: how long a run's (or a recoverer's) lease lasts without
+    renewal; default ``$SYNAPSE_LEASE_SECONDS``, else 30 (see ``journal.lease``).
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, durable: bool = False
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        durable: bool = False,
+        lease_seconds: float | None = None,
     ) -> None:
         # absolute: the same file after a chdir (recovery runs in the run's directory)
         self.path = Path(os.path.abspath(path if path is not None else synapse_home() / 'runs.db'))
@@ -67,12 +75,16 @@ class Journal:
         self.database: Database = SQLiteDatabase(self.path, journal_schema(), durable=durable)
         self._connection: Connection | None = None
         self._pid = 0
+        self._lease_seconds = lease_seconds
+        self._lease: float | None = None  # the lease length, once read
 
     def __getstate__(self) -> dict[str, Any]:
-        return {'path': self.path, 'durable': self.durable}
+        return {'path': self.path, 'durable': self.durable, 'lease_seconds': self._lease_seconds}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state['path'], durable=state['durable'])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state['path'], durable=state['durable'], lease_seconds=state.get('lease_seconds')
+        )
 
     @property
     def db(self) -> Connection:
@@ -105,14 +117,21 @@ class Journal:
         cwd: str | None = None,
         plugin: str | None = None,
         storage: str | None = None,
+        lease_owner: str | None = None,
     ) -> None:
-        """Record a new run; ``cwd``, ``plugin_path`` and ``storage`` say where recovery acts."""
+        """Record a new run; ``cwd``, ``plugin_path`` and ``storage`` say where recovery acts.
+
+        ``lease_owner``: the run's lease is taken at once, in the same statement,
+        for whoever will renew it (``lease.Heartbeat``); without one, only this
+        host's pid check can tell that the run's process is gone.
+        """
         owner = Owner.current()
+        leased = self._lease_sql(lease_owner)
         try:
             self.db.execute(
                 'INSERT INTO runs (id, entrypoint, action, plugin_path, params, status, started_at,'
-                ' host, pid, pid_started, cwd, plugin, storage)'
-                ' VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                ' host, pid, pid_started, cwd, plugin, storage, lease_owner, lease_until)'
+                f' VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {leased})',
                 (
                     run_id,
                     entrypoint,
@@ -127,6 +146,7 @@ class Journal:
                     cwd,
                     plugin,
                     storage,
+                    lease_owner,
                 ),
             )
         except self.database.IntegrityError as error:  # runs.id is the primary key
@@ -136,18 +156,40 @@ class Journal:
                 ' made up)'
             ) from error
 
-    def claim_run(self, run_id: str, status: str = 'running', *, keep_error: bool = False) -> None:
+    def claim_run(
+        self,
+        run_id: str,
+        status: str = 'running',
+        *,
+        keep_error: bool = False,
+        lease_owner: str | None = None,
+    ) -> None:
         """This process takes the run over (resume, rollback): active again, owned by us.
 
         A resume starts afresh; a rollback keeps the error that says why the run
-        is being undone (``keep_error=True``).
+        is being undone (``keep_error=True``). ``lease_owner``: the recoverer's
+        name (``claim_recovery``); the run's lease and the recovery claim then
+        run out together, so that the run cannot be declared crashed while its
+        recoverer still holds it.
         """
         owner = Owner.current()
+        leased = self._lease_sql(lease_owner)
         self.db.execute(
             'UPDATE runs SET status = ?, ended_at = NULL,'
             ' error = CASE WHEN ? THEN error END, host = ?,'
-            ' pid = ?, pid_started = ?, attempts = attempts + 1 WHERE id = ?',
-            (status, keep_error, owner.host, owner.pid, owner.started, run_id),
+            ' pid = ?, pid_started = ?, attempts = attempts + 1, lease_owner = ?,'
+            f' lease_until = {leased}, recoverer_until = CASE WHEN recoverer = ? THEN'
+            f' {leased} ELSE recoverer_until END WHERE id = ?',
+            (
+                status,
+                keep_error,
+                owner.host,
+                owner.pid,
+                owner.started,
+                lease_owner,
+                lease_owner,
+                run_id,
+            ),
         )
 
     def set_run_status(
@@ -262,25 +304,69 @@ class Journal:
         return Pruned(removed=removed, kept=[] if unrecovered else pending)
 
     def detect_crashed(self) -> list[str]:
-        """Mark as ``crashed`` the active runs whose process is gone; returns their ids."""
-        rows = self.db.fetchall(
-            'SELECT id, host, pid, pid_started FROM runs WHERE status IN (?, ?)'
-            ' AND ended_at IS NULL',
+        """Mark as ``crashed`` the active runs whose process is gone; returns their ids.
+
+        Gone: its lease expired (by the database's clock, so every machine
+        agrees), or, answered at once on the run's own host, its pid is.
+        Each mark is conditional on what was seen, so a renewal or a
+        recoverer's takeover in between wins.
+        """
+        db = self.db
+        clock = lease.clock_sql(db.dialect)
+        expired = f'lease_until < {clock} - {lease.LEASE_MARGIN_S!r}'
+        rows = db.fetchall(
+            f'SELECT id, host, pid, pid_started, lease_owner, lease_until, {expired}'
+            ' FROM runs WHERE status IN (?, ?) AND ended_at IS NULL',
             ACTIVE,
         )
-        crashed = [
-            run_id
-            for run_id, host, pid, started in rows
-            if not Owner(host, pid, started).is_alive()
-        ]
-        for run_id in crashed:
-            self.db.execute(
-                "UPDATE runs SET status = 'crashed', ended_at = ?,"
-                " error = COALESCE(error, 'the process running it died') WHERE id = ? AND"
-                ' status IN (?, ?) AND ended_at IS NULL',
-                (now(), run_id, *ACTIVE),
+        crashed = []
+        for run_id, host, pid, started, owner, until, lapsed in rows:
+            if lapsed:
+                holder = lease.Holder.parse(owner or '')
+                by = f' ({holder.process})' if holder else ''
+                error = (
+                    f'the process running it{by} stopped renewing its lease, which expired'
+                    f' at {lease.when(until)}'
+                )
+                condition, args = expired, [run_id]
+            elif not Owner(host, pid, started).is_alive():
+                error = 'the process running it died'
+                condition, args = 'host = ? AND pid = ?', [run_id, host, pid]
+            else:
+                continue
+            marked = db.execute(
+                "UPDATE runs SET status = 'crashed', ended_at = ?, error = COALESCE(error, ?)"
+                f' WHERE id = ? AND {condition} AND status IN (?, ?) AND ended_at IS NULL',
+                (now(), error, *args, *ACTIVE),
             )
+            if marked.rowcount:
+                crashed.append(run_id)
         return crashed
+
+    # leases (see journal/lease.py) ---------------------------------------------------
+    @property
+    def lease_seconds(self) -> float:
+        """Read when first needed, so that only what takes a lease refuses a bad value."""
+        if self._lease is None:
+            self._lease = lease.lease_seconds(self._lease_seconds)
+        return self._lease
+
+    def _lease_sql(self, holder: str | None) -> str:
+        """The SQL for a new lease's end: the database's clock plus the lease, or NULL."""
+        if holder is None:
+            return 'NULL'
+        return f'{lease.clock_sql(self.db.dialect)} + {self.lease_seconds!r}'
+
+    def claim_recovery(self, run_id: str) -> str:
+        """Become the run's one recoverer; returns our name in ``runs.recoverer``.
+
+        Raises ``RecoveryInProgressError`` (naming the holder and when its lease
+        expires) when another process holds it; ``UnknownRunError``.
+        """
+        return lease.claim_recovery(self.db, run_id, self.lease_seconds, self.database.describe())
+
+    def release_recovery(self, run_id: str, holder: str) -> None:
+        lease.release_recovery(self.db, run_id, holder)
 
     # steps ---------------------------------------------------------------
     def steps(self, run_id: str) -> list[StepRecord]:

@@ -21,6 +21,12 @@ resumed run (which reuses the recorded params) does not crash again:
 The ``export`` action writes shards into ``params.output_dir``, a path relative
 to the run's working directory as a plugin author would give it, and uploads
 them: ``prepare`` (lists ``source_path``), ``shard``, ``store``, ``finalize``.
+- ``JT_ROLLBACK_GATE=<path>``: ``store``'s rollback waits (up to 120 s) for that file
+  to exist before it deletes anything;
+- ``JT_DELETE_LOG=<path>``: ``store``'s rollback appends ``attempt <id> <pid>`` before
+  each delete and ``deleted <id> <pid>`` after each one that removed a file;
+- ``JT_CRASH_ROLLBACK_AFTER=N``: ``store``'s rollback kills its process with SIGKILL
+  after deleting N files.
 
 Every step execution appends ``<step>`` as a line to ``params.trace_path``
 (when given), so a test can tell which steps really ran in which process.
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -120,16 +127,36 @@ class StoreStep(BaseStep[StoreContext]):
         if 'store.rollback' in os.environ.get('JT_REPORT_IN', '').split(','):
             context.errors.append('the backend refused to delete the files')
             return
+        _wait_for_gate()
         ids = set(result.rollback_data.get('ids', []))
         for key in result.rollback_data.get('keys', []):
             found = context.client.find_file(key)
             if found is not None:
                 ids.add(found)
-        for file_id in sorted(ids):
+        crash_after = os.environ.get('JT_CRASH_ROLLBACK_AFTER')
+        for deleted, file_id in enumerate(sorted(ids)):
+            if crash_after is not None and deleted == int(crash_after):
+                os.kill(os.getpid(), signal.SIGKILL)
+            _log_delete('attempt', file_id)
             try:
                 context.client.delete_file(file_id)
             except FileNotFoundInStorageError:
-                pass
+                continue
+            _log_delete('deleted', file_id)
+
+
+def _wait_for_gate() -> None:
+    gate = os.environ.get('JT_ROLLBACK_GATE')
+    deadline = time.monotonic() + 120
+    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _log_delete(what: str, file_id: int) -> None:
+    log = os.environ.get('JT_DELETE_LOG')
+    if log:
+        with open(log, 'a', encoding='utf-8') as out:
+            out.write(f'{what} {file_id} {os.getpid()}\n')
 
 
 def _kill_in_upload(switch: str | None) -> None:
