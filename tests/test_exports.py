@@ -236,6 +236,10 @@ EXPORTS: dict[str, list[str]] = {
         'restore',
         'snapshot',
     ],
+    'synapse_sdk.otel': [
+        'OtelListener',
+        'otel_requested',
+    ],
     'synapse_sdk.execution': [
         'LocalExecutor',
         'RayExecutor',

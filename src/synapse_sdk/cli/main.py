@@ -37,6 +37,7 @@ from synapse_sdk.plugins.actions import ActionOrigin
 from synapse_sdk.plugins.loader import Plugin, code_location
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
 from synapse_sdk.plugins.steps.support import describe_exception
+from synapse_sdk.runtime import RuntimeContext
 
 # What went wrong -> the exit code: the one table (docs/errors.md). Every
 # error is reported by its kind (``SynapseError.kind``; see ``_kind_of``).
@@ -135,6 +136,14 @@ def run(
             'else a private local instance).',
         ),
     ] = None,
+    otel: Annotated[
+        bool | None,
+        typer.Option(
+            '--otel/--no-otel',
+            help='Export an OpenTelemetry trace of the run (default: when the OTEL_* '
+            'variables ask for one, e.g. OTEL_EXPORTER_OTLP_ENDPOINT).',
+        ),
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Run ACTION of the plugin; live progress on stderr, the result as JSON on stdout."""
@@ -149,9 +158,9 @@ def run(
         if store is not None:
             store.check()  # read it now: a bad journal is bad input, not a failed run
         executor = _executor(mode, ray_address, store)
+        runtime = _run_runtime(otel, plugin.config.code, action)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
-    runtime = default_runtime()
     if store is not None:
         stderr.print(Text(f'run {runtime.run_id} (journal: {store.path})', style='dim'))
     origin = ActionOrigin(str(plugin.path), action)
@@ -188,6 +197,15 @@ def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
     if store is None:  # the driver rolls back a dead worker's run from a journal
         store = Journal(Path(tempfile.mkdtemp(prefix='synapse-ray-')) / 'runs.db')
     return RayExecutor(address, journal=store)
+
+
+def _run_runtime(otel: bool | None, plugin: str, action: str) -> RuntimeContext:
+    """The default runtime; with a trace when asked (a missing extra or an exporter
+    the ``OTEL_*`` variables misname is bad input, said in one line)."""
+    try:
+        return default_runtime(otel=otel, plugin=plugin, action=action)
+    except (ImportError, ValueError) as error:
+        raise BadInput(str(error)) from error
 
 
 def _print_json(value: Any) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 from synapse_sdk._paths import synapse_home
 from synapse_sdk.clients import LocalBackendClient
 from synapse_sdk.journal import Journal, JournalError, JournalListener
+from synapse_sdk.otel import otel_requested
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import RunListener
 from synapse_sdk.plugins.steps.support import describe_exception
@@ -21,17 +24,46 @@ def new_run_id() -> str:
 
 
 def default_runtime(
-    run_id: str | None = None, *, console: bool = True, client: Any = None
+    run_id: str | None = None,
+    *,
+    console: bool = True,
+    client: Any = None,
+    otel: bool | None = None,
+    plugin: str | None = None,
+    action: str | None = None,
 ) -> RuntimeContext:
-    """Live display on stderr, a JSON-lines log under ``$SYNAPSE_HOME/logs``, local storage."""
+    """Live display on stderr, a JSON-lines log under ``$SYNAPSE_HOME/logs``, local storage;
+    an OpenTelemetry trace of the run when ``otel`` (None: when the ``OTEL_*`` variables
+    ask for one, see :func:`synapse_sdk.otel.otel_requested`), named by ``plugin``/``action``.
+
+    ``otel=True`` without the ``otel`` extra raises ``ImportError`` (naming the
+    extra); asked for by the environment only, it is a warning and the run goes on.
+    """
     run_id = run_id or new_run_id()
     loggers: list[Logger] = [ConsoleLogger()] if console else []
     loggers.append(JsonLinesLogger(synapse_home() / 'logs' / f'{run_id}.jsonl', run_id=run_id))
+    tracer = _otel_listener(otel, plugin, action)
+    if tracer is not None:
+        loggers.append(tracer)
     return RuntimeContext(
         logger=loggers,
         client=client if client is not None else LocalBackendClient(),
         run_id=run_id,
     )
+
+
+def _otel_listener(otel: bool | None, plugin: str | None, action: str | None) -> Logger | None:
+    if otel is False or (otel is None and not otel_requested(os.environ)):
+        return None
+    try:
+        from synapse_sdk.otel import OtelListener
+    except ImportError as error:
+        if otel:
+            raise
+        warnings.warn(f'OTEL_* variables ask for traces, but {error}', RuntimeWarning, stacklevel=3)
+        return None
+    listener: Logger = OtelListener(plugin=plugin, action=action)
+    return listener
 
 
 def run_action(
@@ -112,7 +144,9 @@ class LocalExecutor:
     ) -> dict[str, Any]:
         """Run ``action`` on ``ctx`` (default: :func:`default_runtime`), closed afterwards;
         journaled, the result carries the ``run_id``."""
-        ctx = ctx if ctx is not None else default_runtime(console=self.console)
+        if ctx is None:
+            named = origin.action if origin is not None else action.__name__
+            ctx = default_runtime(console=self.console, action=named)
         with ctx:
             try:
                 result = run_action(

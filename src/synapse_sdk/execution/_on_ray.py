@@ -522,7 +522,9 @@ class RayExecutor:
         origin: ActionOrigin | None = None,
     ) -> dict[str, Any]:
         values = action.validate_params(params).model_dump(mode='json')  # bad input stays local
-        ctx = ctx if ctx is not None else default_runtime(console=self.console)
+        if ctx is None:
+            named = origin.action if origin is not None else action.__name__
+            ctx = default_runtime(console=self.console, action=named)
         # Starting Ray here: the plugin folder travels as the job's working_dir
         # (a cluster) or is put on the workers' import path (a local instance).
         # Ray already up: a worker on this machine finds the folder where it is.
