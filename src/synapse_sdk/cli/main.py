@@ -6,6 +6,7 @@ import json
 import sys
 import tempfile
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -203,9 +204,14 @@ def _run_runtime(otel: bool | None, plugin: str, action: str) -> RuntimeContext:
     """The default runtime; with a trace when asked (a missing extra or an exporter
     the ``OTEL_*`` variables misname is bad input, said in one line)."""
     try:
-        return default_runtime(otel=otel, plugin=plugin, action=action)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always', RuntimeWarning)
+            runtime = default_runtime(otel=otel, plugin=plugin, action=action)
     except (ImportError, ValueError) as error:
         raise BadInput(str(error)) from error
+    for warning in caught:  # the OTEL_* variables ask, the extra is missing: one line
+        stderr.print(Text(f'warning: {warning.message}', style='yellow'), soft_wrap=True)
+    return runtime
 
 
 def _print_json(value: Any) -> None:
