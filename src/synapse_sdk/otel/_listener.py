@@ -88,8 +88,8 @@ class OtelListener(Logger):
         self._action = action
         self._run: Span | None = None
         self._run_context: Context | None = None
-        self._base: dict[str, Any] = {}
         self._steps: dict[int, Span] = {}
+        self._first_attempts: dict[int, tuple[str, dict[str, Any]]] = {}
         self._rollbacks: dict[int, Span] = {}
         self._handlers: dict[type[RunEvent], Callable[[Any], None]] = {
             RunStarted: self._run_started,
@@ -121,10 +121,21 @@ class OtelListener(Logger):
     def _run_started(self, event: RunStarted) -> None:
         if self._run is not None:  # a run before it never ended: close it first
             self._end_open(_ns(event.at), 'the run did not report its end')
-        self._base = {k: v for k, v in self._names.items() if v is not None}
+        attributes: dict[str, Any] = {k: v for k, v in self._names.items() if v is not None}
         if event.run_id is not None:
-            self._base['synapse.run_id'] = event.run_id
-        attributes = {**self._base, 'synapse.steps.total': len(event.steps)}
+            attributes['synapse.run_id'] = event.run_id
+        attributes['synapse.steps.total'] = len(event.steps)
+        self._first_attempts = {
+            step.index: (
+                f'step {step.name}',
+                {
+                    'synapse.step': step.name,
+                    'synapse.step.weight': step.weight,
+                    'synapse.step.attempt': 1,
+                },
+            )
+            for step in event.steps
+        }
         name = f'run {self._action}' if self._action else 'run'
         self._run = self._tracer.start_span(
             name, self._parent, attributes=attributes, start_time=_ns(event.at)
@@ -172,20 +183,17 @@ class OtelListener(Logger):
     # --- steps -----------------------------------------------------------------
     def _start(self, kind: str, event: StepEvent, at: int, **extra: Any) -> Span:
         step = event.step
-        attributes = {
-            **self._base,
-            'synapse.step': step.name,
-            'synapse.step.index': step.index,
-            'synapse.step.weight': step.weight,
-            **extra,
-        }
+        attributes = {'synapse.step': step.name, 'synapse.step.weight': step.weight, **extra}
         return self._tracer.start_span(
             f'{kind} {step.name}', self._run_context, attributes=attributes, start_time=at
         )
 
     def _step_started(self, event: StepStarted) -> None:
-        span = self._start('step', event, _ns(event.at), **{'synapse.step.attempt': 1})
-        self._steps[event.step.index] = span
+        """The common path, kept short: names and attributes made once per run."""
+        name, attributes = self._first_attempts[event.step.index]
+        self._steps[event.step.index] = self._tracer.start_span(
+            name, self._run_context, attributes=attributes, start_time=int(event.at * 1e9)
+        )
 
     def _step_ended(self, event: StepEnded) -> None:
         span = self._steps.pop(event.step.index, None)
