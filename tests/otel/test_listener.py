@@ -162,3 +162,17 @@ def test_listens_to_no_per_item_event() -> None:
     from synapse_sdk.plugins.steps import IN_STEP_EVENTS
 
     assert not set(OtelListener.listens_to) & set(IN_STEP_EVENTS)
+
+
+def test_a_tracing_error_never_fails_the_run(traces: Traces) -> None:
+    class Broken(OtelListener):
+        def _step_started(self, event: Any) -> None:
+            raise RuntimeError('the tracer is gone')
+
+    with pytest.warns(RuntimeWarning, match='the trace of run test-run stops here, StepStarted'):
+        run = run_workflow(
+            [FunctionStep('a'), FunctionStep('b')],
+            listeners=[Broken(tracer_provider=traces.provider)],
+        )
+    assert run.succeeded
+    assert [s.name for s in traces.spans] == []  # the run's span stays open: never exported

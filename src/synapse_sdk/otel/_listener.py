@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,7 @@ from synapse_sdk.plugins.steps import (
     StepSkipped,
     StepStarted,
 )
+from synapse_sdk.plugins.steps.support import describe_exception
 from synapse_sdk.runtime import Logger
 
 TRACER_NAME = 'synapse_sdk'
@@ -105,9 +107,21 @@ class OtelListener(Logger):
         }
 
     def on_event(self, event: RunEvent) -> None:
+        """A trace that cannot be made must not fail the run (a listener's error in a
+        step's event would): the first error is a warning, and the trace stops there."""
         handler = self._handlers.get(type(event))
-        if handler is not None:
+        if handler is None:
+            return
+        try:
             handler(event)
+        except Exception as error:
+            self._handlers = {}
+            warnings.warn(
+                f'OpenTelemetry: the trace of run {event.run_id} stops here, '
+                f'{type(event).__name__} failed: {describe_exception(error)}',
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def close(self) -> None:
         """End what the run left open (its worker died: no end came), then flush."""
