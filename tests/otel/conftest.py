@@ -6,13 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.importorskip('opentelemetry.sdk', reason="the 'otel' extra is not installed")
-
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
-    InMemorySpanExporter,
-)
+try:
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+except ModuleNotFoundError:  # the 'otel' extra is not installed: only the switch's rule runs
+    collect_ignore = ['test_listener.py', 'test_end_to_end.py', 'receiver.py']
 
 
 class Traces:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from synapse_sdk.execution import default_runtime
-from synapse_sdk.otel import OtelListener, otel_requested
+from synapse_sdk.otel import otel_requested
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,9 @@ def test_the_environment_asks_for_traces(env: dict[str, str], wanted: bool) -> N
 
 
 def tracers(otel: bool | None) -> list[object]:
+    pytest.importorskip('opentelemetry.sdk', reason="the 'otel' extra is not installed")
+    from synapse_sdk.otel import OtelListener
+
     runtime = default_runtime(console=False, otel=otel, action='a')
     return [logger for logger in runtime.loggers if isinstance(logger, OtelListener)]
 
