@@ -238,6 +238,7 @@ EXPORTS: dict[str, list[str]] = {
     ],
     'synapse_sdk.otel': [
         'OtelListener',
+        'joined_trace',
         'otel_requested',
     ],
     'synapse_sdk.execution': [

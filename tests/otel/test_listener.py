@@ -176,3 +176,29 @@ def test_a_tracing_error_never_fails_the_run(traces: Traces) -> None:
         )
     assert run.succeeded
     assert [s.name for s in traces.spans] == []  # the run's span stays open: never exported
+
+
+def test_another_process_joins_the_run_opened_early(traces: Traces) -> None:
+    """What the Ray executor does: open the run's span, hand its context to the worker."""
+    from opentelemetry import trace
+
+    from synapse_sdk.otel import joined_trace
+
+    otel = listener(traces, action='buy')
+    carrier = otel.open_run()
+    assert carrier['traceparent'].startswith('00-')
+    seen: list[Any] = []
+
+    def look(context: Any) -> None:
+        seen.append(trace.get_current_span().get_span_context())
+
+    with joined_trace(carrier):
+        run_workflow([FunctionStep('a', execute=look)], listeners=[otel])
+    assert trace.get_current_span().get_span_context().is_valid is False  # detached after
+    root = traces.one('run buy')  # one run span: the events went on with the one opened
+    assert seen[0].trace_id == root.context.trace_id
+    assert seen[0].span_id == root.context.span_id
+    assert root.attributes['synapse.run_id'] == 'test-run'
+    assert traces.one('step a').parent.span_id == root.context.span_id
+    with joined_trace({}):  # no carrier: nothing changes
+        assert trace.get_current_span().get_span_context().is_valid is False

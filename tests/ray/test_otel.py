@@ -40,7 +40,16 @@ class Where(BaseStep):
     progress_weight = 1.0
 
     def execute(self, context):
-        return StepResult(data={'pid': os.getpid()})
+        from opentelemetry import trace
+
+        current = trace.get_current_span().get_span_context()  # what the step's code sees
+        return StepResult(
+            data={
+                'pid': os.getpid(),
+                'trace_id': f'{current.trace_id:032x}',
+                'span_id': f'{current.span_id:016x}',
+            }
+        )
 
     def rollback(self, context, result):
         pass
@@ -98,6 +107,11 @@ def test_a_run_on_ray_is_one_trace(plugin_factory: Any, store: Any, tmp_path: Pa
     assert spans['step where'].parent.span_id == root.context.span_id
     assert root.attributes['synapse.run_id'] == result['run_id']
     assert root.attributes['synapse.plugin'] == 'traced'
+    assert root.attributes['synapse.steps.total'] == 2
+    # the trace context reached the worker: code in a step there sees the run's span
+    seen = result['steps']['where']
+    assert seen['trace_id'] == f'{root.context.trace_id:032x}'
+    assert seen['span_id'] == f'{root.context.span_id:016x}'
     # the worker's times: the steps lie inside the run, in order
     assert root.start_time <= spans['step where'].start_time <= spans['step where'].end_time
     assert spans['step where'].end_time <= spans['step charge'].start_time

@@ -37,6 +37,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra o
     ) from error
 
 from synapse_sdk.journal import Journal, JournalError, UnknownRunError
+from synapse_sdk.otel import joined_trace
 from synapse_sdk.plugins.actions import ActionError, ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import (
     LIFECYCLE_EVENTS,
@@ -420,6 +421,7 @@ class RunHost:
         journal_path: str | None,
         origin: ActionOrigin | None,
         driver: tuple[str, str],
+        trace_context: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         host, cwd = driver
         if host == socket.gethostname() and os.path.isdir(cwd):
@@ -432,7 +434,8 @@ class RunHost:
         self.runtime = RuntimeContext(logger=[self.relay], client=client, run_id=run_id)
         journal = Journal(journal_path) if journal_path else None
         try:
-            result = run_action(action, params, self.runtime, journal=journal, origin=origin)
+            with joined_trace(trace_context):  # the steps' own spans join the driver's trace
+                result = run_action(action, params, self.runtime, journal=journal, origin=origin)
         except RunCancelledError as error:
             return _outcome('cancelled', error)
         except StepExecutionError as error:
@@ -471,6 +474,17 @@ def _outcome(status: str, error: StepExecutionError) -> dict[str, Any]:
 
 
 # --- the driver side -----------------------------------------------------------
+def _open_traces(ctx: RuntimeContext) -> dict[str, str]:
+    """The trace context of the run's span, opened now by the runtime's OpenTelemetry
+    listener (if it has one) for the worker to join; empty without one."""
+    for logger in ctx.loggers:
+        open_run = getattr(logger, 'open_run', None)  # OtelListener, loaded only if in use
+        if open_run is not None:
+            carrier: dict[str, str] = open_run()
+            return carrier
+    return {}
+
+
 def replay(items: list[Relayed], runtime: RuntimeContext) -> None:
     """The worker's events and calls, handed to the driver's loggers as they came."""
     for item in items:
@@ -546,6 +560,7 @@ class RayExecutor:
                 str(self.journal.path),
                 origin,
                 driver,
+                _open_traces(ctx),
             )
             outcome = self._follow(host, ref, ctx)
         return self._conclude(outcome, ctx, action)

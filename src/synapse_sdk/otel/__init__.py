@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._env import otel_requested
+from ._join import joined_trace
 
 if TYPE_CHECKING:
     from ._listener import OtelListener
 
-__all__ = ['OtelListener', 'otel_requested']
+__all__ = ['OtelListener', 'joined_trace', 'otel_requested']
 
 
 def __getattr__(name: str) -> Any:

@@ -90,6 +90,7 @@ class OtelListener(Logger):
         self._action = action
         self._run: Span | None = None
         self._run_context: Context | None = None
+        self._early = False  # the run's span was opened by open_run(), before its events
         self._steps: dict[int, Span] = {}
         self._first_attempts: dict[int, tuple[str, dict[str, Any]]] = {}
         self._rollbacks: dict[int, Span] = {}
@@ -123,6 +124,17 @@ class OtelListener(Logger):
                 stacklevel=2,
             )
 
+    def open_run(self) -> dict[str, str]:
+        """Start the run's span now, before its first event, and return its W3C trace
+        context (``{'traceparent': ...}``) for another process to join: the Ray
+        executor hands it to the worker, so that spans made there belong to this trace."""
+        if self._run is None:
+            self._open(time.time_ns(), {})
+            self._early = True
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier, context=self._run_context)
+        return carrier
+
     def close(self) -> None:
         """End what the run left open (its worker died: no end came), then flush."""
         if self._run is not None:
@@ -133,12 +145,17 @@ class OtelListener(Logger):
 
     # --- the run ---------------------------------------------------------------
     def _run_started(self, event: RunStarted) -> None:
-        if self._run is not None:  # a run before it never ended: close it first
-            self._end_open(_ns(event.at), 'the run did not report its end')
-        attributes: dict[str, Any] = {k: v for k, v in self._names.items() if v is not None}
+        at = _ns(event.at)
+        if self._run is not None and not self._early:  # a run before it never ended
+            self._end_open(at, 'the run did not report its end')
+        attributes: dict[str, Any] = {'synapse.steps.total': len(event.steps)}
         if event.run_id is not None:
             attributes['synapse.run_id'] = event.run_id
-        attributes['synapse.steps.total'] = len(event.steps)
+        if self._run is not None:  # opened by open_run(): it goes on
+            self._run.set_attributes(attributes)
+        else:
+            self._open(at, attributes)
+        self._early = False
         self._first_attempts = {
             step.index: (
                 f'step {step.name}',
@@ -150,9 +167,12 @@ class OtelListener(Logger):
             )
             for step in event.steps
         }
+
+    def _open(self, at: int, attributes: dict[str, Any]) -> None:
+        attributes.update((k, v) for k, v in self._names.items() if v is not None)
         name = f'run {self._action}' if self._action else 'run'
         self._run = self._tracer.start_span(
-            name, self._parent, attributes=attributes, start_time=_ns(event.at)
+            name, self._parent, attributes=attributes, start_time=at
         )
         self._run_context = trace.set_span_in_context(self._run)
 
