@@ -58,6 +58,13 @@ class Charge(BaseStep):
     progress_weight = 3.0
 
     def execute(self, context):
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            pass  # run without the extra too
+        else:
+            with trace.get_tracer('shop').start_as_current_span('charge card'):
+                pass  # the step's own span (an instrumented client would make one)
         if context.params['fail']:
             raise ValueError('card declined')
         return StepResult()
@@ -116,12 +123,14 @@ def test_a_cli_run_sends_its_trace_to_an_otlp_endpoint(shop: Path, tmp_path: Pat
             'step reserve',
             'step reserve',
             'step charge',
+            'charge card',
             'rollback charge',
             'rollback reserve',
         ]
     )
     assert {s.trace_id for s in received.spans} == {root.trace_id}
     assert root.parent_span_id == ''
+    # the step's own span joined the run's trace (its parent: the run's span)
     assert all(s.parent_span_id == root.span_id for s in received.spans if s is not root)
     assert root.resource['service.name'] == 'shop-e2e'
     assert root.attributes['synapse.plugin'] == 'shop'

@@ -12,7 +12,7 @@ from typing import Any
 from synapse_sdk._paths import synapse_home
 from synapse_sdk.clients import LocalBackendClient
 from synapse_sdk.journal import Journal, JournalError, JournalListener
-from synapse_sdk.otel import otel_requested
+from synapse_sdk.otel import joined_trace, otel_requested
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import RunListener
 from synapse_sdk.plugins.steps.support import describe_exception
@@ -126,6 +126,18 @@ def _ends_run_if_raising(journal: Journal, run_id: str) -> Iterator[None]:
         raise
 
 
+def open_traces(ctx: RuntimeContext) -> dict[str, str]:
+    """The trace context of the run's span, opened now by the runtime's OpenTelemetry
+    listener (if it has one) for the code of the steps to join, here or in a Ray
+    worker; empty without one."""
+    for logger in ctx.loggers:
+        open_run = getattr(logger, 'open_run', None)  # OtelListener, loaded only if in use
+        if open_run is not None:
+            carrier: dict[str, str] = open_run()
+            return carrier
+    return {}
+
+
 class LocalExecutor:
     """Runs actions in the calling process, journaled when given a journal."""
 
@@ -149,9 +161,15 @@ class LocalExecutor:
             ctx = default_runtime(console=self.console, action=named)
         with ctx:
             try:
-                result = run_action(
-                    action, params, ctx, journal=self.journal, listeners=listeners, origin=origin
-                )
+                with joined_trace(open_traces(ctx)):  # the steps' own spans join the run's
+                    result = run_action(
+                        action,
+                        params,
+                        ctx,
+                        journal=self.journal,
+                        listeners=listeners,
+                        origin=origin,
+                    )
             except (KeyboardInterrupt, SystemExit):
                 self._record_interrupted_rollback(ctx)
                 raise

@@ -54,7 +54,7 @@ from synapse_sdk.runtime import Logger, RuntimeContext
 from synapse_sdk.runtime.loggers import LoggedEvent
 
 from ._errors import RayUnavailableError
-from ._local import default_runtime, run_action
+from ._local import default_runtime, open_traces, run_action
 from ._recovery import rollback_run
 
 # --- starting Ray --------------------------------------------------------------
@@ -474,17 +474,6 @@ def _outcome(status: str, error: StepExecutionError) -> dict[str, Any]:
 
 
 # --- the driver side -----------------------------------------------------------
-def _open_traces(ctx: RuntimeContext) -> dict[str, str]:
-    """The trace context of the run's span, opened now by the runtime's OpenTelemetry
-    listener (if it has one) for the worker to join; empty without one."""
-    for logger in ctx.loggers:
-        open_run = getattr(logger, 'open_run', None)  # OtelListener, loaded only if in use
-        if open_run is not None:
-            carrier: dict[str, str] = open_run()
-            return carrier
-    return {}
-
-
 def replay(items: list[Relayed], runtime: RuntimeContext) -> None:
     """The worker's events and calls, handed to the driver's loggers as they came."""
     for item in items:
@@ -560,7 +549,7 @@ class RayExecutor:
                 str(self.journal.path),
                 origin,
                 driver,
-                _open_traces(ctx),
+                open_traces(ctx),
             )
             outcome = self._follow(host, ref, ctx)
         return self._conclude(outcome, ctx, action)
