@@ -202,3 +202,12 @@ def test_another_process_joins_the_run_opened_early(traces: Traces) -> None:
     assert traces.one('step a').parent.span_id == root.context.span_id
     with joined_trace({}):  # no carrier: nothing changes
         assert trace.get_current_span().get_span_context().is_valid is False
+
+
+def test_a_run_opened_early_that_never_starts_says_so(traces: Traces) -> None:
+    otel = listener(traces)
+    otel.open_run()
+    otel.close()  # e.g. the action's setup code raised: no event came
+    root = traces.one('run')
+    assert root.status.status_code is StatusCode.ERROR
+    assert root.status.description == 'the run ended before its first step'

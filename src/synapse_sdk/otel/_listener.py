@@ -138,7 +138,10 @@ class OtelListener(Logger):
     def close(self) -> None:
         """End what the run left open (its worker died: no end came), then flush."""
         if self._run is not None:
-            self._end_open(time.time_ns(), 'the run did not report its end')
+            why = 'the run did not report its end'
+            if self._early:  # opened by open_run(): the action's setup failed, or Ray
+                why = 'the run ended before its first step'
+            self._end_open(time.time_ns(), why)
         flush = getattr(self._provider, 'force_flush', None)
         if flush is not None:
             flush(FLUSH_TIMEOUT_MS)
