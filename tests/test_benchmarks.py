@@ -61,3 +61,13 @@ def test_console_progress_runs_with_and_without_reports(bench: ModuleType) -> No
     module = importlib.import_module('console_progress')
     assert module.run_once(50, False, 0.1) > 0
     assert module.run_once(50, True, 0.1) > 0
+
+
+def test_otel_overhead_runs_bare_idle_and_traced(bench: ModuleType) -> None:
+    pytest.importorskip('opentelemetry.sdk', reason="the 'otel' extra is not installed")
+    module = importlib.import_module('otel_overhead')
+    provider, exporter = module.batch_provider()
+    steps = module.registry(20)
+    assert all(module.best_of(1, steps, mode, provider) > 0 for mode in ('bare', 'idle', 'otel'))
+    assert exporter.spans == 21  # the run's span and one per step, none dropped
+    provider.shutdown()

@@ -249,6 +249,11 @@ EXPORTS: dict[str, list[str]] = {
         'LEASE_MARGIN_S',
         'RecoveryInProgressError',
     ],
+    'synapse_sdk.otel': [
+        'OtelListener',
+        'joined_trace',
+        'otel_requested',
+    ],
     'synapse_sdk.execution': [
         'LocalExecutor',
         'RayExecutor',

@@ -23,6 +23,7 @@ LAYERS = {
     'synapse_sdk.clients': 2,
     'synapse_sdk.plugins': 3,
     'synapse_sdk.journal': 2,
+    'synapse_sdk.otel': 2,  # OpenTelemetry traces: a listener (the runtime's Logger)
     'synapse_sdk.execution': 4,
     'synapse_sdk.testing': 5,
     'synapse_sdk.cli': 5,

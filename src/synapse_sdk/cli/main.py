@@ -6,6 +6,7 @@ import json
 import sys
 import tempfile
 import traceback
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -46,6 +47,7 @@ from synapse_sdk.plugins.actions import (
 from synapse_sdk.plugins.loader import Plugin, code_location
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
 from synapse_sdk.plugins.steps.support import describe_exception
+from synapse_sdk.runtime import RuntimeContext
 
 from ._timespec import parse_moment
 
@@ -144,6 +146,14 @@ def run(
     ] = True,
     mode: ModeOption = 'local',
     ray_address: RayAddressOption = None,
+    otel: Annotated[
+        bool | None,
+        typer.Option(
+            '--otel/--no-otel',
+            help='Export an OpenTelemetry trace of the run (default: when the OTEL_* '
+            'variables ask for one, e.g. OTEL_EXPORTER_OTLP_ENDPOINT).',
+        ),
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Run ACTION of the plugin; live progress on stderr, the result as JSON on stdout."""
@@ -158,9 +168,9 @@ def run(
         if store is not None:
             store.check()  # read it now: a bad journal is bad input, not a failed run
         executor = _executor(mode, ray_address, store)
+        runtime = _run_runtime(otel, plugin.config.code, action)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
-    runtime = default_runtime()
     if store is not None:
         stderr.print(Text(f'run {runtime.run_id} (journal: {store.path})', style='dim'))
     origin = ActionOrigin(str(plugin.path), action, plugin.config.code)
@@ -199,6 +209,20 @@ def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
     if store is None:  # the driver rolls back a dead worker's run from a journal
         store = Journal(Path(tempfile.mkdtemp(prefix='synapse-ray-')) / 'runs.db')
     return RayExecutor(address, journal=store)
+
+
+def _run_runtime(otel: bool | None, plugin: str, action: str) -> RuntimeContext:
+    """The default runtime; with a trace when asked (a missing extra or an exporter
+    the ``OTEL_*`` variables misname is bad input, said in one line)."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always', RuntimeWarning)
+            runtime = default_runtime(otel=otel, plugin=plugin, action=action)
+    except (ImportError, ValueError) as error:
+        raise BadInput(str(error)) from error
+    for warning in caught:  # the OTEL_* variables ask, the extra is missing: one line
+        stderr.print(Text(f'warning: {warning.message}', style='yellow'), soft_wrap=True)
+    return runtime
 
 
 def _print_json(value: Any) -> None:

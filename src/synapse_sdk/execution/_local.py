@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from synapse_sdk._paths import run_log_path
 from synapse_sdk.clients import LocalBackendClient, PartialWrites
 from synapse_sdk.journal import Heartbeat, Holder, Journal, JournalError, JournalListener
+from synapse_sdk.otel import joined_trace, otel_requested
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.loader import Plugin, PluginError
 from synapse_sdk.plugins.steps import (
@@ -31,17 +33,46 @@ def new_run_id() -> str:
 
 
 def default_runtime(
-    run_id: str | None = None, *, console: bool = True, client: Any = None
+    run_id: str | None = None,
+    *,
+    console: bool = True,
+    client: Any = None,
+    otel: bool | None = None,
+    plugin: str | None = None,
+    action: str | None = None,
 ) -> RuntimeContext:
-    """Live display on stderr, a JSON-lines log under ``$SYNAPSE_HOME/logs``, local storage."""
+    """Live display on stderr, a JSON-lines log under ``$SYNAPSE_HOME/logs``, local storage;
+    an OpenTelemetry trace of the run when ``otel`` (None: when the ``OTEL_*`` variables
+    ask for one, see :func:`synapse_sdk.otel.otel_requested`), named by ``plugin``/``action``.
+
+    ``otel=True`` without the ``otel`` extra raises ``ImportError`` (naming the
+    extra); asked for by the environment only, it is a warning and the run goes on.
+    """
     run_id = run_id or new_run_id()
     loggers: list[Logger] = [ConsoleLogger()] if console else []
     loggers.append(JsonLinesLogger(run_log_path(run_id), run_id=run_id))
+    tracer = _otel_listener(otel, plugin, action)
+    if tracer is not None:
+        loggers.append(tracer)
     return RuntimeContext(
         logger=loggers,
         client=client if client is not None else LocalBackendClient(),
         run_id=run_id,
     )
+
+
+def _otel_listener(otel: bool | None, plugin: str | None, action: str | None) -> Logger | None:
+    if otel is False or (otel is None and not otel_requested(os.environ)):
+        return None
+    try:
+        from synapse_sdk.otel import OtelListener
+    except ImportError as error:
+        if otel:
+            raise
+        warnings.warn(f'OTEL_* variables ask for traces, but {error}', RuntimeWarning, stacklevel=3)
+        return None
+    listener: Logger = OtelListener(plugin=plugin, action=action)
+    return listener
 
 
 def run_action(
@@ -169,6 +200,18 @@ def _ends_run_if_raising(journal: Journal, run_id: str) -> Iterator[None]:
         raise
 
 
+def open_traces(ctx: RuntimeContext) -> dict[str, str]:
+    """The trace context of the run's span, opened now by the runtime's OpenTelemetry
+    listener (if it has one) for the code of the steps to join, here or in a Ray
+    worker; empty without one."""
+    for logger in ctx.loggers:
+        open_run = getattr(logger, 'open_run', None)  # OtelListener, loaded only if in use
+        if open_run is not None:
+            carrier: dict[str, str] = open_run()
+            return carrier
+    return {}
+
+
 class LocalExecutor:
     """Runs actions in the calling process, journaled when given a journal."""
 
@@ -187,12 +230,20 @@ class LocalExecutor:
     ) -> dict[str, Any]:
         """Run ``action`` on ``ctx`` (default: :func:`default_runtime`), closed afterwards;
         journaled, the result carries the ``run_id``."""
-        ctx = ctx if ctx is not None else default_runtime(console=self.console)
+        if ctx is None:
+            named = origin.action if origin is not None else action.__name__
+            ctx = default_runtime(console=self.console, action=named)
         with ctx:
             try:
-                result = run_action(
-                    action, params, ctx, journal=self.journal, listeners=listeners, origin=origin
-                )
+                with joined_trace(open_traces(ctx)):  # the steps' own spans join the run's
+                    result = run_action(
+                        action,
+                        params,
+                        ctx,
+                        journal=self.journal,
+                        listeners=listeners,
+                        origin=origin,
+                    )
             except (KeyboardInterrupt, SystemExit):
                 self._record_interrupted_rollback(ctx)
                 raise

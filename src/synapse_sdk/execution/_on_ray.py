@@ -37,6 +37,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra o
     ) from error
 
 from synapse_sdk.journal import LEASE_MARGIN_S, Journal, JournalError, UnknownRunError
+from synapse_sdk.otel import joined_trace
 from synapse_sdk.plugins.actions import ActionError, ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import (
     LIFECYCLE_EVENTS,
@@ -53,7 +54,7 @@ from synapse_sdk.runtime import Logger, RuntimeContext
 from synapse_sdk.runtime.loggers import LoggedEvent
 
 from ._errors import RayUnavailableError
-from ._local import default_runtime, run_action
+from ._local import default_runtime, open_traces, run_action
 from ._recovery import resume_run, rollback_run
 
 # --- starting Ray --------------------------------------------------------------
@@ -420,6 +421,7 @@ class RunHost:
         journal_path: str | None,
         origin: ActionOrigin | None,
         driver: tuple[str, str],
+        trace_context: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         _enter(driver)
         folder = origin.plugin_path if origin is not None else None
@@ -429,9 +431,12 @@ class RunHost:
         action: type[BaseAction[Any]] = ray.cloudpickle.loads(shipped_action)
         self.runtime = runtime = RuntimeContext(logger=[self.relay], client=client, run_id=run_id)
         journal = Journal(journal_path) if journal_path else None
-        return _outcome_of(
-            lambda: run_action(action, params, runtime, journal=journal, origin=origin)
-        )
+
+        def run() -> dict[str, Any]:
+            with joined_trace(trace_context):  # the steps' own spans join the driver's trace
+                return run_action(action, params, runtime, journal=journal, origin=origin)
+
+        return _outcome_of(run)
 
     def resume(
         self, run_id: str, client: Any, journal_path: str, driver: tuple[str, str]
@@ -542,7 +547,9 @@ class RayExecutor:
         origin: ActionOrigin | None = None,
     ) -> dict[str, Any]:
         values = action.validate_params(params).model_dump(mode='json')  # bad input stays local
-        ctx = ctx if ctx is not None else default_runtime(console=self.console)
+        if ctx is None:
+            named = origin.action if origin is not None else action.__name__
+            ctx = default_runtime(console=self.console, action=named)
         # Starting Ray here: the plugin folder travels as the job's working_dir
         # (a cluster) or is put on the workers' import path (a local instance).
         # Ray already up: a worker on this machine finds the folder where it is.
@@ -564,6 +571,7 @@ class RayExecutor:
                 str(self.journal.path),
                 origin,
                 driver,
+                open_traces(ctx),
             )
             outcome = self._follow(host, ref, ctx)
         return self._conclude(outcome, ctx, action)
