@@ -116,7 +116,7 @@ def test_ray_executor_resumes_a_crashed_run_in_a_worker_reusing_what_it_finished
     journal = Journal(home / 'runs.db')
     memory = MemoryLogger()
     runtime = RuntimeContext(
-        logger=memory, client=LocalBackendClient(tmp_path / 'store'), run_id=run_id
+        logger=memory, client=LocalBackendClient(home / 'storage'), run_id=run_id
     )
 
     result = RayExecutor(journal=journal, console=False).resume(run_id, ctx=runtime)

@@ -80,10 +80,6 @@ def test_an_event_cannot_be_changed(event: RunEvent) -> None:
     assert not hasattr(event, '__dict__')  # slots: no attribute can be added either
 
 
-class RunIdRuntime(RecordingRuntime):
-    job_id = 'run-42'
-
-
 @dataclass(kw_only=True)
 class Ctx(BaseStepContext):
     count: int = 0
@@ -91,7 +87,9 @@ class Ctx(BaseStepContext):
 
 
 def test_events_carry_the_run_id_and_when_they_happened() -> None:
-    context = BaseStepContext(runtime_ctx=RunIdRuntime())
+    runtime = RecordingRuntime()
+    runtime.run_id = 'run-42'  # type: ignore[attr-defined]
+    context = BaseStepContext(runtime_ctx=runtime)
     listener = RecordingListener()
     before = time.time()
     with pytest.raises(StepExecutionError):
