@@ -24,6 +24,7 @@ LAYERS = {
     'synapse_sdk.plugins': 3,
     'synapse_sdk.journal': 2,
     'synapse_sdk.execution': 4,
+    'synapse_sdk.observe': 4,  # reads the journal and the run's log; draws them
     'synapse_sdk.testing': 5,
     'synapse_sdk.cli': 5,
     'synapse_sdk.errors': 5,  # names every layer's errors (loads the upper ones lazily)

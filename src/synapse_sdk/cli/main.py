@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from synapse_sdk import observe
 from synapse_sdk._paths import read_utf8
 from synapse_sdk.errors import (
     ActionError,
@@ -317,36 +318,100 @@ def runs_show(
     run_id: Annotated[str, typer.Argument(help='The run id.')],
     as_json: Annotated[bool, typer.Option('--json', help='JSON on stdout.')] = False,
 ) -> None:
-    """One run: its params, progress and every step with status, duration and error."""
+    """The whole record of a run: what ran where, each step, metrics, attempts, its log."""
+    view = _load_run(run_id)
+    if as_json:
+        _print_json(view.to_dict())
+        return
+    Console().print(*observe.show(view))
+
+
+@runs_app.command('logs')
+def runs_logs(
+    run_id: Annotated[str, typer.Argument(help='The run id.')],
+    follow: Annotated[
+        bool, typer.Option('--follow', '-f', help='Keep printing until the run ends.')
+    ] = False,
+    level: Annotated[
+        str,
+        typer.Option(
+            '--level', help=f'Only lines at this level or above: {", ".join(observe.LEVELS)}.'
+        ),
+    ] = 'info',
+) -> None:
+    """The run's log lines (from $SYNAPSE_HOME/logs/RUN_ID.jsonl)."""
     journal = _journal()
     try:
-        record = journal.get_run(run_id)
-        steps = journal.steps(run_id)
+        keep = observe.at_least(level)
+    except ValueError as error:
+        _fail(EXIT_CODES[ErrorKind.BAD_INPUT], f'--level: {error}', False)
+    record = _get_run(journal, run_id)
+    path = observe.log_path(run_id)
+    if follow:
+        lines = observe.follow(path, lambda: _get_run(journal, run_id).active)
+    else:
+        lines = iter(observe.read_log(path))
+        if not path.exists():
+            stderr.print(Text(f'run {record.id} has no log at {path}', style='dim'))
+    for line in lines:
+        if keep(line):
+            sys.stdout.write(_log_line(line))
+            sys.stdout.flush()
+
+
+def _log_line(line: dict[str, Any]) -> str:
+    stamp = str(line.get('ts', ''))[:23].replace('T', ' ')
+    return f'{stamp} {observe.level_of(line):<7} {observe.describe_line(line)}\n'
+
+
+@runs_app.command('timeline')
+def runs_timeline(
+    run_id: Annotated[str, typer.Argument(help='The run id.')],
+    width: Annotated[int, typer.Option('--width', help='Characters for the bars.')] = 60,
+) -> None:
+    """A Gantt chart of the run's steps: attempts, waits and rollbacks as bars of their own."""
+    view = _load_run(run_id)
+    out = Console()
+    out.print(Text.assemble((f'run {view.record.id}', 'bold'), '  ', _status_text(view)))
+    if not view.spans:
+        out.print('no step has started')
+        return
+    out.print(observe.gantt(view, max(10, width)))
+
+
+@runs_app.command('report')
+def runs_report(
+    run_id: Annotated[str, typer.Argument(help='The run id.')],
+    output: Annotated[Path, typer.Option('--output', '-o', help='The HTML file to write.')] = Path(
+        'run.html'
+    ),
+) -> None:
+    """One self-contained HTML file: timeline, progress, metrics, rollback, last log lines."""
+    view = _load_run(run_id)
+    try:
+        output.write_text(observe.render_report(view), encoding='utf-8')
+    except OSError as error:
+        message = f'cannot write the report to {output}: {error.strerror}; choose another -o path'
+        _fail(EXIT_CODES[ErrorKind.BAD_INPUT], message, False)
+    stderr.print(Text(f'wrote {output}', style='dim'))
+
+
+def _get_run(journal: Journal, run_id: str) -> Any:
+    try:
+        return journal.get_run(run_id)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), False)
-    if as_json:
-        _print_json({**record.to_dict(), 'steps': [s.to_dict() for s in steps]})
-        return
-    out = Console()
-    out.print(f'[bold]run {record.id}[/bold]  {_status(record.status)}  {record.progress}%')
-    out.print(f'action   {record.action or "-"} ({record.entrypoint})')
-    if record.plugin_path:
-        out.print(f'plugin   {record.plugin_path}')
-    out.print(f'params   {json.dumps(record.params)}')
-    out.print(f'started  {record.started_at}   ended {record.ended_at or "-"}')
-    if record.error:
-        out.print(f'error    {record.error}')
-    table = Table('#', 'step', 'status', 'duration', 'attempts', 'error')
-    for s in steps:
-        table.add_row(
-            str(s.index + 1),
-            s.name,
-            _status(s.status),
-            f'{s.duration:.3f}s' if s.duration is not None else '-',
-            str(s.attempts),
-            s.error or '',
-        )
-    out.print(table)
+
+
+def _load_run(run_id: str) -> observe.RunView:
+    try:
+        return observe.load_run(_journal(), run_id)
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), False)
+
+
+def _status_text(view: observe.RunView) -> Text:
+    return Text.from_markup(_status(view.record.status))
 
 
 @runs_app.command('rollback')
