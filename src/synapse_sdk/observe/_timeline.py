@@ -51,6 +51,7 @@ class _Builder:
         self.steps: dict[str, _Open] = {}
         self.rollbacks: dict[str, float] = {}
         self.run_attempt = 0
+        self.last_seen: float | None = None  # the latest line of any kind: a sign of life
 
     def add(
         self,
@@ -68,7 +69,9 @@ class _Builder:
         step = str(line.get('step'))
         match line.get('type'):
             case 'run_start':
-                self.close_all(at)  # the attempt before ended without a word: its process died
+                # the attempt before ended without a word (its process died): cut off where
+                # it was last heard of
+                self.close_all(self.last_seen if self.last_seen is not None else at)
                 self.run_attempt += 1
             case 'step_start':
                 self.steps[step] = _Open(at, 1)
@@ -129,14 +132,17 @@ def spans_of(
     open at the log's end is ``running`` with ``end=None``, or, when the run has
     ``ended`` (epoch seconds; its process died), ``interrupted`` there.
     """
-    lifecycle = [(line, epoch(line.get('ts'))) for line in log if line.get('type') in _LIFECYCLE]
-    if not any(line.get('type') in _STEP_LINES for line, _ in lifecycle):
+    if not any(line.get('type') in _STEP_LINES for line in log):
         return _spans_of_rows(steps, origin)
     builder = _Builder(origin)
-    builder.run_attempt = 0 if any(x.get('type') == 'run_start' for x, _ in lifecycle) else 1
-    for line, at in lifecycle:
-        if at is not None:
+    builder.run_attempt = 0 if any(x.get('type') == 'run_start' for x in log) else 1
+    for line in log:
+        at = epoch(line.get('ts'))
+        if at is None:
+            continue
+        if line.get('type') in _LIFECYCLE:
             builder.line(line, at - origin)
+        builder.last_seen = at - origin
     if ended is None:
         builder.close_all(None, 'running')
     else:
