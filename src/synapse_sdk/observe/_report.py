@@ -22,7 +22,8 @@ th{border-bottom:1px solid #ccc}.facts td:first-child{color:#777}
 svg text{font:11px system-ui,sans-serif;fill:#444}.label{text-anchor:end}
 .tick{text-anchor:middle}.ytick{text-anchor:end}.grid{stroke:#eee}
 .line{fill:none;stroke:#3b7dd8;stroke-width:2}.dot{fill:#3b7dd8}
-pre{background:#f6f6f6;padding:10px;overflow:auto;font-size:12px}
+pre{background:#f6f6f6;padding:10px;white-space:pre-wrap;font-size:12px}
+figure{margin:0}figcaption{font-weight:600;margin-left:48px}
 .warning{color:#9a6700}.error{color:#b42318}.legend span{margin-right:14px}
 """
 
@@ -61,8 +62,9 @@ def _color(status: str) -> str:
 
 def _table(head: list[str], rows: list[list[str]], css: str = '') -> str:
     cells = ''.join(f'<th>{escape(h)}</th>' for h in head)
+    header = f'<tr>{cells}</tr>' if head else ''
     body = ''.join('<tr>' + ''.join(f'<td>{c}</td>' for c in row) + '</tr>' for row in rows)
-    return f'<table class="{css}"><tr>{cells}</tr>{body}</table>'
+    return f'<table class="{css}">{header}{body}</table>'
 
 
 def _facts(view: RunView) -> str:
@@ -82,7 +84,7 @@ def _facts(view: RunView) -> str:
         'log': str(view.log_path),
     }
     rows = [[escape(k), escape(v)] for k, v in facts.items()]
-    return _table(['', ''], rows, 'facts')
+    return _table([], rows, 'facts')
 
 
 def _steps(view: RunView) -> str:

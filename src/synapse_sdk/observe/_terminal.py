@@ -151,7 +151,7 @@ def gantt(view: RunView, width: int = 60) -> Table:
             span_label(span),
             _bar(span, extent, width),
             status_text(span.status),
-            seconds(span.duration),
+            '' if span.kind in MARK else seconds(span.duration),
         )
     return table
 
