@@ -61,3 +61,12 @@ def test_console_progress_runs_with_and_without_reports(bench: ModuleType) -> No
     module = importlib.import_module('console_progress')
     assert module.run_once(50, False, 0.1) > 0
     assert module.run_once(50, True, 0.1) > 0
+
+
+def test_report_render_measures_a_run_with_retries_and_rollbacks(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    module = importlib.import_module('report_render')
+    figures = module.measure(30, 1, tmp_path)
+    assert figures['spans'] == 30 + 2 + 30  # 30 steps, 2 of them retried, all rolled back
+    assert all(figures[name] > 0 for name in ('journal rows', 'load_run', 'render_report'))

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.table import Column, Table
+from rich.table import Table
 from rich.text import Text
 
 from ._timeline import Span
@@ -28,6 +28,7 @@ STATUS_STYLE = {
 }
 BAR = {'step': '█', 'attempt': '█', 'wait': '┄', 'rollback': '▓'}
 MARK = {'skipped': '○', 'reused': '◆'}
+LABEL_WIDTH = 32
 
 
 def status_text(status: str) -> Text:
@@ -141,19 +142,26 @@ def span_label(span: Span) -> str:
     return span.step
 
 
-def gantt(view: RunView, width: int = 60) -> Table:
-    """The timeline: a row per span, its bar placed on a shared time axis."""
+def gantt(view: RunView, width: int = 60) -> Group:
+    """The timeline: a line per span, its bar placed on a shared time axis.
+
+    Plain lines rather than a rich ``Table``: a run of a thousand steps has
+    thousands of spans, and a table's layout would take a second to draw them.
+    """
     extent = view.extent or 1.0
-    axis = Column(header=_axis(extent, width), no_wrap=True)
-    table = Table('span', axis, 'status', 'duration', box=None, pad_edge=False)
-    for span in view.spans:
-        table.add_row(
-            span_label(span),
-            _bar(span, extent, width),
-            status_text(span.status),
-            '' if span.kind in MARK else seconds(span.duration),
-        )
-    return table
+    labels = [span_label(s) for s in view.spans]
+    pad = min(max([4, *map(len, labels)]), LABEL_WIDTH)
+    head = Text.assemble('span'.ljust(pad), '  ', _axis(extent, width), '  status')
+    lines = [head]
+    for span, label in zip(view.spans, labels, strict=True):
+        bar = _bar(span, extent, width)
+        bar.pad_right(width + 1 - bar.cell_len)
+        took = '' if span.kind in MARK else '  ' + seconds(span.duration)
+        status = status_text(span.status)
+        status.pad_right(15 - len(span.status))
+        name = label if len(label) <= pad else label[: pad - 1] + '…'
+        lines.append(Text.assemble(name.ljust(pad), '  ', bar, ' ', status, took))
+    return Group(*lines)
 
 
 def _bar(span: Span, extent: float, width: int) -> Text:
