@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -10,7 +11,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, SecretStr
-from tests.journal.conftest import SYNAPSE, cli_json, one_line_error, run_cli, subprocess_env
+from tests.journal.conftest import (
+    SYNAPSE,
+    cli_json,
+    journal_run_ids,
+    make_files,
+    one_line_error,
+    run_cli,
+    subprocess_env,
+)
 
 from synapse_sdk.execution import run_action
 from synapse_sdk.journal import Journal
@@ -178,3 +187,22 @@ def test_secret_params_stay_masked(home: Path) -> None:
     everything = json.dumps(view.to_dict()) + render_report(view)
     everything += run_cli(home, 'runs', 'show', 's1').stdout
     assert 'hunter2' not in everything
+
+
+def test_a_crashed_run_rolled_back_later_shows_the_rollback_as_an_attempt(
+    home: Path, plugin_dir: Path, tmp_path: Path
+) -> None:
+    make_files(tmp_path / 'source', 4, seed=9)
+    params = json.dumps({'source_path': str(tmp_path / 'source')})
+    args = ('plugin', 'run', 'store', '--path', plugin_dir, '--params', params)
+    assert run_cli(home, *args, JT_CRASH_AFTER='2').returncode == -signal.SIGKILL
+    (run_id,) = journal_run_ids(home)
+    assert run_cli(home, 'runs', 'rollback', run_id).returncode == 0
+    shown = cli_json(home, 'runs', 'show', run_id, '--json')
+    history = [(a['kind'], a['outcome']) for a in shown['attempt_history']]
+    assert history == [('run', 'died'), ('rollback', 'rolled_back')]
+    spans = {(s['step'], s['kind']): s for s in shown['timeline']}
+    store, undo = spans['store', 'step'], spans['store', 'rollback']
+    assert store['status'] == 'interrupted' and store['end'] <= undo['start']
+    text = run_cli(home, 'runs', 'show', run_id).stdout
+    assert '1: died; 2: rolled_back (runs rollback)' in text

@@ -138,3 +138,40 @@ def test_a_line_cut_off_by_a_crash_is_kept_and_levels_filter(tmp_path: Any) -> N
     assert read_log(tmp_path / 'none.jsonl') == []
     with pytest.raises(ValueError, match='one of debug, info, warning, error'):
         at_least('loud')
+
+
+CRASHED_THEN_ROLLED_BACK = [
+    *CRASHED_THEN_RESUMED[:5],
+    line(5.0, 'rollback_start', step='store'),  # synapse runs rollback, later
+    line(5.5, 'rollback', step='store', error=None),
+    line(5.5, 'rollback_start', step='prepare'),
+    line(5.6, 'rollback', step='prepare', error='cannot undo'),
+]
+
+
+def test_a_recovery_rollback_is_an_attempt_of_its_own() -> None:
+    spans = spans_of(CRASHED_THEN_ROLLED_BACK, [], T0, ended=T0 + 5.6)
+    assert shape(spans) == [
+        ('prepare', 'step', 0.0, 1.0, 'succeeded'),
+        ('store', 'step', 1.0, 1.5, 'interrupted'),  # not stretched to the rollback
+        ('store', 'rollback', 5.0, 5.5, 'rolled_back'),
+        ('prepare', 'rollback', 5.5, 5.6, 'rollback_failed'),
+    ]
+    attempts = attempts_of(CRASHED_THEN_ROLLED_BACK, record('rollback_failed'))
+    assert [(a.kind, a.outcome, a.ended_at) for a in attempts] == [
+        ('run', 'died', CRASHED_THEN_ROLLED_BACK[4]['ts']),
+        ('rollback', 'rollback_failed', CRASHED_THEN_ROLLED_BACK[-1]['ts']),
+    ]
+    assert attempts[1].summary == '2: rollback_failed (runs rollback)'
+    assert attempts[1].error == 'prepare: cannot undo'
+
+
+def test_a_resume_that_first_undoes_partial_work_is_one_attempt() -> None:
+    undo = [line(9.0, 'rollback_start', step='store'), line(9.5, 'rollback', step='store')]
+    log = [*CRASHED_THEN_RESUMED[:5], *undo, *CRASHED_THEN_RESUMED[5:]]
+    attempts = attempts_of(log, record('succeeded'))
+    assert [(a.kind, a.outcome, a.started_at) for a in attempts] == [
+        ('run', 'died', log[0]['ts']),
+        ('run', 'succeeded', undo[0]['ts']),
+    ]
+    assert attempts[1].summary == '2: succeeded (reused prepare)'

@@ -79,7 +79,7 @@ def _facts(view: RunView) -> str:
         'started': r.started_at,
         'ended': f'{r.ended_at or "-"} (duration {seconds(view.duration)})',
         'progress': f'{r.progress}%',
-        'attempts': '; '.join(f'{a.number}: {a.outcome}' for a in view.attempts) or str(r.attempts),
+        'attempts': '; '.join(a.summary for a in view.attempts) or str(r.attempts),
         'error': r.error or '-',
         'log': str(view.log_path),
     }

@@ -74,11 +74,7 @@ def record_lines(view: RunView) -> RenderableType:
 
 
 def _attempts_line(view: RunView) -> str:
-    story = '; '.join(
-        f'{a.number}: {a.outcome}'
-        + (f' (reused {", ".join(a.steps_reused)})' if a.steps_reused else '')
-        for a in view.attempts
-    )
+    story = '; '.join(a.summary for a in view.attempts)
     return f'{view.record.attempts}' + (f'  [{story}]' if story else '')
 
 

@@ -83,6 +83,8 @@ class _Builder:
                 kind = 'skipped' if line['type'] == 'step_skip' else 'reused'
                 self.add(step, kind, at, at, kind)
             case 'rollback_start':
+                if self.steps:  # a step never ended: its process died; this is a recovery
+                    self.close_all(self.last_seen if self.last_seen is not None else at)
                 self.rollbacks[step] = at
             case 'rollback':
                 error = line.get('error')

@@ -22,7 +22,8 @@ SKIP_REASONS = {
 
 @dataclass(frozen=True)
 class Attempt:
-    """One go at the run in its log: the first run, or a resume (``synapse runs resume``)."""
+    """One go at the run in its log: the first run, a resume (``synapse runs resume``), or
+    a recovery rollback (``synapse runs rollback``; ``kind='rollback'``)."""
 
     number: int
     started_at: str | None
@@ -31,6 +32,15 @@ class Attempt:
     steps_run: tuple[str, ...] = ()
     steps_reused: tuple[str, ...] = ()
     error: str | None = None
+    kind: str = 'run'  # or 'rollback': synapse runs rollback undoing what the run left
+
+    @property
+    def summary(self) -> str:
+        """``2: succeeded (reused prepare)``, ``3: rolled_back (runs rollback)``: one line."""
+        notes = [f'reused {", ".join(self.steps_reused)}'] if self.steps_reused else []
+        if self.kind == 'rollback':
+            notes.append('runs rollback')
+        return f'{self.number}: {self.outcome}' + (f' ({"; ".join(notes)})' if notes else '')
 
 
 @dataclass
@@ -153,33 +163,83 @@ def load_run(journal: Journal, run_id: str, log: Path | None = None) -> RunView:
 
 
 def attempts_of(lines: list[LogLine], record: RunRecord) -> list[Attempt]:
-    """The run's attempts as its log tells them (each starts with a ``run_start`` line)."""
-    attempts: list[Attempt] = []
-    current: dict[str, Any] | None = None
+    """The run's attempts as its log tells them: each run (the first, a resume) starts with
+    a ``run_start`` line; a recovery rollback (``synapse runs rollback``) is an attempt of
+    kind ``rollback``: rollback lines after the run ended, or while a step it started
+    never ended (its process died), that no ``run_start`` follows (a resume undoes the
+    partial work first: that is part of the resume)."""
+    history = _History(record)
     for line in lines:
-        kind = line.get('type')
+        history.line(line)
+    return history.finish()
+
+
+class _History:
+    def __init__(self, record: RunRecord) -> None:
+        self.record = record
+        self.attempts: list[Attempt] = []
+        self.current: dict[str, Any] | None = None
+        self.open: set[str] = set()  # steps started and not ended, in the current attempt
+
+    def begin(self, line: LogLine, kind: str) -> None:
+        if self.current is not None:
+            self.attempts.append(_attempt(self.current, self.record, last=False))
+        number = len(self.attempts) + 1
+        self.current = {
+            'n': number,
+            'kind': kind,
+            'start': line.get('ts'),
+            'run': [],
+            'reused': [],
+            'failed': [],
+        }
+        self.open.clear()
+
+    def line(self, line: LogLine) -> None:
+        kind, step = line.get('type'), str(line.get('step'))
         if kind == 'run_start':
-            if current is not None:
-                attempts.append(_attempt(current, record, last=False))
-            current = {'n': len(attempts) + 1, 'start': line.get('ts'), 'run': [], 'reused': []}
-        elif current is None:
-            continue
-        elif kind == 'step_start':
-            current['run'].append(str(line.get('step')))
+            if self.current is not None and self.current['kind'] == 'rollback':
+                self.current['kind'] = 'run'  # a resume: it undid the partial work first
+                self.open.clear()
+            else:
+                self.begin(line, 'run')
+        elif self.current is None:
+            return
+        elif (
+            kind == 'rollback_start'
+            and self.current['kind'] == 'run'
+            and ('end' in self.current or self.open)
+        ):
+            self.begin(line, 'rollback')
+        current = self.current
+        if current is None:  # not reached: begin() sets it
+            return
+        if kind == 'step_start':
+            current['run'].append(step)
+            self.open.add(step)
+        elif kind == 'step_end':
+            self.open.discard(step)
         elif kind == 'step_reuse':
-            current['reused'].append(str(line.get('step')))
+            current['reused'].append(step)
+        elif kind == 'rollback' and line.get('error'):
+            current['failed'].append(f'{step}: {line.get("error")}')
         elif kind == 'run_end':
             current['end'] = line
-        if current is not None:
-            current['last'] = line.get('ts')
-    if current is not None:
-        attempts.append(_attempt(current, record, last=True))
-    return attempts
+        current['last'] = line.get('ts')
+
+    def finish(self) -> list[Attempt]:
+        if self.current is not None:
+            self.attempts.append(_attempt(self.current, self.record, last=True))
+        return self.attempts
 
 
 def _attempt(state: dict[str, Any], record: RunRecord, *, last: bool) -> Attempt:
     end: LogLine | None = state.get('end')
-    if end is not None:
+    if state['kind'] == 'rollback':
+        failed = state['failed']
+        outcome = 'rollback_failed' if failed else 'rolled_back'
+        ended, error = state.get('last'), '; '.join(failed) or None
+    elif end is not None:
         outcome = 'succeeded' if end.get('success') else 'failed'
         outcome = 'cancelled' if end.get('cancelled') else outcome
         ended, error = end.get('ts'), end.get('error')
@@ -195,4 +255,5 @@ def _attempt(state: dict[str, Any], record: RunRecord, *, last: bool) -> Attempt
         tuple(state['run']),
         tuple(state['reused']),
         error,
+        state['kind'],
     )
