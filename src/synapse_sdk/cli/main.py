@@ -33,7 +33,7 @@ from synapse_sdk.execution import (
     resume_run,
     rollback_run,
 )
-from synapse_sdk.journal import Journal
+from synapse_sdk.journal import Journal, RunRecord
 from synapse_sdk.plugins.actions import ActionOrigin
 from synapse_sdk.plugins.loader import Plugin, code_location
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
@@ -396,7 +396,7 @@ def runs_report(
     stderr.print(Text(f'wrote {output}', style='dim'))
 
 
-def _get_run(journal: Journal, run_id: str) -> Any:
+def _get_run(journal: Journal, run_id: str) -> RunRecord:
     try:
         return journal.get_run(run_id)
     except SynapseError as error:
