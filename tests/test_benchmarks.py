@@ -71,3 +71,12 @@ def test_otel_overhead_runs_bare_idle_and_traced(bench: ModuleType) -> None:
     assert all(module.best_of(1, steps, mode, provider) > 0 for mode in ('bare', 'idle', 'otel'))
     assert exporter.spans == 21  # the run's span and one per step, none dropped
     provider.shutdown()
+
+
+def test_report_render_measures_a_run_with_retries_and_rollbacks(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    module = importlib.import_module('report_render')
+    figures = module.measure(30, 1, tmp_path)
+    assert figures['spans'] == 30 + 2 + 30  # 30 steps, 2 of them retried, all rolled back
+    assert all(figures[name] > 0 for name in ('journal rows', 'load_run', 'render_report'))

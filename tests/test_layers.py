@@ -25,6 +25,7 @@ LAYERS = {
     'synapse_sdk.journal': 2,
     'synapse_sdk.otel': 2,  # OpenTelemetry traces: a listener (the runtime's Logger)
     'synapse_sdk.execution': 4,
+    'synapse_sdk.observe': 4,  # reads the journal and the run's log; draws them
     'synapse_sdk.testing': 5,
     'synapse_sdk.cli': 5,
     'synapse_sdk.errors': 5,  # names every layer's errors (loads the upper ones lazily)

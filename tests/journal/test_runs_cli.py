@@ -83,14 +83,22 @@ def test_list_json_shapes_and_status_filter(
 
 def test_show_json_shape(home: Path, two_runs: dict[str, str]) -> None:
     shown: dict[str, Any] = cli_json(home, 'runs', 'show', two_runs['crashed'], '--json')
-    assert set(shown) == RUN_COLUMNS | {'steps'}
+    story = {'steps', 'duration', 'log_path', 'metrics', 'attempt_history', 'timeline'}
+    assert set(shown) == RUN_COLUMNS | story
     assert shown['id'] == two_runs['crashed']
     assert shown['status'] == 'crashed'
     steps = shown['steps']
     assert [s['name'] for s in steps] == ['prepare', 'store', 'finalize']
     for index, step in enumerate(steps):
-        assert set(step) == STEP_COLUMNS
+        assert set(step) == STEP_COLUMNS | {'start_offset', 'skip_reason', 'rollback'}
         assert step['index'] == index
+    # the log tells how it ended: its one attempt has no end, the store step was cut off
+    assert [(a['number'], a['outcome']) for a in shown['attempt_history']] == [(1, 'died')]
+    assert [(s['step'], s['status']) for s in shown['timeline']] == [
+        ('prepare', 'succeeded'),
+        ('store', 'interrupted'),
+    ]
+    assert shown['log_path'].endswith(f'{two_runs["crashed"]}.jsonl')
     prepare, store, finalize = steps
     assert (prepare['status'], prepare['data'], prepare['has_snapshot']) == (
         'succeeded',

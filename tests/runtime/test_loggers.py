@@ -231,7 +231,12 @@ def test_jsonl_step_lifecycle_of_a_failed_run(tmp_path: Path) -> None:
     ctx.close()
     durations: list[Any] = []
     records = strip_common(read_lines(path), 'r2', durations)
+    plan = [
+        {'step': name, 'index': i, 'weight': 1.0}
+        for i, name in enumerate(['prepare', 'optional', 'store'])
+    ]
     assert [r for r in records if r['type'] != 'progress'] == [
+        {'type': 'run_start', 'steps': plan},
         {'type': 'step_start', 'step': 'prepare', 'index': 0},
         {'type': 'step_end', 'step': 'prepare', 'success': True, 'error': None},
         {'type': 'step_skip', 'step': 'optional'},
@@ -239,7 +244,9 @@ def test_jsonl_step_lifecycle_of_a_failed_run(tmp_path: Path) -> None:
         {'type': 'event', 'event': 'stored', 'level': 'info', 'data': {'n': 2}},
         {'type': 'metrics', 'category': 'upload', 'value': {'files': 2}},
         {'type': 'step_end', 'step': 'store', 'success': False, 'error': 'ValueError: bad'},
+        {'type': 'rollback_start', 'step': 'store'},
         {'type': 'rollback', 'step': 'store', 'error': None},
+        {'type': 'rollback_start', 'step': 'prepare'},
         {'type': 'rollback', 'step': 'prepare', 'error': 'cannot undo'},
         {
             'type': 'run_end',

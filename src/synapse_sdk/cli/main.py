@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from synapse_sdk import observe
 from synapse_sdk._paths import read_utf8, run_log_path
 from synapse_sdk.errors import (
     ActionError,
@@ -34,7 +35,7 @@ from synapse_sdk.execution import (
     resume_run,
     rollback_run,
 )
-from synapse_sdk.journal import Journal
+from synapse_sdk.journal import Journal, RunRecord
 from synapse_sdk.plugins.actions import (
     ActionOrigin,
     BaseAction,
@@ -464,44 +465,102 @@ RunIdArgument = Annotated[
 
 @runs_app.command('show')
 def runs_show(run_id: RunIdArgument, as_json: JsonOption = False) -> None:
-    """One run: its params, progress and every step with status, duration and error."""
+    """The whole record of a run: what ran where, each step, metrics, attempts, its log."""
+    view = _load_run(run_id)
+    if as_json:
+        _print_json(view.to_dict())
+        return
+    Console().print(*observe.show(view))
+
+
+@runs_app.command('logs')
+def runs_logs(
+    run_id: RunIdArgument,
+    follow: Annotated[
+        bool, typer.Option('--follow', '-f', help='Keep printing until the run ends.')
+    ] = False,
+    level: Annotated[
+        str,
+        typer.Option(
+            '--level', help=f'Only lines at this level or above: {", ".join(observe.LEVELS)}.'
+        ),
+    ] = 'info',
+) -> None:
+    """The run's log lines (from $SYNAPSE_HOME/logs/RUN_ID.jsonl)."""
     journal = _journal()
     try:
-        run_id = journal.resolve_run_id(run_id)
-        record = journal.get_run(run_id)
-        steps = journal.steps(run_id)
+        keep = observe.at_least(level)
+    except ValueError as error:
+        _fail(EXIT_CODES[ErrorKind.BAD_INPUT], f'--level: {error}', False)
+    record = _get_run(journal, run_id)
+    run_id = record.id
+    path = observe.log_path(run_id)
+    if follow:
+        lines = observe.follow(path, lambda: _get_run(journal, run_id).active)
+    else:
+        lines = iter(observe.read_log(path))
+        if not path.exists():
+            stderr.print(Text(f'run {record.id} has no log at {path}', style='dim'))
+    for line in lines:
+        if keep(line):
+            sys.stdout.write(_log_line(line))
+            sys.stdout.flush()
+
+
+def _log_line(line: dict[str, Any]) -> str:
+    stamp = str(line.get('ts', ''))[:23].replace('T', ' ')
+    return f'{stamp} {observe.level_of(line):<7} {observe.describe_line(line)}\n'
+
+
+@runs_app.command('timeline')
+def runs_timeline(
+    run_id: RunIdArgument,
+    width: Annotated[int, typer.Option('--width', help='Characters for the bars.')] = 60,
+) -> None:
+    """A Gantt chart of the run's steps: attempts, waits and rollbacks as bars of their own."""
+    view = _load_run(run_id)
+    out = Console()
+    out.print(Text.assemble((f'run {view.record.id}', 'bold'), '  ', _status_text(view)))
+    if not view.spans:
+        out.print('no step has started')
+        return
+    out.print(observe.gantt(view, max(10, width)))
+
+
+@runs_app.command('report')
+def runs_report(
+    run_id: RunIdArgument,
+    output: Annotated[Path, typer.Option('--output', '-o', help='The HTML file to write.')] = Path(
+        'run.html'
+    ),
+) -> None:
+    """One self-contained HTML file: timeline, progress, metrics, rollback, last log lines."""
+    view = _load_run(run_id)
+    try:
+        output.write_text(observe.render_report(view), encoding='utf-8')
+    except OSError as error:
+        message = f'cannot write the report to {output}: {error.strerror}; choose another -o path'
+        _fail(EXIT_CODES[ErrorKind.BAD_INPUT], message, False)
+    stderr.print(Text(f'wrote {output}', style='dim'))
+
+
+def _get_run(journal: Journal, run_id: str) -> RunRecord:
+    try:
+        return journal.get_run(journal.resolve_run_id(run_id))
     except SynapseError as error:
         _fail(_exit_code(error), str(error), False)
-    if as_json:
-        # a step's rollback data as recovery will use it: also what a step cut off recorded
-        shown = [
-            {**s.to_dict(), 'rollback_data': journal.rollback_data_of(run_id, s) or s.rollback_data}
-            for s in steps
-        ]
-        _print_json({**record.to_dict(), 'steps': shown})
-        return
-    out = Console()
-    out.print(f'[bold]run {record.id}[/bold]  {_status(record.status)}  {record.progress}%')
-    out.print(Text(f'action   {record.action or "-"} ({record.entrypoint})'))
-    if record.plugin:
-        out.print(Text(f'plugin   {record.plugin}'))
-    if record.plugin_path:
-        out.print(Text(f'folder   {record.plugin_path}'))
-    out.print(f'params   {json.dumps(record.params)}')
-    out.print(f'started  {record.started_at}   ended {record.ended_at or "-"}')
-    if record.error:
-        out.print(f'error    {record.error}')
-    table = Table('#', 'step', 'status', 'duration', 'attempts', 'error')
-    for s in steps:
-        table.add_row(
-            str(s.index + 1),
-            s.name,
-            _status(s.status),
-            f'{s.duration:.3f}s' if s.duration is not None else '-',
-            str(s.attempts),
-            s.error or '',
-        )
-    out.print(table)
+
+
+def _load_run(run_id: str) -> observe.RunView:
+    journal = _journal()
+    try:
+        return observe.load_run(journal, journal.resolve_run_id(run_id))
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), False)
+
+
+def _status_text(view: observe.RunView) -> Text:
+    return Text.from_markup(_status(view.record.status))
 
 
 @runs_app.command('rollback')

@@ -12,11 +12,14 @@ from typing import IO, Any
 from synapse_sdk.plugins.steps import (
     LIFECYCLE_EVENTS,
     RollbackEnded,
+    RollbackStarted,
     RunEnded,
     RunEvent,
+    RunStarted,
     RunSummary,
     StepEnded,
     StepRetrying,
+    StepReused,
     StepSkipped,
     StepStarted,
 )
@@ -30,7 +33,10 @@ class JsonLinesLogger(Logger):
 
     Progress is written when its whole percentage changes (per category), so
     a step reporting every item does not turn the log into a progress dump.
-    Each line is flushed: a crashed run's log ends at its last event. Lines are
+    Each line is flushed: a crashed run's log ends at its last event. A lifecycle
+    line's ``ts`` is when the event happened (``event.at``), so events relayed
+    from a Ray worker keep their own times; ``synapse runs timeline`` and
+    ``report`` draw the run from these lines. Lines are
     strict JSON: a NaN or infinite float (a diverged loss) is written as ``null``,
     a value JSON has no type for as its ``str()``.
     """
@@ -70,18 +76,19 @@ class JsonLinesLogger(Logger):
     def on_event(self, event: RunEvent) -> None:
         record = _record_of(event)
         if record is not None:
-            self._write(record)
+            self._write(record, event.at)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, record: dict[str, Any], at: float | None = None) -> None:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open('a', encoding='utf-8')
-        line = {'ts': datetime.now(UTC).isoformat(), 'run_id': self.run_id, **record}
+        moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+        line = {'ts': moment.isoformat(), 'run_id': self.run_id, **record}
         try:
             text = json.dumps(line, default=str, allow_nan=False)
         except ValueError as error:
@@ -96,6 +103,9 @@ class JsonLinesLogger(Logger):
 def _record_of(event: RunEvent) -> dict[str, Any] | None:
     """The line a lifecycle event is written as; None for the events the log leaves out."""
     match event:
+        case RunStarted(steps=steps):
+            plan = [{'step': s.name, 'index': s.index, 'weight': s.weight} for s in steps]
+            return {'type': 'run_start', 'steps': plan}
         case StepStarted(step=step):
             return {'type': 'step_start', 'step': step.name, 'index': step.index}
         case StepEnded(step=step, result=result):
@@ -116,6 +126,10 @@ def _record_of(event: RunEvent) -> dict[str, Any] | None:
             }
         case StepSkipped(step=step):
             return {'type': 'step_skip', 'step': step.name}
+        case StepReused(step=step):
+            return {'type': 'step_reuse', 'step': step.name}
+        case RollbackStarted(step=step):
+            return {'type': 'rollback_start', 'step': step.name}
         case RollbackEnded(step=step, error=error):
             return {'type': 'rollback', 'step': step.name, 'error': _text(error)}
         case RunEnded(summary=summary):
