@@ -111,7 +111,7 @@ class LocalExecutor:
         origin: ActionOrigin | None = None,
     ) -> dict[str, Any]:
         """Run ``action`` on ``ctx`` (default: :func:`default_runtime`), closed afterwards;
-        journaled, the result carries the ``run_id``."""
+        the result (``RunResult.to_dict()``) names the run by its ``run_id``."""
         ctx = ctx if ctx is not None else default_runtime(console=self.console)
         with ctx:
             try:
@@ -121,8 +121,6 @@ class LocalExecutor:
             except (KeyboardInterrupt, SystemExit):
                 self._record_interrupted_rollback(ctx)
                 raise
-        if self.journal is not None:
-            result['run_id'] = ctx.run_id
         return result
 
     def _record_interrupted_rollback(self, ctx: RuntimeContext) -> None:

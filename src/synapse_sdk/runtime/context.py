@@ -14,8 +14,7 @@ from synapse_sdk.plugins.steps.context import check_progress
 from synapse_sdk.plugins.steps.result import describe_exception
 
 from .loggers import OVERALL, ConsoleLogger, Logger
-
-LEVELS = ('debug', 'info', 'warning', 'error')
+from .loggers.base import LEVELS
 
 
 class RuntimeContext:

@@ -1,8 +1,18 @@
 """Where a run's events, progress and metrics go."""
 
-from .base import OVERALL, Logger
+from .base import LEVELS, OVERALL, Logger
 from .console import ConsoleLogger
 from .jsonl import JsonLinesLogger
+from .lines import LineLogger
 from .memory import LoggedEvent, MemoryLogger
 
-__all__ = ['OVERALL', 'ConsoleLogger', 'JsonLinesLogger', 'LoggedEvent', 'Logger', 'MemoryLogger']
+__all__ = [
+    'LEVELS',
+    'OVERALL',
+    'ConsoleLogger',
+    'JsonLinesLogger',
+    'LineLogger',
+    'LoggedEvent',
+    'Logger',
+    'MemoryLogger',
+]
