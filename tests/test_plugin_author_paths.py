@@ -87,9 +87,7 @@ def test_half_finished_upload_to_the_local_backend_is_cleaned_up(tmp_path: Path)
     assert str(error).startswith("Step 'upload_files' failed: SourceFileError: ")
     assert 'missing.txt' in str(error) and 'no such file' in str(error)
     assert isinstance(error.__cause__, SourceFileError)
-    assert error.__notes__ == [
-        'Rollback completed: the finished steps were undone in reverse order.'
-    ]
+    assert error.__notes__ == ['Rolled back: upload_files (newest first).']
     assert LocalBackendClient(storage).list_files() == []
     leftovers = {p.name for p in storage.iterdir()}
     assert leftovers <= {'blobs', 'index.db', 'index.db-wal', 'index.db-shm'}, leftovers
@@ -179,7 +177,7 @@ class PlainWorks(BaseUploadAction[NoParams]):
 def test_journaled_plain_mode_records_success_and_failure_with_cause(tmp_path: Path) -> None:
     journal = Journal(tmp_path / 'runs.db')
     ok = run_action(PlainWorks, {}, RecordingRuntime(run_id='ok'), journal=journal)
-    assert ok == {'done': True}
+    assert ok['output'] == {'done': True} and ok['run_id'] == 'ok'
     with pytest.raises(ConnectionError):
         run_action(PlainFails, {}, RecordingRuntime(run_id='ko'), journal=journal)
     assert journal.get_run('ok').status == 'succeeded'

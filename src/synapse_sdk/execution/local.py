@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -13,19 +14,42 @@ from synapse_sdk.paths import synapse_home
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import RunListener
 from synapse_sdk.plugins.steps.result import describe_exception
-from synapse_sdk.runtime import ConsoleLogger, JsonLinesLogger, Logger, RuntimeContext
+from synapse_sdk.runtime import ConsoleLogger, JsonLinesLogger, LineLogger, Logger, RuntimeContext
 
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+LOG_FORMATS = ('auto', 'plain', 'json')
+"""How the run is shown on stderr: ``auto`` (live bars on a terminal, plain lines
+otherwise), ``plain`` (one line per event, with its level) or ``json`` (JSON lines)."""
+
+
+def display(log_format: str = 'auto', *, level: str = 'info', run_id: str | None = None) -> Logger:
+    """The logger that shows a run on stderr in ``log_format`` (one of ``LOG_FORMATS``);
+    ``log()`` events below ``level`` are left out, but for ``json``, which keeps them all."""
+    if log_format == 'auto':
+        return ConsoleLogger(level=level)
+    if log_format == 'plain':
+        return LineLogger(level=level)
+    if log_format == 'json':
+        return JsonLinesLogger(sys.stderr, run_id=run_id)
+    raise ValueError(f'log format must be one of {", ".join(LOG_FORMATS)}, got {log_format!r}')
+
+
 def default_runtime(
-    run_id: str | None = None, *, console: bool = True, client: Any = None
+    run_id: str | None = None,
+    *,
+    console: bool = True,
+    client: Any = None,
+    log_format: str = 'auto',
+    log_level: str = 'info',
 ) -> RuntimeContext:
-    """Live display on stderr, a JSON-lines log under ``$SYNAPSE_HOME/logs``, local storage."""
+    """The run shown on stderr (``console``; see :func:`display`), a JSON-lines log under
+    ``$SYNAPSE_HOME/logs``, local storage."""
     run_id = run_id or new_run_id()
-    loggers: list[Logger] = [ConsoleLogger()] if console else []
+    loggers: list[Logger] = [display(log_format, level=log_level, run_id=run_id)] if console else []
     loggers.append(JsonLinesLogger(synapse_home() / 'logs' / f'{run_id}.jsonl', run_id=run_id))
     return RuntimeContext(
         logger=loggers,
