@@ -200,7 +200,7 @@ def test_a_reused_run_id_is_a_clear_error(tmp_path: Path) -> None:
     """RecordingRuntime's run_id is always 'test-run'; users name runs: a second journaled
     run under the same id says so instead of an SQLite integrity error."""
     journal = Journal(tmp_path / 'runs.db')
-    assert run_action(Plain, {}, RecordingRuntime(), journal=journal)['output'] == {'done': True}
+    assert run_action(Plain, {}, RecordingRuntime(), journal=journal) == {'done': True}
     with pytest.raises(JournalError, match="a run 'test-run' is already in the journal .*run_id"):
         run_action(Plain, {}, RecordingRuntime(), journal=journal)
     assert journal.get_run('test-run').status == 'succeeded'  # the first run is untouched

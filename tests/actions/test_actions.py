@@ -168,9 +168,7 @@ def test_params_model_from_class_attribute() -> None:
             return {'count': self.params.count}
 
     assert Act.params_model is Params
-    assert Act.dispatch({'count': 7, 'name': 'n'}, RuntimeContext(logger=[]))['output'] == {
-        'count': 7
-    }
+    assert Act.dispatch({'count': 7, 'name': 'n'}, RuntimeContext(logger=[])) == {'count': 7}
 
 
 def test_params_model_on_generic_base_action() -> None:
@@ -180,9 +178,7 @@ def test_params_model_on_generic_base_action() -> None:
 
     assert Act.params_model is Params
     assert Act.category == 'generic'
-    assert Act.dispatch({'count': 0, 'name': 'z'}, RuntimeContext(logger=[]))['output'] == {
-        'name': 'z'
-    }
+    assert Act.dispatch({'count': 0, 'name': 'z'}, RuntimeContext(logger=[])) == {'name': 'z'}
 
 
 def test_subclass_of_subclass_inherits_params_model() -> None:
@@ -268,7 +264,7 @@ class ParamsAction(BaseUploadAction[Params]):
 
 def test_dispatch_validates_params() -> None:
     result = ParamsAction.dispatch({'count': '4', 'name': 'n'}, RuntimeContext(logger=[]))
-    assert result['output'] == {'got': {'count': 4, 'name': 'n'}}
+    assert result == {'got': {'count': 4, 'name': 'n'}}
 
 
 def test_model_instance_is_used_as_is() -> None:
@@ -523,7 +519,7 @@ def test_prepare_run_of_a_plain_action_has_no_context_and_runs_execute() -> None
 
     prepared = Act({'count': 2, 'name': 'p'}, memory_ctx()[0]).prepare_run()
     assert prepared.plain and prepared.context is None and prepared.steps == []
-    assert prepared.run()['output'] == {'n': 2}
+    assert prepared.run() == {'n': 2}
 
 
 # -- plain mode -------------------------------------------------------------------------
@@ -539,7 +535,7 @@ def test_plain_mode_calls_execute() -> None:
             return {'done': self.params.count}
 
     ctx, logger = memory_ctx()
-    assert Act.dispatch({'count': 5, 'name': 'p'}, ctx)['output'] == {'done': 5}
+    assert Act.dispatch({'count': 5, 'name': 'p'}, ctx) == {'done': 5}
     assert len(calls) == 1
     assert calls[0][0] == Params(count=5, name='p')
     assert calls[0][1] is ctx
@@ -555,7 +551,7 @@ def test_setup_steps_registering_nothing_falls_back_to_execute() -> None:
         def execute(self) -> dict[str, Any]:
             return {'plain': True}
 
-    assert Act.dispatch({'count': 1, 'name': 'a'}, memory_ctx()[0])['output'] == {'plain': True}
+    assert Act.dispatch({'count': 1, 'name': 'a'}, memory_ctx()[0]) == {'plain': True}
 
 
 def test_neither_steps_nor_execute_is_a_definition_error() -> None:

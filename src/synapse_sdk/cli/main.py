@@ -175,7 +175,7 @@ def run(
             _print_json(recorder.result(runtime.run_id, error=error).to_dict())
             message = _describe_end(error, store, run_id) or _describe_other(error, action)
             _fail_shown(log_format, runtime.run_id, _exit_code(error, signals), message, debug)
-    _print_json(result)
+    _print_json(recorder.returned(result, runtime.run_id))
 
 
 def _describe_other(error: BaseException, action: str) -> str:

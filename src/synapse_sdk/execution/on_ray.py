@@ -400,10 +400,8 @@ class RayExecutor:
         status = outcome['status']
         if status == 'error':
             raise outcome['error']
-        if status == 'succeeded':
-            result = dict(outcome['result'])
-            result['run_id'] = ctx.run_id
-            return result
+        if status == 'succeeded':  # a run of steps names its run_id (the driver's) itself
+            return dict(outcome['result'])
         if status in ('failed', 'cancelled'):
             failed = StepResult(success=False, error=outcome['error'], step_name=outcome['step'])
             undone = outcome.get('rolled_back')

@@ -113,6 +113,7 @@ class ResultRecorder(Logger):
     listens_to = (RunStarted, StepEnded, StepSkipped, StepReused, RollbackEnded, RunEnded)
 
     def __init__(self) -> None:
+        self.started = False  # a run of steps began (a plain-mode run sends no events)
         self._reset(0)
 
     def _reset(self, total: int) -> None:
@@ -128,6 +129,7 @@ class ResultRecorder(Logger):
     def on_event(self, event: RunEvent) -> None:
         match event:
             case RunStarted(steps=steps):
+                self.started = True
                 self._reset(len(steps))
             case StepEnded(step=step, result=result) if result.success:
                 self.executed.append(step.name)
@@ -145,6 +147,14 @@ class ResultRecorder(Logger):
                     self.rolled_back.append(step.name)
             case RunEnded(summary=summary):
                 self.summary = summary
+
+    def returned(self, value: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
+        """What a run that returned ``value`` reports: a run of steps returns its result
+        already (``dispatch``, ``run_action``); a plain-mode run returned its ``execute()``
+        dict, which goes under ``output``."""
+        if self.started:
+            return dict(value)
+        return RunResult.plain(value, run_id).to_dict()
 
     def result(
         self,

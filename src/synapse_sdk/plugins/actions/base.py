@@ -25,7 +25,7 @@ from synapse_sdk.plugins.steps import (
     StepRegistry,
     StepResult,
 )
-from synapse_sdk.runtime import ResultRecorder, RunResult, RuntimeContext
+from synapse_sdk.runtime import ResultRecorder, RuntimeContext
 
 from .errors import ActionDefinitionError, ParamsValidationError
 
@@ -81,15 +81,15 @@ class PreparedRun:
         listeners: Iterable[RunListener] = (),
         completed: Mapping[str, StepResult] | None = None,
     ) -> dict[str, Any]:
-        """Run it: the run's result (``RunResult.to_dict()``: each step's data under
-        ``steps``, or ``execute()``'s dict under ``output`` in plain mode).
+        """Run it: the run's result (``RunResult.to_dict()``, each step's data under
+        ``steps``), or in plain mode the dict ``execute()`` returned.
 
         ``listeners`` join the runtime's loggers; ``completed`` are results of steps
         a journaled run finished before (resume), reported as reused.
         """
-        ctx = self.action.ctx
         if self.context is None:
-            return RunResult.plain(self._execute(), ctx.run_id).to_dict()
+            return self._execute()
+        ctx = self.action.ctx
         recorder = ResultRecorder()
         orchestrator = Orchestrator(
             self.registry,
@@ -197,7 +197,8 @@ class BaseAction(Generic[P]):
         listeners: Iterable[RunListener] = (),
     ) -> dict[str, Any]:
         """Validate ``params``, build the action and run it in this process; its result
-        (``RunResult.to_dict()``, as ``synapse plugin run`` prints it).
+        (``RunResult.to_dict()``, as ``synapse plugin run`` prints it; in plain mode, the
+        dict ``execute()`` returned, which the command prints under ``output``).
 
         Without ``ctx``, a default runtime is made for the run and closed after it
         (its live display ends, stdout is the caller's again). Not journaled:
