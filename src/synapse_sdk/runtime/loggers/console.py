@@ -178,6 +178,8 @@ class ConsoleLogger(Logger):
             case RunEnded(summary=summary) if not summary.success:
                 stopped = summary.cancelled or summary.interrupted
                 self._mark(None, 'cancelled' if stopped else 'failed')
+                if stopped and self._failed is not None:  # the step was stopped, not failed
+                    self._mark(self._failed, 'cancelled')
         said = self._narrator.line(event)
         if said is not None:
             self.console.print(said[1], highlight=False)

@@ -154,14 +154,18 @@ class LineLogger(Logger):
     break inside a message is written ``\\n``), so each event stays one line in a
     file, a pipe or a CI log. ``log()`` events below ``level`` are left out. Progress
     of a step's own category is a line at each tenth of the way, with the count and
-    an estimate of the time left; the overall figure is told by the step lines.
+    an estimate of the time left, once the step has run ``quiet_for`` seconds (a
+    quick step's lines are enough); the overall figure is told by the step lines.
     """
 
     listens_to = LIFECYCLE_EVENTS
 
-    def __init__(self, stream: IO[str] | None = None, *, level: str = 'info') -> None:
+    def __init__(
+        self, stream: IO[str] | None = None, *, level: str = 'info', quiet_for: float = 2.0
+    ) -> None:
         self.stream = stream
         self.level = level
+        self.quiet_for = quiet_for
         self._threshold = level_rank(level)
         self._narrator = Narrator()
         self._tenths: dict[str, int] = {}
@@ -188,9 +192,11 @@ class LineLogger(Logger):
         if tenth <= self._tenths.get(category, 0) or category == OVERALL:
             return
         self._tenths[category] = tenth
+        spent = monotonic() - self._since
+        if spent < self.quiet_for:
+            return
         line = f'{category} {int(100 * current / total)}% ({_fmt(current)}/{_fmt(total)})'
         if current < total:
-            spent = monotonic() - self._since
             line += f' eta {clock_time(spent * (total - current) / current)}'
         self.write('info', line)
 
