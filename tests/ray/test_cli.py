@@ -83,3 +83,21 @@ def test_an_unknown_mode_is_bad_input(home: Path, tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "--mode must be 'local' or 'ray', got 'bogus'" in done.stderr
     assert done.stdout == ''
+
+
+def test_a_failed_run_prints_the_same_result_on_ray_as_locally(
+    home: Path, tmp_path: Path
+) -> None:
+    """One shape, local and Ray: the failed step, its error, what the rollback undid."""
+    params = json.dumps({'source_path': str(tmp_path / 'missing')})
+    args = ['plugin', 'run', 'upload', '--path', str(EXAMPLE), '--params', params]
+
+    local = synapse(home, tmp_path / 'cwd', *args)
+    on_ray = synapse(home, tmp_path / 'cwd', *args, '--mode', 'ray', timeout=180)
+
+    assert (local.returncode, on_ray.returncode) == (1, 1), on_ray.stderr
+    here, there = json.loads(local.stdout), json.loads(on_ray.stdout)
+    assert here.pop('run_id') != there.pop('run_id')
+    assert here == there
+    assert here['failed_step'] == 'discover_files' and here['error'] == 'source path not found'
+    assert here['rollback'] == {'status': 'rolled_back', 'rolled_back': [], 'errors': []}
