@@ -85,9 +85,7 @@ def test_an_unknown_mode_is_bad_input(home: Path, tmp_path: Path) -> None:
     assert done.stdout == ''
 
 
-def test_a_failed_run_prints_the_same_result_on_ray_as_locally(
-    home: Path, tmp_path: Path
-) -> None:
+def test_a_failed_run_prints_the_same_result_on_ray_as_locally(home: Path, tmp_path: Path) -> None:
     """One shape, local and Ray: the failed step, its error, what the rollback undid."""
     params = json.dumps({'source_path': str(tmp_path / 'missing')})
     args = ['plugin', 'run', 'upload', '--path', str(EXAMPLE), '--params', params]
