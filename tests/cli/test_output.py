@@ -290,5 +290,25 @@ def test_log_format_plain_and_a_bad_log_format(cli: Cli, plugin: Path) -> None:
     bad = export(cli, plugin, '--log-format', 'xml')
     assert bad.returncode == 2 and bad.stdout == ''
     assert bad.stderr.strip().splitlines() == [
-        "error: --log-format must be 'auto', 'plain', 'json', got 'xml'"
+        "error: --log-format must be one of 'auto', 'plain', 'json', got 'xml'"
     ]
+
+
+def test_a_resume_that_fails_again_prints_its_result(cli: Cli, plugin: Path, home: Path) -> None:
+    first = export(cli, plugin, fail_at='upload')
+    run_id = json.loads(first.stdout)['run_id']
+    again = cli('runs', 'resume', run_id)
+    assert again.returncode == 1, again.stderr
+    result = json.loads(again.stdout)
+    assert list(result) == KEYS
+    assert (result['run_id'], result['status'], result['failed_step']) == (
+        run_id,
+        'failed',
+        'upload',
+    )
+    assert result['rollback'] == {
+        'status': 'rolled_back',
+        'rolled_back': ['write_shards'],
+        'errors': [],
+    }
+    assert Journal(home / 'runs.db').get_run(run_id).status == 'rolled_back'

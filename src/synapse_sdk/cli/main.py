@@ -147,7 +147,7 @@ def run(
     try:
         if log_format not in LOG_FORMATS:
             choices = ', '.join(repr(f) for f in LOG_FORMATS)
-            raise BadInput(f'--log-format must be {choices}, got {log_format!r}')
+            raise BadInput(f'--log-format must be one of {choices}, got {log_format!r}')
         values = _read_params(params, params_file)
         plugin = Plugin.load(path)
         action_cls = plugin.load_action(action)
