@@ -87,9 +87,7 @@ def test_half_finished_upload_to_the_local_backend_is_cleaned_up(tmp_path: Path)
     assert str(error).startswith("Step 'upload_files' failed: SourceFileError: ")
     assert 'missing.txt' in str(error) and 'no such file' in str(error)
     assert isinstance(error.__cause__, SourceFileError)
-    assert error.__notes__ == [
-        'Rollback completed: the finished steps were undone in reverse order.'
-    ]
+    assert error.__notes__ == ['Rolled back: upload_files (newest first).']
     assert LocalBackendClient(storage).list_files() == []
     leftovers = {p.name for p in storage.iterdir()}
     assert leftovers <= {'blobs', 'index.db', 'index.db-wal', 'index.db-shm'}, leftovers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -171,6 +172,7 @@ def test_an_error_raised_by_the_run_exits_by_its_kind(
 ) -> None:
     proc = cli('plugin', 'run', action, '--path', kinds, '--no-journal')
     assert proc.returncode == code, proc.stderr
-    assert proc.stdout == ''
+    result = json.loads(proc.stdout)  # the run started: its result is printed
+    assert result['success'] is False and result['status'] == 'failed'
     assert 'Traceback' not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == line

@@ -103,11 +103,21 @@ def only_log(home: Path) -> list[dict[str, Any]]:
 
 
 def assert_failed(proc: subprocess.CompletedProcess[str], code: int) -> None:
-    """Exit ``code``, nothing on stdout and no traceback on stderr."""
+    """Exit ``code``, nothing on stdout (nothing ran) and no traceback on stderr."""
     assert proc.returncode == code, proc.stderr
     assert proc.stdout == ''
     assert 'Traceback' not in proc.stderr
     assert '╭' not in proc.stderr  # no rich traceback box either
+
+
+def assert_run_failed(proc: subprocess.CompletedProcess[str], code: int) -> dict[str, Any]:
+    """Exit ``code``, no traceback on stderr, and the run's result on stdout: returned."""
+    assert proc.returncode == code, proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert '╭' not in proc.stderr
+    result = json.loads(proc.stdout)
+    assert result['success'] is False and result['status'] in ('failed', 'cancelled')
+    return dict(result)
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess[str], code: int, expected: str) -> None:
@@ -202,12 +212,15 @@ def test_failed_step_rolls_back_and_exits_1(
     params_file.write_text(json.dumps({'source_path': str(source)}))
 
     proc = cli('plugin', 'run', 'upload', '--path', flaky, '--params-file', params_file)
-    assert_failed(proc, 1)
+    result = assert_run_failed(proc, 1)
     assert (
         "error: Step 'verify' failed: ConnectionError: checksum service unreachable" in proc.stderr
     )
-    assert 'Rollback completed' in proc.stderr
+    assert 'Rolled back: store (newest first).' in proc.stderr
     assert 'rolling back store' in proc.stderr
+    assert 'rolling back verify' not in proc.stderr  # verify has no rollback()
+    assert result['failed_step'] == 'verify'
+    assert result['rollback'] == {'status': 'rolled_back', 'rolled_back': ['store'], 'errors': []}
 
     # storage is as it was before the run: the four uploads were undone
     assert storage.list_files() == before
@@ -227,7 +240,9 @@ def test_failed_step_rolls_back_and_exits_1(
 
 def test_plain_action_that_raises_exits_1(cli: Cli, flaky: Path) -> None:
     proc = cli('plugin', 'run', 'plain', '--path', flaky, '--params', '{"source_path": "x"}')
-    assert_failed(proc, 1)
+    result = assert_run_failed(proc, 1)
+    assert result['error'] == 'ValueError: no route to storage'
+    assert result['failed_step'] is None and result['rollback'] is None
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: action 'plain' failed: ValueError: no route to storage"
     )
@@ -558,7 +573,8 @@ def test_cli_steps_of_an_action_with_a_broken_step_definition_is_one_line(
     )
     problem = "ValueError: a step named 'upload' is already registered; step names must be unique"
     ran = cli('plugin', 'run', 'run', '--path', folder, '--no-journal')
-    assert_clean_error(ran, 1, f"error: action 'run' failed: {problem}")
+    assert assert_run_failed(ran, 1)['error'] == problem  # its setup code ran, and raised
+    assert ran.stderr.strip('\n').splitlines() == [f"error: action 'run' failed: {problem}"]
     proc = cli('plugin', 'steps', 'run', '--path', folder)
     assert_clean_error(
         proc, 2, f"error: cannot build the steps of 'run': {problem} (plugin.py, line 14)"

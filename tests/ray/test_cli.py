@@ -144,3 +144,19 @@ def test_map_on_ray_under_local_mode_needs_only_the_backend_name(
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result['steps']['square'] == {'squares': [1, 4, 9, 16], 'elsewhere': True}
+
+
+def test_a_failed_run_prints_the_same_result_on_ray_as_locally(home: Path, tmp_path: Path) -> None:
+    """One shape, local and Ray: the failed step, its error, what the rollback undid."""
+    params = json.dumps({'source_path': str(tmp_path / 'missing')})
+    args = ['plugin', 'run', 'upload', '--path', str(EXAMPLE), '--params', params]
+
+    local = synapse(home, tmp_path / 'cwd', *args)
+    on_ray = synapse(home, tmp_path / 'cwd', *args, '--mode', 'ray', timeout=180)
+
+    assert (local.returncode, on_ray.returncode) == (1, 1), on_ray.stderr
+    here, there = json.loads(local.stdout), json.loads(on_ray.stdout)
+    assert here.pop('run_id') != there.pop('run_id')
+    assert here == there
+    assert here['failed_step'] == 'discover_files' and here['error'] == 'source path not found'
+    assert here['rollback'] == {'status': 'rolled_back', 'rolled_back': [], 'errors': []}

@@ -239,7 +239,7 @@ def test_jsonl_step_lifecycle_of_a_failed_run(tmp_path: Path) -> None:
         {'type': 'run_start', 'steps': plan},
         {'type': 'step_start', 'step': 'prepare', 'index': 0},
         {'type': 'step_end', 'step': 'prepare', 'success': True, 'error': None},
-        {'type': 'step_skip', 'step': 'optional'},
+        {'type': 'step_skip', 'step': 'optional', 'reason': None},
         {'type': 'step_start', 'step': 'store', 'index': 2},
         {'type': 'event', 'event': 'stored', 'level': 'info', 'data': {'n': 2}},
         {'type': 'metrics', 'category': 'upload', 'value': {'files': 2}},
@@ -322,8 +322,21 @@ def test_jsonl_close_without_writing_creates_nothing(tmp_path: Path) -> None:
 
 
 def make_console() -> tuple[Console, io.StringIO]:
+    """A console that is not a terminal (as stderr redirected to a file): plain lines."""
     buffer = io.StringIO()
     return Console(file=buffer, force_terminal=False, width=120), buffer
+
+
+def make_terminal(width: int = 120) -> tuple[Console, io.StringIO]:
+    """A console that is a terminal, without colours: live bars."""
+    buffer = io.StringIO()
+    return Console(file=buffer, force_terminal=True, width=width, color_system=None), buffer
+
+
+def screen(buffer: io.StringIO) -> list[str]:
+    """Every line a terminal console wrote (each redraw of the bars included), without
+    the control sequences."""
+    return [line.rstrip() for line in ANSI.sub('', buffer.getvalue()).splitlines()]
 
 
 def lines(buffer: io.StringIO) -> list[str]:
@@ -339,10 +352,10 @@ def test_console_event_lines() -> None:
     ctx.log('oops', {'code': 7}, level='error')
     ctx.close()
     assert lines(buffer) == [
-        "hello {'n': 1}",
-        'bare',
-        "with_file {'a': 'b'} (data/x.csv)",
-        "oops {'code': 7}",
+        "INFO    hello {'n': 1}",
+        'INFO    bare',
+        "WARNING with_file {'a': 'b'} (data/x.csv)",
+        "ERROR   oops {'code': 7}",
     ]
     assert '\x1b' not in buffer.getvalue()
 
@@ -353,7 +366,7 @@ def test_console_long_event_data_is_shortened() -> None:
     text = buffer.getvalue().replace('\n', '')
     assert 'a' * 1000 not in text
     assert text.endswith('...')
-    assert len(text) == len('big ') + 300
+    assert len(text) == len('INFO    big ') + 300
 
 
 def test_console_prints_markup_in_event_data_literally() -> None:
@@ -363,22 +376,22 @@ def test_console_prints_markup_in_event_data_literally() -> None:
     logger.log('[red]name[/red]', {}, '[/x].txt', 'warning')
     logger.log('closing', {'y': '[/x]'}, None, 'error')
     assert lines(buffer) == [
-        "ev {'x': '[bold]hi[/bold]'}",
-        '[red]name[/red] ([/x].txt)',
-        "closing {'y': '[/x]'}",
+        "INFO    ev {'x': '[bold]hi[/bold]'}",
+        'WARNING [red]name[/red] ([/x].txt)',
+        "ERROR   closing {'y': '[/x]'}",
     ]
 
 
 def test_console_event_name_ending_in_backslash() -> None:
     console, buffer = make_console()
     ConsoleLogger(console).log('dir\\', {}, None, 'warning')
-    assert lines(buffer) == ['dir\\']
+    assert lines(buffer) == ['WARNING dir\\']
 
 
 def test_console_metrics_line() -> None:
     console, buffer = make_console()
     ConsoleLogger(console).metrics({'loss': 0.123456, 'epoch': 3, 'name': 'm'}, 'train')
-    assert lines(buffer) == ['metrics [train] loss=0.1235 epoch=3 name=m']
+    assert lines(buffer) == ['INFO    metrics [train] loss=0.1235 epoch=3 name=m']
 
 
 def test_console_metrics_category_with_markup_is_printed_literally() -> None:
@@ -388,9 +401,9 @@ def test_console_metrics_category_with_markup_is_printed_literally() -> None:
     logger.metrics({'b': '[bold]2[/bold]'}, 'val')
     logger.metrics({'c': 3}, '/x')  # with the brackets around it, this reads as a closing tag
     assert lines(buffer) == [
-        'metrics [[/x]] a=1',
-        'metrics [val] b=[bold]2[/bold]',
-        'metrics [/x] c=3',
+        'INFO    metrics [[/x]] a=1',
+        'INFO    metrics [val] b=[bold]2[/bold]',
+        'INFO    metrics [/x] c=3',
     ]
 
 
@@ -401,18 +414,19 @@ def test_console_step_lines_of_a_failed_run() -> None:
         failing_action().dispatch({}, ctx)
     ctx.close()
     out = lines(buffer)
-    assert out[0] == 'run 3 steps: prepare, optional, store'
-    assert out[1] == '> prepare'
-    assert out[2].startswith('ok prepare (') and out[2].endswith('s)')
+    assert out[0] == 'INFO    run 3 steps: prepare, optional, store'
+    assert out[1] == 'INFO    > prepare'
+    assert out[2].startswith('INFO    ok prepare (') and out[2].endswith('s)')
     # (the metrics line has tests of its own)
-    assert [line for line in out[3:] if not line.startswith(('overall', 'metrics'))] == [
-        'skipped optional',
-        '> store',
-        "stored {'n': 2}",
-        'failed store: ValueError: bad',
-        'rolling back store',
-        'rolling back prepare',
-        'rollback of prepare failed: cannot undo',
+    assert [line for line in out[3:] if 'metrics' not in line] == [
+        'INFO    skipped optional',
+        'INFO    > store',
+        "INFO    stored {'n': 2}",
+        'ERROR   failed store: ValueError: bad',
+        'WARNING rolling back store',
+        'WARNING rolling back prepare',
+        'ERROR   rollback of prepare failed: cannot undo',
+        'ERROR   run failed at store; rolled back: store; 1 rollback error (see above)',
     ]
 
 
@@ -429,25 +443,25 @@ def test_console_step_names_with_markup_are_literal() -> None:
     logger.on_event(ended(info, StepResult(success=False, error='[/oops]')))
     logger.on_event(RollbackEnded('r1', 0.0, info, ValueError('[/z]')))
     assert lines(buffer) == [
-        '> [b]x[/b]',
-        'ok [b]x[/b] (1.50s)',
-        'failed [b]x[/b]: [/oops]',
-        'rollback of [b]x[/b] failed: [/z]',
+        'INFO    > [b]x[/b]',
+        'INFO    ok [b]x[/b] (1.50s)',
+        'ERROR   failed [b]x[/b]: [/oops]',
+        'ERROR   rollback of [b]x[/b] failed: [/z]',
     ]
 
 
 def test_console_progress_bar_shows_the_final_value_on_close() -> None:
-    console, buffer = make_console()
-    ctx = RuntimeContext(logger=ConsoleLogger(console))
+    console, buffer = make_terminal()
+    ctx = RuntimeContext(logger=ConsoleLogger(console, min_interval=10))
     ctx.set_progress(1, 10, 'upload')
     ctx.set_progress(5, 10, 'upload')
     ctx.set_progress(2, 4)
     ctx.close()
-    out = lines(buffer)
+    out = screen(buffer)
     upload = [line for line in out if line.startswith('upload')]
     overall = [line for line in out if line.startswith('overall')]
-    assert len(upload) == 1 and ' 50% ' in upload[0]
-    assert len(overall) == 1 and ' 50% ' in overall[0]
+    assert ' 50% ' in upload[-1] and '5/10' in upload[-1]
+    assert ' 50% ' in overall[-1]
 
 
 @pytest.fixture
@@ -462,7 +476,7 @@ def draws(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float, float]]:
 
 
 def test_console_throttles_progress(draws: list[tuple[str, float, float]]) -> None:
-    console, _ = make_console()
+    console, _ = make_terminal()
     logger = ConsoleLogger(console, min_interval=10)
     for i in range(10_000):
         logger.progress(i, 20_000, 'upload')
@@ -474,7 +488,7 @@ def test_console_throttles_progress(draws: list[tuple[str, float, float]]) -> No
 
 
 def test_console_draws_completion_at_once(draws: list[tuple[str, float, float]]) -> None:
-    console, _ = make_console()
+    console, _ = make_terminal()
     logger = ConsoleLogger(console, min_interval=10)
     logger.progress(1, 100, 'a')
     logger.progress(2, 100, 'a')
@@ -487,7 +501,7 @@ def test_console_draws_completion_at_once(draws: list[tuple[str, float, float]])
 def test_console_draws_the_last_value_of_every_category_on_close(
     draws: list[tuple[str, float, float]],
 ) -> None:
-    console, _ = make_console()
+    console, _ = make_terminal()
     logger = ConsoleLogger(console, min_interval=10)
     for i in range(500):
         logger.progress(i, 1000, 'a')
@@ -506,20 +520,20 @@ def test_console_draws_the_last_value_of_every_category_on_close(
 def test_console_flushes_pending_progress_at_step_end(
     draws: list[tuple[str, float, float]],
 ) -> None:
-    console, buffer = make_console()
+    console, buffer = make_terminal()
     logger = ConsoleLogger(console, min_interval=10)
     logger.progress(0, 10, 'files')
     logger.progress(7, 10, 'files')
     assert draws == [('files', 0, 10)]
     logger.on_event(ended(StepInfo(0, 's', 1.0), StepResult(duration_seconds=0.25)))
     assert draws == [('files', 0, 10), ('files', 7, 10)]
-    assert lines(buffer) == ['ok s (0.25s)']
+    assert screen(buffer)[-1] == 'ok s (0.25s)'
 
 
 def test_console_run_draws_every_category_to_its_end(
     draws: list[tuple[str, float, float]],
 ) -> None:
-    console, _ = make_console()
+    console, _ = make_terminal()
     ctx = RuntimeContext(logger=ConsoleLogger(console, min_interval=10))
     ok_action().dispatch({}, ctx)
     ctx.close()
@@ -567,14 +581,14 @@ def test_console_shows_the_overall_progress_reached_at_a_step_end_during_the_nex
 def test_console_draws_pending_progress_at_step_start(
     draws: list[tuple[str, float, float]],
 ) -> None:
-    console, buffer = make_console()
+    console, buffer = make_terminal()
     logger = ConsoleLogger(console, min_interval=10)
     logger.progress(1, 10, 'overall')
     logger.progress(4, 10, 'overall')  # throttled: pending
     assert draws == [('overall', 1, 10)]
     logger.on_event(StepStarted('r1', 0.0, StepInfo(1, 'next', 1.0)))
     assert draws == [('overall', 1, 10), ('overall', 4, 10)]
-    assert lines(buffer)[-1] == '> next'
+    assert screen(buffer)[-1] == '> next'
 
 
 def run_logged(
@@ -613,9 +627,9 @@ def test_a_retried_step_leaves_a_trace_in_the_logs(tmp_path: Path) -> None:
     ]
     assert traces, records
     # what each logger writes exactly
-    retries = [line for line in console.splitlines() if line.startswith('retry ')]
+    retries = [line for line in console.splitlines() if line.startswith('WARNING retry ')]
     assert len(retries) == 2
-    assert retries[0].startswith('retry upload (attempt 1 failed: ConnectionError: ')
+    assert retries[0].startswith('WARNING retry upload (attempt 1 failed: ConnectionError: ')
     assert retries[0].endswith('; next in 1.0s)')
     assert retries[1].endswith('; next in 2.0s)')
     steps = [

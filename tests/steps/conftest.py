@@ -42,12 +42,20 @@ class RecordingRuntime:
 
     def __init__(self) -> None:
         self.logs: list[tuple[str, dict[str, Any] | None, str | None]] = []
+        self.levels: list[str] = []
         self.progress: list[tuple[float, float, str | None]] = []
         self.metrics: list[tuple[dict[str, Any], str]] = []
         self.client = object()
 
-    def log(self, event: str, data: dict[str, Any] | None = None, file: str | None = None) -> None:
+    def log(
+        self,
+        event: str,
+        data: dict[str, Any] | None = None,
+        file: str | None = None,
+        level: str = 'info',
+    ) -> None:
         self.logs.append((event, data, file))
+        self.levels.append(level)
 
     def set_progress(self, current: float, total: float, category: str | None = None) -> None:
         self.progress.append((current, total, category))

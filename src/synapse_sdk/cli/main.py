@@ -26,6 +26,7 @@ from synapse_sdk.errors import (
     SynapseError,
 )
 from synapse_sdk.execution import (
+    LOG_FORMATS,
     SIGNAL_EXIT_CODES,
     LocalExecutor,
     RayUnavailableError,
@@ -48,7 +49,7 @@ from synapse_sdk.plugins.actions import (
 from synapse_sdk.plugins.loader import Plugin, code_location
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
 from synapse_sdk.plugins.steps.support import describe_exception
-from synapse_sdk.runtime import RuntimeContext
+from synapse_sdk.runtime import JsonLinesLogger, LineLogger, ResultRecorder, RuntimeContext
 
 from ._timespec import parse_moment
 
@@ -74,6 +75,17 @@ ModeOption = Annotated[str, typer.Option('--mode', help="'local' (this process) 
 RayAddressOption = Annotated[
     str | None,
     typer.Option('--ray-address', help='Ray cluster to connect to (default: start one).'),
+]
+RunDebugOption = Annotated[
+    bool, typer.Option('--debug', help='Show tracebacks and debug-level events.')
+]
+LogFormatOption = Annotated[
+    str,
+    typer.Option(
+        '--log-format',
+        help="How stderr shows the run: 'auto' (live bars on a terminal, plain lines "
+        "otherwise), 'plain' (one line per event, with its level) or 'json' (JSON lines).",
+    ),
 ]
 
 
@@ -155,10 +167,18 @@ def run(
             'variables ask for one, e.g. OTEL_EXPORTER_OTLP_ENDPOINT).',
         ),
     ] = None,
-    debug: DebugOption = False,
+    log_format: LogFormatOption = 'auto',
+    debug: RunDebugOption = False,
 ) -> None:
-    """Run ACTION of the plugin; live progress on stderr, the result as JSON on stdout."""
+    """Run ACTION of the plugin; progress on stderr, the result as JSON on stdout.
+
+    Once the run has started, the result is printed whether it succeeded or not
+    (docs/actions.md, "The run's result"); the exit code says how it ended.
+    """
     try:
+        if log_format not in LOG_FORMATS:
+            choices = ', '.join(repr(f) for f in LOG_FORMATS)
+            raise BadInput(f'--log-format must be one of {choices}, got {log_format!r}')
         values = _read_params(params, params_file)
         plugin = Plugin.load(path)
         action_cls = plugin.load_action(action)
@@ -169,11 +189,13 @@ def run(
         if store is not None:
             store.check()  # read it now: a bad journal is bad input, not a failed run
         executor = _executor(mode, ray_address, store)
-        runtime = _run_runtime(otel, plugin.config.code, action)
+        runtime = _run_runtime(otel, plugin.config.code, action, log_format, debug)
     except SynapseError as error:
-        _fail(_exit_code(error), str(error), debug)
+        _fail_shown(log_format, None, _exit_code(error), str(error), debug)
+    recorder = ResultRecorder()  # what the run did, to report it however it ends
+    runtime.loggers.append(recorder)
     if store is not None:
-        stderr.print(Text(f'run {runtime.run_id} (journal: {store.path})', style='dim'))
+        _announce(log_format, runtime.run_id, store)
     origin = ActionOrigin(str(plugin.path), action, plugin.config.code)
     run_id = runtime.run_id if store else None
     grace = None if mode == 'ray' else 10.0  # the Ray driver waits for the worker itself
@@ -181,15 +203,41 @@ def run(
         try:
             result = executor.run(action_cls, values, ctx=runtime, origin=origin)
         except (Exception, KeyboardInterrupt, SystemExit) as error:
-            message = _describe_end(error, store, run_id)
-            if message is None:
-                message = (
-                    str(error)
-                    if _kind_of(error) is ErrorKind.BAD_INPUT
-                    else f'action {action!r} failed: {describe_exception(error)}'
-                )
-            _fail(_exit_code(error, signals), message, debug)
-    _print_json(result)
+            _print_json(recorder.result(runtime.run_id, error=error).to_dict())
+            message = _describe_end(error, store, run_id) or _describe_other(error, action)
+            _fail_shown(log_format, runtime.run_id, _exit_code(error, signals), message, debug)
+    _print_json(recorder.returned(result, runtime.run_id))
+
+
+def _describe_other(error: BaseException, action: str) -> str:
+    """How a run that ended in ``error``, neither a failed step nor a stop, is reported."""
+    if _kind_of(error) is ErrorKind.BAD_INPUT:
+        return str(error)
+    return f'action {action!r} failed: {describe_exception(error)}'
+
+
+def _announce(log_format: str, run_id: str, store: Journal) -> None:
+    """The run's id and journal, first thing on stderr, in the run's log format."""
+    text = f'run {run_id} (journal: {store.path})'
+    if log_format == 'json':
+        JsonLinesLogger(sys.stderr, run_id).log('run', {'journal': str(store.path)}, None, 'info')
+    elif log_format == 'plain' or not (stderr.is_terminal or stderr.is_jupyter):
+        LineLogger(sys.stderr).write('info', text)
+    else:
+        stderr.print(Text(text, style='dim'), soft_wrap=True)
+
+
+def _fail_shown(
+    log_format: str, run_id: str | None, code: int, message: str, debug: bool
+) -> NoReturn:
+    """:func:`_fail`, but as a JSON line (``event: error``) when the run's log format is json."""
+    if log_format != 'json':
+        _fail(code, message, debug)
+    if debug:
+        traceback.print_exc()
+    data = {'message': message, 'exit_code': code}
+    JsonLinesLogger(sys.stderr, run_id).log('error', data, None, 'error')
+    raise typer.Exit(code)
 
 
 def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
@@ -212,13 +260,21 @@ def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
     return RayExecutor(address, journal=store)
 
 
-def _run_runtime(otel: bool | None, plugin: str, action: str) -> RuntimeContext:
+def _run_runtime(
+    otel: bool | None, plugin: str, action: str, log_format: str, debug: bool
+) -> RuntimeContext:
     """The default runtime; with a trace when asked (a missing extra or an exporter
     the ``OTEL_*`` variables misname is bad input, said in one line)."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always', RuntimeWarning)
-            runtime = default_runtime(otel=otel, plugin=plugin, action=action)
+            runtime = default_runtime(
+                otel=otel,
+                plugin=plugin,
+                action=action,
+                log_format=log_format,
+                log_level='debug' if debug else 'info',
+            )
     except (ImportError, ValueError) as error:
         raise BadInput(str(error)) from error
     for warning in caught:  # the OTEL_* variables ask, the extra is missing: one line
@@ -605,6 +661,8 @@ def runs_resume(
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
     runtime = default_runtime(run_id)
+    recorder = ResultRecorder()  # reports the resumed run however it ends, as `plugin run`
+    runtime.loggers.append(recorder)
     grace = None if mode == 'ray' else 10.0  # the Ray driver waits for the worker itself
     with cancel_on_signals(runtime.cancel_token, grace=grace) as signals:
         try:
@@ -613,6 +671,8 @@ def runs_resume(
             else:
                 result = resume_run(journal, run_id, runtime)
         except (SynapseError, KeyboardInterrupt, SystemExit) as error:
+            if _kind_of(error) is not ErrorKind.BAD_INPUT:  # it ran: say how it ended
+                _print_json(recorder.result(run_id, error=error).to_dict())
             message = _describe_end(error, journal, run_id) or str(error)
             _fail(_exit_code(error, signals), message, debug)
     _print_json(result)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RayUnavailableError
-from ._local import LocalExecutor, default_runtime, new_run_id, run_action
+from ._local import LOG_FORMATS, LocalExecutor, default_runtime, display, new_run_id, run_action
 from ._recovery import RecoveryError, RecoveryFailed, load_action_class, resume_run, rollback_run
 from ._signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ._on_ray import RayExecutor, RayMapBackend, check_ray_address
 
 __all__ = [
+    'LOG_FORMATS',
     'SIGNAL_EXIT_CODES',
     'LocalExecutor',
     'RayExecutor',
@@ -27,6 +28,7 @@ __all__ = [
     'cancel_on_signals',
     'check_ray_address',
     'default_runtime',
+    'display',
     'load_action_class',
     'new_run_id',
     'resume_run',

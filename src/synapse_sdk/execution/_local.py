@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 import warnings
@@ -25,11 +26,28 @@ from synapse_sdk.plugins.steps import (
     RunListener,
 )
 from synapse_sdk.plugins.steps.support import describe_exception
-from synapse_sdk.runtime import ConsoleLogger, JsonLinesLogger, Logger, RuntimeContext
+from synapse_sdk.runtime import ConsoleLogger, JsonLinesLogger, LineLogger, Logger, RuntimeContext
 
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+LOG_FORMATS = ('auto', 'plain', 'json')
+"""How the run is shown on stderr: ``auto`` (live bars on a terminal, plain lines
+otherwise), ``plain`` (one line per event, with its level) or ``json`` (JSON lines)."""
+
+
+def display(log_format: str = 'auto', *, level: str = 'info', run_id: str | None = None) -> Logger:
+    """The logger that shows a run on stderr in ``log_format`` (one of ``LOG_FORMATS``);
+    ``log()`` events below ``level`` are left out, but for ``json``, which keeps them all."""
+    if log_format == 'auto':
+        return ConsoleLogger(level=level)
+    if log_format == 'plain':
+        return LineLogger(level=level)
+    if log_format == 'json':
+        return JsonLinesLogger(sys.stderr, run_id=run_id)
+    raise ValueError(f'log format must be one of {", ".join(LOG_FORMATS)}, got {log_format!r}')
 
 
 def default_runtime(
@@ -40,16 +58,19 @@ def default_runtime(
     otel: bool | None = None,
     plugin: str | None = None,
     action: str | None = None,
+    log_format: str = 'auto',
+    log_level: str = 'info',
 ) -> RuntimeContext:
-    """Live display on stderr, a JSON-lines log under ``$SYNAPSE_HOME/logs``, local storage;
-    an OpenTelemetry trace of the run when ``otel`` (None: when the ``OTEL_*`` variables
-    ask for one, see :func:`synapse_sdk.otel.otel_requested`), named by ``plugin``/``action``.
+    """The run shown on stderr (``console``; see :func:`display`), a JSON-lines log under
+    ``$SYNAPSE_HOME/logs``, local storage; an OpenTelemetry trace of the run when
+    ``otel`` (None: when the ``OTEL_*`` variables ask for one, see :func:`synapse_sdk.otel.otel_requested`), named by ``plugin``/``action``.
 
     ``otel=True`` without the ``otel`` extra raises ``ImportError`` (naming the
     extra); asked for by the environment only, it is a warning and the run goes on.
     """
     run_id = run_id or new_run_id()
-    loggers: list[Logger] = [ConsoleLogger()] if console else []
+    shown = display(log_format, level=log_level, run_id=run_id)
+    loggers: list[Logger] = [shown] if console else []
     loggers.append(JsonLinesLogger(run_log_path(run_id), run_id=run_id))
     tracer = _otel_listener(otel, plugin, action)
     if tracer is not None:
@@ -247,8 +268,6 @@ class LocalExecutor:
             except (KeyboardInterrupt, SystemExit):
                 self._record_interrupted_rollback(ctx)
                 raise
-        if self.journal is not None:
-            result['run_id'] = ctx.run_id
         return result
 
     def _record_interrupted_rollback(self, ctx: RuntimeContext) -> None:

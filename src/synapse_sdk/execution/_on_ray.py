@@ -491,6 +491,7 @@ def _outcome(status: str, error: StepExecutionError) -> dict[str, Any]:
         'step': error.step_name,
         'error': error.result.error,
         'rollback_errors': list(error.rollback_errors),
+        'rolled_back': error.rolled_back,
         'reason': getattr(error, 'reason', None),
     }
 
@@ -659,18 +660,23 @@ class RayExecutor:
         status = outcome['status']
         if status == 'error':
             raise outcome['error']
-        if status == 'succeeded':
-            result = dict(outcome['result'])
-            result['run_id'] = ctx.run_id
-            return result
+        if status == 'succeeded':  # a run of steps names its run_id (the driver's) itself
+            return dict(outcome['result'])
         if status in ('failed', 'cancelled'):
             failed = StepResult(success=False, error=outcome['error'], step_name=outcome['step'])
+            undone = outcome.get('rolled_back')
             if status == 'cancelled' and outcome.get('step'):
                 raise RunCancelledError(
-                    outcome['step'], failed, outcome['rollback_errors'], outcome['reason'] or ''
+                    outcome['step'],
+                    failed,
+                    outcome['rollback_errors'],
+                    outcome['reason'] or '',
+                    undone,
                 )
             if status == 'failed':
-                raise StepExecutionError(outcome['step'], failed, outcome['rollback_errors'])
+                raise StepExecutionError(
+                    outcome['step'], failed, outcome['rollback_errors'], undone
+                )
             raise KeyboardInterrupt(outcome.get('message', 'cancelled'))
         # the worker died or was killed: roll back from the journal, here
         step = self._running_step(ctx.run_id) or '?'

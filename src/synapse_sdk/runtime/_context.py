@@ -12,9 +12,7 @@ from typing import Any
 from synapse_sdk.plugins.steps import CancelToken, RunListener
 from synapse_sdk.plugins.steps.support import check_progress, describe_exception
 
-from .loggers import OVERALL, ConsoleLogger, Logger
-
-LEVELS = ('debug', 'info', 'warning', 'error')
+from .loggers import LEVELS, OVERALL, ConsoleLogger, Logger
 
 
 class RuntimeContext:

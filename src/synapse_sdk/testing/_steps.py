@@ -55,8 +55,17 @@ class FunctionStep(BaseStep[Any]):
     def resumable(self) -> bool:
         return self._resumable
 
-    def can_skip(self, context: Any) -> bool:
-        return bool(self._skip(context)) if self._skip is not None else False
+    @property
+    def can_rollback(self) -> bool:
+        """Only with a ``rollback`` function: without one, rolling back undoes nothing."""
+        return self._rollback is not None
+
+    def can_skip(self, context: Any) -> bool | str:
+        """``skip(context)``: true, or a string saying why, skips the step."""
+        if self._skip is None:
+            return False
+        answer = self._skip(context)
+        return answer if isinstance(answer, str) else bool(answer)
 
     def execute(self, context: Any) -> StepResult:
         self.calls.append(('execute', self._name))

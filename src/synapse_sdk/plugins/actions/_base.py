@@ -25,7 +25,7 @@ from synapse_sdk.plugins.steps import (
     StepRegistry,
     StepResult,
 )
-from synapse_sdk.runtime import RuntimeContext
+from synapse_sdk.runtime import ResultRecorder, RuntimeContext
 
 from ._errors import ActionDefinitionError, ParamsValidationError
 
@@ -94,7 +94,8 @@ class PreparedRun:
         listeners: Iterable[RunListener] = (),
         completed: Mapping[str, StepResult] | None = None,
     ) -> dict[str, Any]:
-        """Run it: the orchestrator's result with each step's data, or ``execute()``'s dict.
+        """Run it: the run's result (``RunResult.to_dict()``, each step's data under
+        ``steps``), or in plain mode the dict ``execute()`` returned.
 
         ``listeners`` join the runtime's loggers; ``completed`` are results of steps
         a journaled run finished before (resume), reported as reused.
@@ -102,20 +103,21 @@ class PreparedRun:
         if self.context is None:
             return self._execute()
         ctx = self.action.ctx
+        recorder = ResultRecorder()
         orchestrator = Orchestrator(
             self.registry,
             self.context,
             progress_callback=ctx.set_progress,
-            listeners=[*ctx.listeners, *listeners],
+            listeners=[*ctx.listeners, *listeners, recorder],
             completed=completed,
             cancel_token=ctx.cancel_token,
             sleep=ctx.sleep,
             timing=True,  # results carry their durations whoever listens
         )
-        summary = orchestrator.execute()
+        orchestrator.execute()
         results = self.context.step_results
         steps = {r.step_name: r.data for r in results if r.step_name and not r.skipped}
-        return {**summary, 'steps': steps}
+        return recorder.result(ctx.run_id, steps=steps).to_dict()
 
     def _execute(self) -> dict[str, Any]:
         result = self.action.execute()
@@ -209,11 +211,14 @@ class BaseAction(Generic[P]):
         *,
         listeners: Iterable[RunListener] = (),
     ) -> dict[str, Any]:
-        """Validate ``params``, build the action and run it in this process.
+        """Validate ``params``, build the action and run it in this process; its result
+        (``RunResult.to_dict()``, as ``synapse plugin run`` prints it; in plain mode, the
+        dict ``execute()`` returned, which the command prints under ``output``).
 
         Without ``ctx``, a default runtime is made for the run and closed after it
         (its live display ends, stdout is the caller's again). Not journaled:
-        ``synapse_sdk.execution.run_action`` runs an action with a journal.
+        ``synapse_sdk.execution.run_action`` runs an action with a journal. A failed
+        run raises (``StepExecutionError``, after its rollback).
         """
         action = cls(params, ctx)
         if ctx is not None:

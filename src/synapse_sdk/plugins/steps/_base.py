@@ -30,6 +30,13 @@ class BaseStep(ABC, Generic[C]):
         return True
 
     @property
+    def can_rollback(self) -> bool:
+        """Whether :meth:`rollback` undoes anything: by default, whether a subclass overrides
+        it. Read once, at registration; the console and the run's result say "rolled back"
+        only of the steps that can."""
+        return type(self).rollback is not BaseStep.rollback
+
+    @property
     @abstractmethod
     def name(self) -> str:
         """Unique identifier of the step within a registry."""
@@ -43,8 +50,12 @@ class BaseStep(ABC, Generic[C]):
     def execute(self, context: C) -> StepResult:
         """Do the work."""
 
-    def can_skip(self, context: C) -> bool:
-        """Return True to skip the step; a skipped step counts as done and is not rolled back."""
+    def can_skip(self, context: C) -> bool | str:
+        """Return True to skip the step; a skipped step counts as done and is not rolled back.
+
+        A non-empty string skips it too and says why (``'already exported'``): the
+        console, the logs and the run's result show the reason.
+        """
         return False
 
     def rollback(self, context: C, result: StepResult) -> None:

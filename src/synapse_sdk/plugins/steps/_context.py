@@ -30,8 +30,14 @@ def check_progress(current: float, total: float) -> None:
 class RuntimeContextLike(Protocol):
     """What a step context needs from the runtime: the core names no concrete class."""
 
-    def log(self, event: str, data: dict[str, Any] | None = None, file: str | None = None) -> None:
-        """Record one event."""
+    def log(
+        self,
+        event: str,
+        data: dict[str, Any] | None = None,
+        file: str | None = None,
+        level: str = 'info',
+    ) -> None:
+        """Record one event at ``level`` (``debug``, ``info``, ``warning``, ``error``)."""
 
     def set_progress(self, current: float, total: float, category: str | None = None) -> None:
         """Report progress of the running step (or of a named category)."""
@@ -63,9 +69,24 @@ class BaseStepContext:
         """The runtime's backend client (the spec's complete example relies on it)."""
         return self.runtime_ctx.client
 
-    def log(self, event: str, data: dict[str, Any] | None = None, file: str | None = None) -> None:
-        """Log an event through the runtime context."""
-        self.runtime_ctx.log(event, data if data is not None else {}, file)
+    def log(
+        self,
+        event: str,
+        data: dict[str, Any] | None = None,
+        file: str | None = None,
+        level: str = 'info',
+    ) -> None:
+        """Log an event through the runtime context, at ``level``: ``'debug'``, ``'info'``
+        (the default), ``'warning'`` or ``'error'``.
+
+        An ``info`` event is passed on as the spec's ``log(event, data, file)``, so a
+        runtime written to the spec's three arguments still takes it.
+        """
+        payload = data if data is not None else {}
+        if level == 'info':
+            self.runtime_ctx.log(event, payload, file)
+        else:
+            self.runtime_ctx.log(event, payload, file, level)
 
     def set_progress(self, current: float, total: float, category: str | None = None) -> None:
         """Report the running step's own progress; it also moves the overall figure.
@@ -208,6 +229,10 @@ def context_state(context: BaseStepContext) -> dict[str, Any]:
 
 
 def run_id_of(context: BaseStepContext) -> str | None:
-    """The run's id as the runtime names it; None for a runtime that names none."""
-    run_id = getattr(context.runtime_ctx, 'run_id', None)
+    """The run's id as the runtime names it (``run_id``; ``job_id``, its old name, for a
+    runtime that has only that); None for a runtime that names none."""
+    runtime = context.runtime_ctx
+    run_id = getattr(runtime, 'run_id', None)
+    if run_id is None:
+        run_id = getattr(runtime, 'job_id', None)
     return run_id if isinstance(run_id, str) else None

@@ -6,6 +6,7 @@ from it; ``synapse_sdk.errors`` draws the whole tree (docs/errors.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import ClassVar
 
@@ -39,14 +40,23 @@ class StepExecutionError(SynapseError, RuntimeError):
 
     A ``RuntimeError`` as the spec promises; the original exception (if the
     step raised) is its ``__cause__``, and each rollback failure is both in
-    ``rollback_errors`` and attached as a note.
+    ``rollback_errors`` and attached as a note. ``rolled_back`` names the steps
+    whose ``rollback()`` undid their work, newest first (None: not known, for an
+    error rebuilt from a report); a note says what was undone.
     """
 
-    def __init__(self, step_name: str, result: StepResult, rollback_errors: list[str]) -> None:
+    def __init__(
+        self,
+        step_name: str,
+        result: StepResult,
+        rollback_errors: list[str],
+        rolled_back: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(f"Step '{step_name}' failed: {result.error}")
         self.step_name = step_name
         self.result = result
         self.rollback_errors = list(rollback_errors)
+        self.rolled_back = None if rolled_back is None else list(rolled_back)
         if self.rollback_errors:
             self.add_note(
                 f'Rollback ran, but {len(self.rollback_errors)} part(s) could not be undone '
@@ -54,8 +64,20 @@ class StepExecutionError(SynapseError, RuntimeError):
             )
             for message in self.rollback_errors:
                 self.add_note(message)
-        else:
-            self.add_note('Rollback completed: the finished steps were undone in reverse order.')
+        note = _undone_note(self.rolled_back, bool(self.rollback_errors))
+        if note:
+            self.add_note(note)
+
+
+def _undone_note(rolled_back: list[str] | None, failed: bool) -> str | None:
+    """What the rollback undid, in one sentence, when known."""
+    if rolled_back is None:
+        return None if failed else 'Rollback completed.'
+    if rolled_back:
+        return f'Rolled back: {", ".join(rolled_back)} (newest first).'
+    if failed:
+        return None
+    return 'Nothing to roll back: no step that ran has a rollback().'
 
 
 class RunCancelledError(StepExecutionError):
@@ -64,7 +86,12 @@ class RunCancelledError(StepExecutionError):
     kind = ErrorKind.CANCELLED
 
     def __init__(
-        self, step_name: str, result: StepResult, rollback_errors: list[str], reason: str
+        self,
+        step_name: str,
+        result: StepResult,
+        rollback_errors: list[str],
+        reason: str,
+        rolled_back: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(step_name, result, rollback_errors)
+        super().__init__(step_name, result, rollback_errors, rolled_back)
         self.reason = reason

@@ -23,11 +23,13 @@ RELAYED = 'relayed'
 
 @dataclass(frozen=True, slots=True)
 class StepInfo:
-    """A step as the run plans it."""
+    """A step as the run plans it; ``can_rollback``: whether its ``rollback()`` undoes
+    anything (``BaseStep.can_rollback``, read at registration)."""
 
     index: int
     name: str
     weight: float
+    can_rollback: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +124,11 @@ class StepEnded(StepEvent):
 
 @dataclass(frozen=True, slots=True)
 class StepSkipped(StepEvent):
-    """Instead of start and end: ``can_skip()`` said yes."""
+    """Instead of start and end: ``can_skip()`` said yes; ``reason`` is the string it
+    returned to say why (None when it returned True)."""
 
     result: StepResult
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,7 +229,7 @@ class Orchestrator(Generic[C]):
                     raise StepCancelled(self.cancel_token.reason or 'cancelled', before_step=True)
                 if completed and name in completed:
                     run.reuse(index, completed[name])
-                elif (skip := step.can_skip(context)) is False or not _is_true(skip, self):
+                elif (skip := step.can_skip(context)) is False or not (skip := _answer(skip, self)):
                     run.index = index
                     if listeners:
                         run.tell(StepStarted, index)
@@ -253,7 +253,7 @@ class Orchestrator(Generic[C]):
                     if listeners:
                         run.tell_ended(index, result)
                 else:
-                    run.skip(index)
+                    run.skip(index, skip)
                 if index == next_mark:
                     run.emit(percent)
                     next_mark, percent = next(marks, (-1, 0))
@@ -345,7 +345,8 @@ class Orchestrator(Generic[C]):
         """Step ``index`` failed with ``exc``: its failed result, undo what ran, raise."""
         result, undo, cause = self._failure(run, index, exc)
         run.abandon()
-        errors = tuple(self._undo(run, index, undo))
+        undone: list[str] = []
+        errors = tuple(self._undo(run, index, undo, undone))
         if self.listeners:
             summary = run.summary(index, cause, errors)
             run.deliver_safely(RunEnded(run.run_id, time(), summary))
@@ -353,8 +354,8 @@ class Orchestrator(Generic[C]):
             raise cause  # KeyboardInterrupt / SystemExit: rolled back, now re-raised as is
         name = run.names[index]
         if isinstance(cause, StepCancelled):
-            raise RunCancelledError(name, result, list(errors), cause.reason) from cause
-        raise StepExecutionError(name, result, list(errors)) from cause
+            raise RunCancelledError(name, result, list(errors), cause.reason, undone) from cause
+        raise StepExecutionError(name, result, list(errors), undone) from cause
 
     def _failure(
         self, run: ActiveRun, index: int, exc: BaseException
@@ -386,9 +387,12 @@ class Orchestrator(Generic[C]):
         result.exception = exc
         return result, (None if result.skipped else result), exc  # a skipped step did nothing
 
-    def _undo(self, run: ActiveRun, index: int, failed: StepResult | None) -> list[str]:
+    def _undo(
+        self, run: ActiveRun, index: int, failed: StepResult | None, undone: list[str]
+    ) -> list[str]:
         """Roll back the failed step (``failed``: what it did, if anything), then every step
-        whose work stands, newest first; the rollback errors."""
+        whose work stands, newest first; the rollback errors (``undone`` gets the names of
+        the steps whose rollback undid their work)."""
         plan, outcomes, completed = run.plan, run.outcomes, self.completed
 
         def standing(i: int) -> StepResult | None:
@@ -405,10 +409,13 @@ class Orchestrator(Generic[C]):
             if self.listeners and run.hearers(StepEnded):
                 run.deliver_safely(run.ended(index, failed))
             entries.insert(0, (plan.steps[index], run.info(index), failed))
-        return self._rollback(run, entries)
+        return self._rollback(run, entries, undone)
 
-    def _rollback(self, run: ActiveRun, entries: list[Undo]) -> list[str]:
-        """Roll back every entry in the given order; one failure never stops the others."""
+    def _rollback(
+        self, run: ActiveRun, entries: list[Undo], undone: list[str] | None = None
+    ) -> list[str]:
+        """Roll back every entry in the given order; one failure never stops the others.
+        ``undone`` gets the names of the steps that can roll back and did."""
         context, listeners, run_id = self.context, self.listeners, run.run_id
         errors: list[str] = []
         for step, info, result in entries:
@@ -425,6 +432,8 @@ class Orchestrator(Generic[C]):
                 errors.append(message)
             if listeners:
                 run.deliver_safely(RollbackEnded(run_id, time(), info, error), errors)
+            if undone is not None and error is None and info.can_rollback:
+                undone.append(info.name)
         context.current_step = None
         return errors
 
@@ -479,13 +488,11 @@ class _HardStop(BaseException):
     """Raised inside a step that ignored its timeout past the grace period (see ``_Deadline``)."""
 
 
-def _is_true(value: object, orchestrator: Orchestrator[Any]) -> bool:
-    """``can_skip``'s answer; an async ``can_skip`` is awaited."""
-    if value is True or value is False:
-        return value
+def _answer(value: object, orchestrator: Orchestrator[Any]) -> bool | str:
+    """``can_skip``'s answer (true, or a string saying why); an async ``can_skip`` is awaited."""
     if inspect.isawaitable(value):
         value = orchestrator._await(value)
-    return bool(value)
+    return value if isinstance(value, str) else bool(value)
 
 
 def _timeout_of(

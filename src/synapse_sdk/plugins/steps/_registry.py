@@ -23,10 +23,11 @@ class RunPlan(Generic[C]):
     """The registry as a run reads it: built on first need, kept until the registry changes.
 
     ``entries`` holds ``(index, step, name, guard)`` per step, ``guard``
-    being None for a step with neither retry nor timeout (the fast path).
+    being None for a step with neither retry nor timeout (the fast path);
+    ``undoes`` says per step whether its ``rollback()`` undoes anything.
     """
 
-    __slots__ = ('entries', 'names', 'progress', 'steps', 'weights')
+    __slots__ = ('entries', 'names', 'progress', 'steps', 'undoes', 'weights')
 
     def __init__(
         self,
@@ -34,10 +35,12 @@ class RunPlan(Generic[C]):
         names: list[str],
         weights: list[float],
         guards: list[Guard | None],
+        undoes: list[bool],
     ) -> None:
         self.steps = tuple(steps)
         self.names = tuple(names)
         self.weights = tuple(weights)
+        self.undoes = tuple(undoes)
         self.entries = tuple(zip(range(len(steps)), steps, names, guards, strict=True))
         self.progress = ProgressPlan(weights)
 
@@ -47,8 +50,8 @@ class StepRegistry(Generic[C]):
 
     Every step is checked when it is added (name, weight), so a bad step is
     reported where it was written rather than in the middle of a run. Name and
-    weight (and ``retry``/``timeout``) are read then, once: a run does not ask
-    each step again.
+    weight (and ``retry``/``timeout``, ``can_rollback``) are read then, once: a
+    run does not ask each step again.
     """
 
     def __init__(self) -> None:
@@ -56,6 +59,7 @@ class StepRegistry(Generic[C]):
         self._order: list[str] = []  # names, in step order
         self._weights: list[float] = []
         self._guards: list[Guard | None] = []
+        self._undoes: list[bool] = []
         self._names: set[str] = set()
         self._plan: RunPlan[C] | None = None
 
@@ -67,6 +71,7 @@ class StepRegistry(Generic[C]):
         """Remove the step called ``name``."""
         index = self._index_of(name)
         del self._steps[index], self._order[index], self._weights[index], self._guards[index]
+        del self._undoes[index]
         self._names.discard(name)
         self._plan = None
 
@@ -85,7 +90,9 @@ class StepRegistry(Generic[C]):
     def plan(self) -> RunPlan[C]:
         """Steps, names, weights and policies as read at registration, and the progress plan."""
         if self._plan is None:
-            self._plan = RunPlan(self._steps, self._order, self._weights, self._guards)
+            self._plan = RunPlan(
+                self._steps, self._order, self._weights, self._guards, self._undoes
+            )
         return self._plan
 
     @property
@@ -115,6 +122,11 @@ class StepRegistry(Generic[C]):
         weight = step.progress_weight
         _check_weight(name, weight)
         guard = _checked_guard(name, step)
+        undoes = step.can_rollback
+        if not isinstance(undoes, bool):
+            raise ValueError(
+                f"step '{name}': can_rollback must be True or False, got {type(undoes).__name__}"
+            )
         if name in self._names:
             raise ValueError(
                 f"a step named '{name}' is already registered; step names must be unique"
@@ -123,6 +135,7 @@ class StepRegistry(Generic[C]):
         self._order.insert(index, name)
         self._weights.insert(index, float(weight))
         self._guards.insert(index, guard)
+        self._undoes.insert(index, undoes)
         self._names.add(name)
         self._plan = None
 

@@ -165,13 +165,14 @@ class ActiveRun:
         result.rollback_data = {**self.partial, **result.rollback_data}
         self.partial = {}
 
-    def skip(self, index: int) -> None:
-        """Step ``index`` is skipped: it did nothing, and nothing of it is undone."""
+    def skip(self, index: int, reason: object) -> None:
+        """Step ``index`` is skipped (``reason``: what ``can_skip()`` returned, a string
+        saying why or just true): it did nothing, and nothing of it is undone."""
         result = self.result = StepResult(skipped=True, step_name=self.names[index])
         self.record(result)
         self.skipped += 1
         if self.listeners:
-            self.tell(StepSkipped, index, result)
+            self.tell(StepSkipped, index, result, reason if isinstance(reason, str) else None)
         self._restart_timer()
 
     def reuse(self, index: int, result: StepResult) -> None:
@@ -237,9 +238,9 @@ class ActiveRun:
         """The steps as listeners see them, built on first need (never, without listeners)."""
         if self._infos is None:
             self._infos = [
-                StepInfo(index, name, weight)
-                for index, (name, weight) in enumerate(
-                    zip(self.names, self.step_weights, strict=True)
+                StepInfo(index, name, weight, undoes)
+                for index, (name, weight, undoes) in enumerate(
+                    zip(self.names, self.step_weights, self.plan.undoes, strict=True)
                 )
             ]
         return self._infos

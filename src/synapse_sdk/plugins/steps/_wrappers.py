@@ -39,10 +39,17 @@ class StepWrapper(BaseStep[C]):
     def resumable(self) -> bool:
         return self.inner.resumable
 
+    @property
+    def can_rollback(self) -> bool:
+        """The inner step's, unless a subclass gives the wrapper a rollback of its own."""
+        if type(self).rollback is StepWrapper.rollback:
+            return self.inner.can_rollback
+        return True
+
     def execute(self, context: C) -> StepResult:
         return self.inner.execute(context)
 
-    def can_skip(self, context: C) -> bool:
+    def can_skip(self, context: C) -> bool | str:
         return self.inner.can_skip(context)
 
     def rollback(self, context: C, result: StepResult) -> None:
@@ -62,10 +69,19 @@ class StepWrapper(BaseStep[C]):
 
 
 class LoggingStep(StepWrapper[C]):
-    """Logs ``step_start`` and ``step_end`` (with elapsed seconds) around the step."""
+    """Logs ``step_start`` and ``step_end`` (with elapsed seconds) around the step.
+
+    At ``level`` ``'debug'`` by default: the loggers already show every step's start and
+    end, so a console at its default level shows one line per step, not two (the run's
+    log file keeps every level).
+    """
+
+    def __init__(self, inner: BaseStep[C], *, level: str = 'debug') -> None:
+        super().__init__(inner)
+        self.level = level
 
     def execute(self, context: C) -> StepResult:
-        context.log('step_start', {'step': self.name})
+        context.log('step_start', {'step': self.name}, level=self.level)
         started = perf_counter()
         try:
             result = self.inner.execute(context)
@@ -100,7 +116,7 @@ class LoggingStep(StepWrapper[C]):
             end['error'] = f'returned {type(outcome).__name__}, expected a StepResult'
         elif not outcome.success:
             end['error'] = outcome.error
-        context.log('step_end', end)
+        context.log('step_end', end, level=self.level)
 
 
 class TimingStep(StepWrapper[C]):

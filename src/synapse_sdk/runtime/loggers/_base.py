@@ -9,6 +9,9 @@ from synapse_sdk.plugins.steps import RunListener
 OVERALL = 'overall'
 """Category under which the run's overall progress is reported."""
 
+LEVELS = ('debug', 'info', 'warning', 'error')
+"""The levels of ``log()`` events, lowest first."""
+
 
 class Logger(RunListener):
     """Base for loggers; every method is a no-op so a logger implements what it shows.

@@ -31,6 +31,10 @@ from ._base import Logger
 class JsonLinesLogger(Logger):
     """Appends events, progress changes, metrics and step lifecycle as JSON lines.
 
+    ``path`` is a file (appended to, created with its folder on the first line) or
+    an open text stream such as ``sys.stderr`` (written to, never closed: what
+    ``synapse plugin run --log-format json`` uses).
+
     Progress is written when its whole percentage changes (per category), so
     a step reporting every item does not turn the log into a progress dump.
     Each line is flushed: a crashed run's log ends at its last event. A lifecycle
@@ -43,8 +47,13 @@ class JsonLinesLogger(Logger):
 
     listens_to = LIFECYCLE_EVENTS
 
-    def __init__(self, path: str | os.PathLike[str], run_id: str | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str] | IO[str], run_id: str | None = None) -> None:
+        self.path: Path | None = None
+        self._stream: IO[str] | None = None
+        if isinstance(path, str | os.PathLike):
+            self.path = Path(path)
+        else:
+            self._stream = path
         self.run_id = run_id
         self._file: IO[str] | None = None
         self._last_percent: dict[str, int] = {}
@@ -79,14 +88,18 @@ class JsonLinesLogger(Logger):
             self._write(record, event.at)
 
     def close(self) -> None:
-        if self._file is not None:
+        if self._file is not None and self._stream is None:
             self._file.close()
-            self._file = None
+        self._file = None
 
     def _write(self, record: dict[str, Any], at: float | None = None) -> None:
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open('a', encoding='utf-8')
+            if self._stream is not None:
+                self._file = self._stream
+            else:
+                assert self.path is not None
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open('a', encoding='utf-8')
         moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
         line = {'ts': moment.isoformat(), 'run_id': self.run_id, **record}
         try:
@@ -124,8 +137,8 @@ def _record_of(event: RunEvent) -> dict[str, Any] | None:
                 'error': result.error,
                 'delay': delay,
             }
-        case StepSkipped(step=step):
-            return {'type': 'step_skip', 'step': step.name}
+        case StepSkipped(step=step, reason=reason):
+            return {'type': 'step_skip', 'step': step.name, 'reason': reason}
         case StepReused(step=step):
             return {'type': 'step_reuse', 'step': step.name}
         case RollbackStarted(step=step):
