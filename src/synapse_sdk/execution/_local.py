@@ -63,7 +63,8 @@ def default_runtime(
 ) -> RuntimeContext:
     """The run shown on stderr (``console``; see :func:`display`), a JSON-lines log under
     ``$SYNAPSE_HOME/logs``, local storage; an OpenTelemetry trace of the run when
-    ``otel`` (None: when the ``OTEL_*`` variables ask for one, see :func:`synapse_sdk.otel.otel_requested`), named by ``plugin``/``action``.
+    ``otel`` (None: when the ``OTEL_*`` variables ask for one, see
+    :func:`synapse_sdk.otel.otel_requested`), named by ``plugin``/``action``.
 
     ``otel=True`` without the ``otel`` extra raises ``ImportError`` (naming the
     extra); asked for by the environment only, it is a warning and the run goes on.
