@@ -211,10 +211,11 @@ def only_run(home: Path) -> Any:
 def assert_one_line_failure(done: Done, home: Path, *needles: str) -> str:
     """Exit 1; on stderr the run line and one error line; the run journaled as failed."""
     assert done.returncode == 1, done.stderr
-    assert done.stdout == ''
+    result = json.loads(done.stdout)  # the run's result, as for every run that started
+    assert (result['success'], result['executed']) == (False, [])
     run_line, error_line = done.lines()  # exactly two: nothing of Ray's
     record = only_run(home)
-    assert run_line.startswith(f'run {record.id} ')
+    assert run_line.removeprefix('INFO').lstrip().startswith(f'run {record.id} ')  # its level first
     assert error_line.startswith('error: ')
     for needle in needles:
         assert needle in error_line
@@ -235,7 +236,7 @@ def test_a_stale_ray_current_cluster_is_not_joined(
     done = run_plugin(where, tmp_path / 'home', ray_tmp, timeout=150)
 
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)['gcs'] != dead
+    assert json.loads(done.stdout)['output']['gcs'] != dead
     assert (ray_tmp / 'ray' / 'ray_current_cluster').read_text() == dead  # left as it was
     assert only_run(tmp_path / 'home').status == 'succeeded'
 
@@ -247,7 +248,7 @@ def test_a_running_head_is_not_joined_without_an_address(
     done = run_plugin(where, tmp_path / 'home', head.tmp, timeout=150)
 
     assert done.returncode == 0, done.stderr
-    gcs = json.loads(done.stdout)['gcs']
+    gcs = json.loads(done.stdout)['output']['gcs']
     assert gcs and gcs != head.address
 
 
@@ -420,6 +421,6 @@ def test_a_head_with_token_auth_runs_with_the_token(
     )
 
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)['gcs'] == head.address
+    assert json.loads(done.stdout)['output']['gcs'] == head.address
     assert only_run(home).status == 'succeeded'
     assert head.token not in done.stderr
