@@ -27,6 +27,7 @@ Each also keeps the built-in base its callers rely on (the spec's
         ├── UnknownRunError                      KeyError           no run with that id
         ├── JournalVersionError                  RuntimeError       not a journal this SDK reads
         ├── JournalDamagedError                                     its file has damaged pages
+    ├── JournalUnavailableError                                 its server cannot be reached
         ├── SnapshotError                        TypeError          a context value it cannot keep
         └── RecoveryError                                           cannot roll back/resume that run
 
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     from synapse_sdk.journal.errors import (
         JournalDamagedError,
         JournalError,
+        JournalUnavailableError,
         JournalVersionError,
         SnapshotError,
         UnknownRunError,
@@ -92,6 +94,7 @@ _LAZY = {
     'RecoveryFailed': 'synapse_sdk.execution.recovery',
     'JournalDamagedError': 'synapse_sdk.journal.errors',
     'JournalError': 'synapse_sdk.journal.errors',
+    'JournalUnavailableError': 'synapse_sdk.journal.errors',
     'JournalVersionError': 'synapse_sdk.journal.errors',
     'SnapshotError': 'synapse_sdk.journal.errors',
     'UnknownRunError': 'synapse_sdk.journal.errors',
@@ -110,6 +113,7 @@ __all__ = [
     'FileNotFoundInStorageError',
     'JournalDamagedError',
     'JournalError',
+    'JournalUnavailableError',
     'JournalVersionError',
     'MapItemError',
     'ParamsValidationError',

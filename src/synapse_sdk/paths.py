@@ -11,7 +11,13 @@ from pathlib import Path
 
 from synapse_sdk.plugins.steps import ErrorKind, SynapseError
 
-__all__ = ['UnreadableTextError', 'read_utf8', 'synapse_home']
+__all__ = [
+    'DATABASE_URL_VARIABLE',
+    'UnreadableTextError',
+    'database_url',
+    'read_utf8',
+    'synapse_home',
+]
 
 
 def synapse_home() -> Path:
@@ -24,6 +30,16 @@ def synapse_home() -> Path:
     if configured:
         return Path(configured).expanduser()
     return Path('~/.synapse').expanduser()
+
+
+DATABASE_URL_VARIABLE = 'SYNAPSE_DATABASE_URL'
+
+
+def database_url() -> str | None:
+    """The database for the run journal and the storage index, if not the SQLite files
+    under ``SYNAPSE_HOME``: ``SYNAPSE_DATABASE_URL`` (``postgresql://...``); read on
+    every call, an empty value counts as unset."""
+    return os.environ.get(DATABASE_URL_VARIABLE) or None
 
 
 class UnreadableTextError(SynapseError, ValueError):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import tempfile
 import traceback
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -14,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from synapse_sdk.clients.local import index_database
+from synapse_sdk.db import Database, upgrade
 from synapse_sdk.errors import (
     ActionError,
     ErrorKind,
@@ -24,7 +29,7 @@ from synapse_sdk.errors import (
 from synapse_sdk.execution import LocalExecutor, default_runtime, resume_run, rollback_run
 from synapse_sdk.execution.signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
 from synapse_sdk.journal import Journal
-from synapse_sdk.paths import read_utf8
+from synapse_sdk.paths import DATABASE_URL_VARIABLE, read_utf8
 from synapse_sdk.plugins.actions import ActionOrigin
 from synapse_sdk.plugins.loader import Plugin, code_location
 from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
@@ -43,11 +48,25 @@ plugin_app = typer.Typer(help='Run, inspect and create plugins.', no_args_is_hel
 app.add_typer(plugin_app, name='plugin')
 runs_app = typer.Typer(help='Journaled runs: history, rollback, resume.', no_args_is_help=True)
 app.add_typer(runs_app, name='runs')
+db_app = typer.Typer(
+    help='The database of the run journal and the storage index.', no_args_is_help=True
+)
+app.add_typer(db_app, name='db')
 
 stderr = Console(stderr=True, highlight=False)
 
 PathOption = Annotated[Path, typer.Option('--path', help='The plugin folder (holds config.yaml).')]
 DebugOption = Annotated[bool, typer.Option('--debug', help='Show tracebacks.')]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        '--database',
+        metavar='URL',
+        help='Keep the run journal and the storage index in this database'
+        ' (postgresql://user:password@host:port/db); default: $SYNAPSE_DATABASE_URL,'
+        ' else SQLite files under $SYNAPSE_HOME.',
+    ),
+]
 
 
 class BadInput(SynapseError):
@@ -123,10 +142,12 @@ def run(
         str | None,
         typer.Option('--ray-address', help='Ray cluster to connect to (default: start one).'),
     ] = None,
+    database: DatabaseOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Run ACTION of the plugin; live progress on stderr, the result as JSON on stdout."""
     try:
+        _use_database(database)
         values = _read_params(params, params_file)
         plugin = Plugin.load(path)
         action_cls = plugin.load_action(action)
@@ -137,11 +158,12 @@ def run(
         if store is not None:
             store.check()  # read it now: a bad journal is bad input, not a failed run
         executor = _executor(mode, ray_address, store)
+        runtime = default_runtime()
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
-    runtime = default_runtime()
     if store is not None:
-        stderr.print(Text(f'run {runtime.run_id} (journal: {store.path})', style='dim'))
+        where = store.database.describe()
+        stderr.print(Text(f'run {runtime.run_id} (journal: {where})', style='dim'))
     origin = ActionOrigin(str(plugin.path), action)
     run_id = runtime.run_id if store else None
     grace = None if mode == 'ray' else 10.0  # the Ray driver waits for the worker itself
@@ -261,8 +283,36 @@ def create(
 # runs ----------------------------------------------------------------------
 
 
-def _journal() -> Journal:
+def _use_database(url: str | None) -> None:
+    """``--database URL``: this command's (and its workers') ``SYNAPSE_DATABASE_URL``."""
+    if url is not None:
+        os.environ[DATABASE_URL_VARIABLE] = url
+
+
+def _journal(database: str | None) -> Journal:
+    _use_database(database)
     return Journal()
+
+
+def _since(value: str | None) -> datetime | None:
+    """``--since``: an ISO 8601 date or time (UTC unless it says otherwise), or an age:
+    ``30m``, ``12h``, ``7d``."""
+    if value is None:
+        return None
+    age = re.fullmatch(r'\s*(\d+)\s*([smhdw])\s*', value)
+    if age is not None:
+        seconds = int(age[1]) * _AGE_UNITS[age[2]]
+        return datetime.now(UTC) - timedelta(seconds=seconds)
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError as error:
+        raise BadInput(
+            f'--since {value!r} is neither a date/time (2024-05-01, 2024-05-01T14:30) nor an'
+            ' age (30m, 12h, 7d)'
+        ) from error
+
+
+_AGE_UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 7 * 86400}
 
 
 @runs_app.command('list')
@@ -270,12 +320,22 @@ def runs_list(
     status: Annotated[
         str | None, typer.Option('--status', help='Only runs in this status.')
     ] = None,
-    limit: Annotated[int, typer.Option('--limit', help='At most this many runs.')] = 50,
+    limit: Annotated[
+        int, typer.Option('--limit', min=1, help='At most this many runs (the newest).')
+    ] = 50,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            '--since', help='Only runs started since: 2024-05-01[T14:30] (UTC), or 30m, 12h, 7d.'
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option('--json', help='JSON on stdout.')] = False,
+    database: DatabaseOption = None,
 ) -> None:
     """The journaled runs, newest first."""
     try:
-        records = _journal().list_runs(status=status, limit=limit)
+        journal = _journal(database)
+        records = journal.list_runs(status=status, limit=limit, since=_since(since))
     except SynapseError as error:
         _fail(_exit_code(error), str(error), False)
     if as_json:
@@ -298,10 +358,11 @@ def runs_list(
 def runs_show(
     run_id: Annotated[str, typer.Argument(help='The run id.')],
     as_json: Annotated[bool, typer.Option('--json', help='JSON on stdout.')] = False,
+    database: DatabaseOption = None,
 ) -> None:
     """One run: its params, progress and every step with status, duration and error."""
-    journal = _journal()
     try:
+        journal = _journal(database)
         record = journal.get_run(run_id)
         steps = journal.steps(run_id)
     except SynapseError as error:
@@ -334,11 +395,12 @@ def runs_show(
 @runs_app.command('rollback')
 def runs_rollback(
     run_id: Annotated[str, typer.Argument(help='The run id.')],
+    database: DatabaseOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Undo what a crashed, failed or cancelled run left behind (safe to repeat)."""
-    journal = _journal()
     try:
+        journal = _journal(database)
         journal.check()  # a damaged journal is refused before anything is undone
         report = rollback_run(journal, run_id)
     except SynapseError as error:
@@ -355,11 +417,15 @@ def runs_rollback(
 @runs_app.command('resume')
 def runs_resume(
     run_id: Annotated[str, typer.Argument(help='The run id.')],
+    database: DatabaseOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Run a failed or crashed run again from the first step that did not succeed."""
-    journal = _journal()
-    runtime = default_runtime(run_id)
+    try:
+        journal = _journal(database)
+        runtime = default_runtime(run_id)
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), debug)
     with cancel_on_signals(runtime.cancel_token) as signals:
         try:
             journal.check()  # a damaged journal is refused before anything runs
@@ -368,6 +434,52 @@ def runs_resume(
             message = _describe_end(error, journal, run_id) or str(error)
             _fail(_exit_code(error, signals), message, debug)
     _print_json(result)
+
+
+# db ------------------------------------------------------------------------
+
+
+def _databases(database: str | None) -> list[Database]:
+    """Where the run journal and the storage index live (what ``--database`` chooses)."""
+    _use_database(database)
+    return [Journal().database, index_database()]
+
+
+@db_app.command('status')
+def db_status(database: DatabaseOption = None) -> None:
+    """Each schema's version in the database, and the version this synapse-sdk writes."""
+    try:
+        rows = [(d, d.version()) for d in _databases(database)]
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), False)
+    for target, found in rows:
+        schema = target.schema
+        if found == 0:
+            state = 'not created yet (created on first use)'
+        elif found < schema.version:
+            state = (
+                f'older: `synapse db upgrade` (or the first use) migrates it to {schema.version}'
+            )
+        elif found > schema.version:
+            state = f'newer than this synapse-sdk reads ({schema.version}): upgrade synapse-sdk'
+        else:
+            state = 'up to date'
+        Console().print(
+            Text(f'{schema.name} at {target.describe()}: schema {found}; {state}'), soft_wrap=True
+        )
+
+
+@db_app.command('upgrade')
+def db_upgrade(database: DatabaseOption = None, debug: DebugOption = False) -> None:
+    """Create or migrate the run journal's and the storage index's schemas now."""
+    try:
+        for target in _databases(database):
+            before, after = upgrade(target)
+            change = 'up to date' if before == after else f'{before or "none"} -> {after}'
+            where = f'{target.schema.name} at {target.describe()}'
+            Console().print(Text(f'{where}: schema {change}'), soft_wrap=True)
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), debug)
 
 
 _STATUS_STYLE = {

@@ -329,7 +329,7 @@ class RayExecutor:
                 values,
                 ctx.run_id,
                 ctx.client,
-                str(self.journal.path),
+                str(self.journal.location),
                 origin,
                 driver,
             )

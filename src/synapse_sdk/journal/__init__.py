@@ -8,6 +8,7 @@ from .codec import SNAPSHOT, restore, snapshot
 from .errors import (
     JournalDamagedError,
     JournalError,
+    JournalUnavailableError,
     JournalVersionError,
     SnapshotError,
     UnknownRunError,
@@ -26,6 +27,7 @@ __all__ = [
     'JournalDamagedError',
     'JournalError',
     'JournalListener',
+    'JournalUnavailableError',
     'JournalVersionError',
     'RunRecord',
     'SnapshotError',

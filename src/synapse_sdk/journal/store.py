@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from synapse_sdk.db import Connection, Database, SQLiteDatabase
-from synapse_sdk.paths import synapse_home
+from synapse_sdk.db import Connection, Database, is_url, open_database
+from synapse_sdk.paths import database_url, synapse_home
 
 from .codec import from_json, to_json
 from .errors import JournalError, UnknownRunError
@@ -23,32 +23,42 @@ def now() -> str:
 
 
 class Journal:
-    """Run history at ``$SYNAPSE_HOME/runs.db`` (WAL mode, ``synchronous=NORMAL``).
+    """Run history: ``$SYNAPSE_HOME/runs.db`` (SQLite), or the database that
+    ``SYNAPSE_DATABASE_URL`` names (``postgresql://...``), or ``location`` (a path or
+    a URL).
 
-    ``synchronous=NORMAL`` in WAL mode: a commit survives the process being
-    killed (SIGKILL, OOM); only a power loss or OS crash can lose the last
-    few commits, never corrupt the file. ``durable=True`` selects
-    ``synchronous=FULL`` (an fsync per commit) for that too.
+    SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit survives the
+    process being killed (SIGKILL, OOM); only a power loss or OS crash can lose the
+    last few commits, never corrupt the file. ``durable=True`` selects
+    ``synchronous=FULL`` (an fsync per commit) for that too; a PostgreSQL server's
+    durability is its own configuration.
 
     The database is reached only through ``synapse_sdk.db``'s interface
     (``self.database``, ``self.db``). One connection per process; safe to
-    pickle (the connection is reopened).
+    pickle (the connection is reopened; a URL travels with its password).
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, durable: bool = False
+        self, location: str | os.PathLike[str] | None = None, *, durable: bool = False
     ) -> None:
-        self.path = Path(path) if path is not None else synapse_home() / 'runs.db'
+        url = database_url() if location is None else None
+        if location is None:
+            location = url or synapse_home() / 'runs.db'
+        self.location = location
         self.durable = durable
-        self.database: Database = SQLiteDatabase(self.path, journal_schema(), durable=durable)
+        self.database: Database = open_database(
+            location, journal_schema(), durable=durable, require_url=url is not None
+        )
+        # the SQLite file (None for a database server)
+        self.path = None if is_url(location) else Path(location)
         self._connection: Connection | None = None
         self._pid = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {'path': self.path, 'durable': self.durable}
+        return {'location': self.location, 'durable': self.durable}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state['path'], durable=state['durable'])  # type: ignore[misc]
+        self.__init__(state['location'], durable=state['durable'])  # type: ignore[misc]
 
     @property
     def db(self) -> Connection:
@@ -148,15 +158,25 @@ class Journal:
             )
         return _run(row)
 
-    def list_runs(self, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+    def list_runs(
+        self, status: str | None = None, limit: int | None = None, since: datetime | None = None
+    ) -> list[RunRecord]:
+        """Newest first; ``since``: runs started then or later (the started_at index
+        answers it, and the newest ``limit``, however many runs the journal holds)."""
         self.detect_crashed()
         sql = f'SELECT {_RUN_COLUMNS} FROM runs'
+        where: list[str] = []
         args: list[Any] = []
         if status is not None:
             if status not in RUN_STATUSES:
                 raise JournalError(f'unknown status {status!r}; one of: {", ".join(RUN_STATUSES)}')
-            sql += ' WHERE status = ?'
+            where.append('status = ?')
             args.append(status)
+        if since is not None:
+            where.append('started_at >= ?')
+            args.append(_utc(since).isoformat())
+        if where:
+            sql += ' WHERE ' + ' AND '.join(where)
         db = self.db
         sql += f' ORDER BY started_at DESC, {INSERTION_ORDER[db.dialect]} DESC'
         if limit is not None:
@@ -256,6 +276,11 @@ class Journal:
             'UPDATE steps SET status = ?, error = COALESCE(?, error) WHERE run_id = ? AND idx = ?',
             (status, error, run_id, index),
         )
+
+
+def _utc(moment: datetime) -> datetime:
+    """As ``started_at`` is written: in UTC (a naive time is taken to be UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 _RUN_COLUMNS = (
