@@ -157,16 +157,29 @@ Where = Journal | Path | str  # a journal, or where one lives (a path, a URL)
 def connect(where: Where) -> Any:
     """A second connection to the journal, independent of any Journal object: sqlite3's
     own (which neither creates nor migrates anything), or one to the PostgreSQL database."""
-    location = where.location if isinstance(where, Journal) else where
+    location = _location(where)
     if is_url(location):
         return open_database(location, journal_schema()).connect()
     return sqlite3.connect(location, timeout=30.0, isolation_level=None)
+
+
+def _location(where: Where) -> str | os.PathLike[str]:
+    return where.location if isinstance(where, Journal) else where
 
 
 def peek(where: Where, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
     conn = connect(where)
     try:
         return list(conn.execute(sql, tuple(args)).fetchall())
+    finally:
+        conn.close()
+
+
+def write(where: Where, sql: str, args: Iterable[Any] = ()) -> None:
+    """One statement, committed, through a second connection."""
+    conn = connect(where)
+    try:
+        conn.execute(sql, tuple(args))
     finally:
         conn.close()
 
@@ -211,6 +224,7 @@ def copy_run(source: Where, target: Where, run_id: str) -> None:
         table: _dicts(source, f'SELECT * FROM {table} WHERE {key} = ?{order}', (run_id,))
         for table, key, order in tables
     }
+    open_database(_location(target), journal_schema()).connect().close()  # has the tables
     conn = connect(target)
     try:
         conn.execute('BEGIN')
