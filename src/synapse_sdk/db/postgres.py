@@ -5,8 +5,8 @@ imported on the first connection, so that ``synapse_sdk.db`` itself needs only
 the standard library.
 
 - SQL arrives written for SQLite and is translated once per statement text:
-  ``?`` -> ``%s``, ``:name`` -> ``%(name)s``, a literal ``%`` -> ``%%``; string
-  literals, quoted names, comments and ``::`` casts are left as they are.
+  ``?`` -> ``%s``, ``:name`` -> ``%(name)s``, ``%`` -> ``%%``; placeholders in
+  string literals, quoted names and comments, and ``::`` casts, are left alone.
 - Schema versions live in one table, ``synapse_schema`` (name -> version): the
   journal and the storage index may share one database. ``tables()`` sees only
   the schema's own tables, so the other schema's (or an application's) are no
@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,7 +53,8 @@ SCHEMES = ('postgresql', 'postgres')
 POOL_SIZE = 4  # idle connections kept per database URL and process
 CONNECT_TIMEOUT_S = 10
 VERSIONS_TABLE = 'synapse_schema'
-_LOCK_KEY = 0x5359_4E41_5053  # pg_advisory_xact_lock key while a schema is prepared
+_LOCKS = 0x5359_4E41  # pg_advisory_xact_lock(_LOCKS, n): n = 0 while a schema is prepared,
+# else a schema's write transactions (n from its name)
 _REMEDY = 'give another database in SYNAPSE_DATABASE_URL (or --database)'
 _FORM = 'postgresql://user:password@host:port/database'
 
@@ -106,7 +108,7 @@ class PostgresURL:
 
 
 def _malformed(url: str, why: str) -> str:
-    shown = re.sub(r'(://[^:/@]*):[^@/]*@', r'\1:***@', url)  # no password in the message
+    shown = re.sub(r'([^:/@]*):[^/]*@', r'\1:***@', url)  # user:password@ -> user:***@
     return f'database URL {shown!r} cannot be used: {why}; write it as {_FORM}'
 
 
@@ -122,6 +124,8 @@ class PostgresDatabase:
         self._ready_in = 0  # the process in which the schema was last made ready
         self._tables = _table_names(schema.tables.get(PostgresConnection.dialect, ''))
         self._driver: ModuleType | None = None
+        crc = zlib.crc32(schema.name.encode('utf-8')) or 1
+        self.write_lock = (_LOCKS, crc - (1 << 32) if crc >= 1 << 31 else crc)  # signed int4
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, '_driver': None}  # a module does not pickle
@@ -160,7 +164,7 @@ class PostgresDatabase:
         if self._ready_in != os.getpid():
             try:
                 with connection.transaction():  # one preparer at a time, per database
-                    connection.execute('SELECT pg_advisory_xact_lock(?)', (_LOCK_KEY,))
+                    connection.execute('SELECT pg_advisory_xact_lock(?, 0)', (_LOCKS,))
                     prepare(connection, self)
             except BaseException:
                 connection.close()
@@ -252,10 +256,17 @@ class PostgresConnection:
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresConnection]:
-        """``BEGIN``..``COMMIT`` (a savepoint when nested); rolled back if the block raises."""
+        """``BEGIN``..``COMMIT`` (a savepoint when nested); rolled back if the block raises.
+
+        The schema's write transactions take turns, as SQLite's ``BEGIN IMMEDIATE``
+        makes them: one that reads, then writes what it read (the storage index's
+        check for a key, then its insert) sees no other one commit in between.
+        """
         with self._errors(), self._live().transaction():
             self._depth += 1
             try:
+                if self._depth == 1:
+                    self.execute('SELECT pg_advisory_xact_lock(?, ?)', self._database.write_lock)
                 yield self
             finally:
                 self._depth -= 1
@@ -403,7 +414,8 @@ def _chainable(error: BaseException, target: PostgresURL) -> BaseException | Non
 @lru_cache(maxsize=512)
 def translate(sql: str) -> str:
     """SQLite-style placeholders to psycopg's: ``?`` -> ``%s``, ``:name`` -> ``%(name)s``,
-    ``%`` -> ``%%``; quoted text, comments and ``::`` casts are copied as they are."""
+    and every ``%`` -> ``%%`` (quoted or not: psycopg reads them all); ``?`` and ``:x``
+    in quoted text and comments, and ``::`` casts, are kept."""
     out: list[str] = []
     i, n = 0, len(sql)
     while i < n:
@@ -411,12 +423,12 @@ def translate(sql: str) -> str:
         if char in ("'", '"'):
             end = sql.find(char, i + 1)
             end = n - 1 if end < 0 else end
-            out.append(sql[i : end + 1])
+            out.append(sql[i : end + 1].replace('%', '%%'))  # psycopg reads % even there
             i = end + 1
         elif sql.startswith('--', i):
             end = sql.find('\n', i)
             end = n if end < 0 else end
-            out.append(sql[i:end])
+            out.append(sql[i:end].replace('%', '%%'))
             i = end
         elif char == '?':
             out.append('%s')
