@@ -339,6 +339,29 @@ def test_lastrowid_and_rowcount_as_sqlite3_gives_them(connection: PostgresConnec
     assert connection.fetchone('SELECT count(*) FROM parents') == (11,)
 
 
+def test_many_rows_go_in_one_statement_in_order_or_one_by_one(
+    connection: PostgresConnection,
+) -> None:
+    connection.execute(
+        'CREATE TABLE items (seq BIGINT GENERATED ALWAYS AS IDENTITY, k TEXT, w DOUBLE PRECISION,'
+        ' b BOOLEAN, n INTEGER)'
+    )
+    insert = 'INSERT INTO items (k, w, b, n) VALUES (?, ?, ?, ?)'
+    bulk = [
+        (f'k{i:02d}', i if i % 2 else i + 0.5, i % 3 == 0, None if i % 4 else i) for i in range(40)
+    ]
+    connection.executemany(insert, bulk)  # arrays: ints and floats, NULLs among ints
+    connection.executemany(insert, [('x', 1.0, True, None)] * 20)  # a column all NULL: row by row
+    connection.executemany(insert, [('few', 2.0, False, 1)] * 3)
+    rows = connection.fetchall('SELECT k, w, b, n FROM items ORDER BY seq')
+    assert (
+        rows
+        == [(k, float(w), b, n) for k, w, b, n in bulk]
+        + [('x', 1.0, True, None)] * 20
+        + [('few', 2.0, False, 1)] * 3
+    )
+
+
 def test_write_transactions_take_turns(database: PostgresDatabase) -> None:
     """A read-then-write transaction sees no other writer commit in between (as with
     SQLite's BEGIN IMMEDIATE): the second one waits for the first to end."""

