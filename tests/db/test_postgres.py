@@ -362,6 +362,33 @@ def test_many_rows_go_in_one_statement_in_order_or_one_by_one(
     )
 
 
+def test_threads_sharing_a_connection_each_read_their_own_rows(
+    connection: PostgresConnection,
+) -> None:
+    import threading
+
+    wrong: list[tuple[int, Any]] = []
+
+    def work(base: int) -> None:
+        for i in range(base, base + 200):
+            row = connection.fetchone('SELECT ?::int', (i,))
+            if row != (i,):
+                wrong.append((i, row))
+
+    threads = [threading.Thread(target=work, args=(n * 1000,)) for n in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as can be
+    try:
+        for thread in threads:
+            thread.start()
+        work(9000)  # and the thread that made the connection
+        for thread in threads:
+            thread.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert wrong == []
+
+
 def test_write_transactions_take_turns(database: PostgresDatabase) -> None:
     """A read-then-write transaction sees no other writer commit in between (as with
     SQLite's BEGIN IMMEDIATE): the second one waits for the first to end."""

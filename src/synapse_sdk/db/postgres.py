@@ -218,7 +218,8 @@ class PostgresConnection:
         self._raw = raw
         self._database = database
         self._depth = 0  # nested transaction() blocks
-        self._cursor: Any = None  # one for every statement: each reads its rows at once
+        self._cursor: Any = None  # reused by the thread that made it (a cursor is not
+        self._cursor_thread = 0  # thread-safe; psycopg serializes the connection itself)
 
     def _live(self) -> Any:
         """The connection; one the server dropped is replaced, outside a transaction."""
@@ -230,10 +231,12 @@ class PostgresConnection:
     def _run(self, sql: str, params: Params) -> Any:
         """The statement run on this connection's cursor (made once: a new cursor per
         statement would cost about as much as the statement's own work here)."""
-        raw = self._live()
+        raw, me = self._live(), threading.get_ident()
         cursor = self._cursor
-        if cursor is None or cursor.connection is not raw:
-            cursor = self._cursor = raw.cursor()
+        if cursor is None or cursor.connection is not raw or self._cursor_thread != me:
+            cursor = raw.cursor()
+            if self._cursor is None or self._cursor_thread == me:
+                self._cursor, self._cursor_thread = cursor, me
         return cursor.execute(translate(sql), params)
 
     @contextmanager
