@@ -27,7 +27,7 @@ Each also keeps the built-in base its callers rely on (the spec's
         ├── UnknownRunError                      KeyError           no run with that id
         ├── JournalVersionError                  RuntimeError       not a journal this SDK reads
         ├── JournalDamagedError                                     its file has damaged pages
-    ├── JournalUnavailableError                                 its server cannot be reached
+        ├── JournalUnavailableError                                 its server cannot be reached
         ├── SnapshotError                        TypeError          a context value it cannot keep
         └── RecoveryError                                           cannot roll back/resume that run
 
