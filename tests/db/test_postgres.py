@@ -129,6 +129,8 @@ def test_a_url_is_described_without_its_password() -> None:
     assert url.describe() == 'postgresql://ann@db.example:6432/runs'
     assert 's3cr' not in repr(url)
     assert url.scrub('a s3cr@t and s3cr%40t') == 'a *** and ***'
+    in_query = PostgresURL.parse('postgresql://ann@db/runs?sslmode=require&password=pw1', NotOurs)
+    assert in_query.password == 'pw1' and in_query.describe() == 'postgresql://ann@db/runs'
 
 
 @pytest.mark.parametrize(
@@ -141,6 +143,7 @@ def test_a_url_is_described_without_its_password() -> None:
         ('mysql://ann:hunter2@db/runs', "the scheme is 'mysql'"),
         ('ann:hunter2@db/runs', 'not a URL'),
         ('postgresql://ann:hunt@er2@db:x/runs', 'Port could not be cast'),
+        ('postgresql://ann@db:x/runs?password=hunter2', 'Port could not be cast'),
     ],
 )
 def test_a_malformed_url_is_refused_in_one_line_without_the_password(url: str, why: str) -> None:

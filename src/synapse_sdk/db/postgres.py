@@ -13,14 +13,17 @@ the standard library.
   reason to refuse a database.
 - Creating or migrating a schema holds an advisory lock: processes that open a
   new database at once create its tables once.
-- Connections are in autocommit mode; ``transaction()`` is ``BEGIN``..``COMMIT``.
-  A connection the server dropped fails the statement that finds it so (the
-  schema's ``unavailable_error``; never retried silently: it may or may not
-  have been applied) and is replaced on the next call.
+- Connections are in autocommit mode; ``transaction()`` is ``BEGIN``..``COMMIT``,
+  and a schema's write transactions take turns (another advisory lock), as
+  SQLite's ``BEGIN IMMEDIATE`` makes them. A connection the server dropped
+  fails the statement that finds it so (the schema's ``unavailable_error``;
+  never retried silently: it may or may not have been applied) and is
+  replaced on the next call.
 - A closed connection goes back to a small pool of this process (``POOL_SIZE``
   idle ones): the storage index opens one per call, and a new one costs a TCP
-  connect and a password exchange (about 8 ms against a local server; from
-  the pool, 0.1 ms).
+  connect and a password exchange (a lookup by key: 8.3 ms so, 0.05 ms from
+  the pool, against a local server).
+- Many rows of one ``INSERT`` (a run's steps) go as one statement of arrays.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .base import Params, Row, Schema, prepare
 
@@ -92,7 +95,8 @@ class PostgresURL:
             raise error(_malformed(url, 'it names no database (the path after host:port)'))
         user = None if parts.username is None else unquote(parts.username)
         host = unquote(parts.hostname) if parts.hostname else None
-        return cls(url, user, password, host, port, dbname)
+        given = parse_qs(parts.query).get('password')  # libpq takes it there too
+        return cls(url, user, password or (given[-1] if given else None), host, port, dbname)
 
     def describe(self) -> str:
         user = f'{self.user}@' if self.user else ''
@@ -109,6 +113,7 @@ class PostgresURL:
 
 def _malformed(url: str, why: str) -> str:
     shown = re.sub(r'([^:/@]*):[^/]*@', r'\1:***@', url)  # user:password@ -> user:***@
+    shown = re.sub(r'(password=)[^&]*', r'\1***', shown)
     return f'database URL {shown!r} cannot be used: {why}; write it as {_FORM}'
 
 
