@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -55,6 +56,17 @@ def test_journal_overhead_runs_with_and_without_the_journal(
     assert module.best_of(1, registry, tmp_path, journaled=False) > 0
     assert module.best_of(1, registry, tmp_path, journaled=True) > 0
     assert module.commit_floor(tmp_path, 1, commits=10) > 0
+    assert module.raw_sqlite(tmp_path, 1, count=10) > 0
+
+
+def test_journal_overhead_on_postgresql_and_with_concurrent_writers(
+    bench: ModuleType, tmp_path: Path, postgres_db: Any
+) -> None:
+    module = importlib.import_module('journal_overhead')
+    registry = module._registry([bench.NoOpStep(i) for i in range(20)])
+    assert module.best_of(1, registry, tmp_path, journaled=True, database=postgres_db.url) > 0
+    assert module.raw_postgres(postgres_db.url, 1, count=10) > 0
+    assert module.writers_throughput(postgres_db.url, writers=2, steps=5) > 0
 
 
 def test_console_progress_runs_with_and_without_reports(bench: ModuleType) -> None:

@@ -46,6 +46,7 @@ TREE: dict[str, tuple[str, type[BaseException], ErrorKind]] = {
     'UnknownRunError': ('JournalError', KeyError, BAD_INPUT),
     'JournalVersionError': ('JournalError', RuntimeError, BAD_INPUT),
     'JournalDamagedError': ('JournalError', Exception, BAD_INPUT),
+    'JournalUnavailableError': ('JournalError', Exception, BAD_INPUT),
     'SnapshotError': ('JournalError', TypeError, BAD_INPUT),
     'RecoveryError': ('JournalError', Exception, BAD_INPUT),
     'RecoveryInProgressError': ('JournalError', Exception, BAD_INPUT),

@@ -11,7 +11,14 @@ from pathlib import Path
 
 from synapse_sdk.plugins.steps import ErrorKind, SynapseError
 
-__all__ = ['UnreadableTextError', 'read_utf8', 'run_log_path', 'synapse_home']
+__all__ = [
+    'DATABASE_URL_VARIABLE',
+    'UnreadableTextError',
+    'database_url',
+    'read_utf8',
+    'run_log_path',
+    'synapse_home',
+]
 
 
 def synapse_home() -> Path:
@@ -29,6 +36,16 @@ def synapse_home() -> Path:
 def run_log_path(run_id: str) -> Path:
     """The JSON-lines log of the run ``run_id`` (written by ``synapse plugin run``)."""
     return (synapse_home() / 'logs' / f'{run_id}.jsonl').absolute()  # the same after a chdir
+
+
+DATABASE_URL_VARIABLE = 'SYNAPSE_DATABASE_URL'
+
+
+def database_url() -> str | None:
+    """The database for the run journal and the storage index, if not the SQLite files
+    under ``SYNAPSE_HOME``: ``SYNAPSE_DATABASE_URL`` (``postgresql://...``); read on
+    every call, an empty value counts as unset."""
+    return os.environ.get(DATABASE_URL_VARIABLE) or None
 
 
 class UnreadableTextError(SynapseError, ValueError):

@@ -28,6 +28,7 @@ Each also keeps the built-in base its callers rely on (the spec's
         ├── UnknownRunError                      KeyError           no run with that id
         ├── JournalVersionError                  RuntimeError       not a journal this SDK reads
         ├── JournalDamagedError                                     its file has damaged pages
+        ├── JournalUnavailableError                                 its server cannot be reached
         ├── SnapshotError                        TypeError          a context value it cannot keep
         ├── RecoveryError                                           cannot roll back/resume that run
         └── RecoveryInProgressError                                 another process is recovering it
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from synapse_sdk.journal._errors import (
         JournalDamagedError,
         JournalError,
+        JournalUnavailableError,
         JournalVersionError,
         RecoveryInProgressError,
         SnapshotError,
@@ -105,6 +107,7 @@ _LAZY = {
     'ParamsValidationError': 'synapse_sdk.plugins.actions._errors',
     'RayUnavailableError': 'synapse_sdk.execution._errors',
     'RecoveryInProgressError': 'synapse_sdk.journal._errors',
+    'JournalUnavailableError': 'synapse_sdk.journal._errors',
     'PluginError': 'synapse_sdk.plugins.loader',
 }
 
@@ -116,6 +119,7 @@ __all__ = [
     'FileNotFoundInStorageError',
     'JournalDamagedError',
     'JournalError',
+    'JournalUnavailableError',
     'JournalVersionError',
     'MapItemError',
     'ParamsValidationError',

@@ -154,6 +154,7 @@ def test_repr_names_root(client: LocalBackendClient, root: Path) -> None:
 # ------------------------------------------------------------------ upload
 
 
+@pytest.mark.usefixtures('index_database')
 def test_upload_returns_distinct_increasing_ids(client: LocalBackendClient, tmp_path: Path) -> None:
     src = make_file(tmp_path / 'src', 'a.bin', b'x')
     ids = [client.upload_file(src) for _ in range(5)]
@@ -162,6 +163,7 @@ def test_upload_returns_distinct_increasing_ids(client: LocalBackendClient, tmp_
     assert len(set(ids)) == 5
 
 
+@pytest.mark.usefixtures('index_database')
 def test_get_file_metadata(client: LocalBackendClient, root: Path, tmp_path: Path) -> None:
     data = b'some bytes\n' * 100
     src = make_file(tmp_path / 'src', 'report.csv', data)
@@ -299,6 +301,7 @@ def test_a_non_utf8_name_is_stored_and_downloaded_with_its_bad_bytes_escaped(
     assert client.download_file(file_id, out) == out / 'caf\\xe9.txt'
 
 
+@pytest.mark.usefixtures('index_database')
 def test_a_key_built_from_a_non_utf8_path_is_stored_and_found(
     client: LocalBackendClient, tmp_path: Path
 ) -> None:
@@ -451,6 +454,7 @@ def test_list_files_empty(client: LocalBackendClient) -> None:
     assert client.list_files() == []
 
 
+@pytest.mark.usefixtures('index_database')
 def test_list_files_ordered_by_id_with_same_shape(
     client: LocalBackendClient, tmp_path: Path
 ) -> None:
@@ -464,12 +468,14 @@ def test_list_files_ordered_by_id_with_same_shape(
     assert [f['name'] for f in listed] == [f'f{i}.txt' for i in range(4)]
 
 
+@pytest.mark.usefixtures('index_database')
 def test_new_client_on_same_root_sees_files(root: Path, tmp_path: Path) -> None:
     file_id = LocalBackendClient(root).upload_file(make_file(tmp_path / 'src', 'a', b'1'))
     assert [f['id'] for f in LocalBackendClient(root).list_files()] == [file_id]
 
 
 @pytest.mark.parametrize('method', ['get_file', 'delete_file'])
+@pytest.mark.usefixtures('index_database')
 def test_unknown_id(client: LocalBackendClient, method: str) -> None:
     with pytest.raises(FileNotFoundInStorageError) as excinfo:
         getattr(client, method)(424242)
@@ -491,6 +497,7 @@ def test_non_integer_id_is_a_type_error(client: LocalBackendClient) -> None:
 # ------------------------------------------------------------------ delete
 
 
+@pytest.mark.usefixtures('index_database')
 def test_delete_removes_blob_and_row(
     client: LocalBackendClient, root: Path, tmp_path: Path
 ) -> None:
@@ -509,6 +516,7 @@ def test_delete_removes_blob_and_row(
     assert Path(client.get_file(keep)['path']).read_bytes() == b'keep'
 
 
+@pytest.mark.usefixtures('index_database')
 def test_ids_are_not_reused_after_delete(client: LocalBackendClient, tmp_path: Path) -> None:
     src = make_file(tmp_path / 'src', 'a', b'a')
     first = client.upload_file(src)
@@ -526,6 +534,7 @@ def test_delete_tolerates_missing_blob(client: LocalBackendClient, tmp_path: Pat
 # ---------------------------------------------------------------- download
 
 
+@pytest.mark.usefixtures('index_database')
 def test_download_round_trip_to_file(client: LocalBackendClient, tmp_path: Path) -> None:
     data = os.urandom(200_000)
     file_id = client.upload_file(make_file(tmp_path / 'src', 'data.bin', data))
@@ -714,6 +723,7 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.usefixtures('index_database')
 def test_pickled_client_works_in_fresh_interpreters(
     client: LocalBackendClient, tmp_path: Path
 ) -> None:
@@ -747,6 +757,7 @@ def test_pickled_client_works_in_fresh_interpreters(
     'start_method',
     [m for m in ('fork', 'spawn') if m in multiprocessing.get_all_start_methods()],
 )
+@pytest.mark.usefixtures('index_database')
 def test_concurrent_multiprocess_uploads(
     client: LocalBackendClient, root: Path, tmp_path: Path, start_method: str
 ) -> None:
@@ -782,6 +793,7 @@ def test_concurrent_multiprocess_uploads(
     assert temp_files(root) == []
 
 
+@pytest.mark.usefixtures('index_database')
 def test_concurrent_thread_uploads_share_one_client(
     client: LocalBackendClient, tmp_path: Path
 ) -> None:
@@ -812,6 +824,7 @@ def test_concurrent_thread_uploads_share_one_client(
 # ------------------------------------------------------------ idempotency keys
 
 
+@pytest.mark.usefixtures('index_database')
 def test_upload_with_a_key_is_idempotent(client: LocalBackendClient, tmp_path: Path) -> None:
     src = make_file(tmp_path, 'a.txt', b'alpha')
     first = client.upload_file(src, key='run1:a.txt')
@@ -824,10 +837,12 @@ def test_upload_with_a_key_is_idempotent(client: LocalBackendClient, tmp_path: P
     assert client.upload_file(src) not in (first, other)  # no key: always a new file
 
 
+@pytest.mark.usefixtures('index_database')
 def test_find_file_by_unknown_key(client: LocalBackendClient) -> None:
     assert client.find_file('nope') is None
 
 
+@pytest.mark.usefixtures('index_database')
 def test_a_deleted_keyed_file_can_be_stored_again(
     client: LocalBackendClient, tmp_path: Path
 ) -> None:
@@ -840,6 +855,7 @@ def test_a_deleted_keyed_file_can_be_stored_again(
     assert client.get_file(second)['checksum'] == hashlib.sha256(b'alpha').hexdigest()
 
 
+@pytest.mark.usefixtures('index_database')
 def test_a_key_stored_meanwhile_by_another_writer_wins(
     client: LocalBackendClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

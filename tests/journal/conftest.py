@@ -8,8 +8,13 @@ left in a plugin folder of the repository.
 
 - ``FnStep`` / ``make_action``: in-test actions made of steps given as functions;
 - ``dispatch``: run an action journaled, in this process;
-- ``peek_*``: read the journal with a second, independent sqlite3 connection
-  (what another process, or the next process, would see);
+- ``journal_database``: where the test's journal lives. SQLite
+  (``$SYNAPSE_HOME/runs.db``) unless the test module is marked
+  ``both_databases``: then each test runs twice, the second time on a fresh
+  PostgreSQL database (the ``postgres_db`` fixture) that ``SYNAPSE_DATABASE_URL``
+  names for this process and its subprocesses, storage index included;
+- ``peek_*``: read the journal with a second, independent connection (what
+  another process, or the next process, would see);
 - ``cli``: the ``synapse`` console script as a subprocess;
 - ``plugin_dir``: a copy of ``tests/journal/plugin`` (action ``store``: prepare,
   store, finalize; ``export``: prepare, shard, store, finalize; crash points set
@@ -35,9 +40,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from synapse_sdk._paths import DATABASE_URL_VARIABLE
 from synapse_sdk.clients import LocalBackendClient
+from synapse_sdk.db import is_url, open_database
 from synapse_sdk.execution import run_action
 from synapse_sdk.journal import Journal
+from synapse_sdk.journal._schema import journal_schema
 from synapse_sdk.plugins.actions import ActionContext, ActionOrigin, BaseAction
 from synapse_sdk.plugins.steps import BaseStep, RunListener, StepRegistry
 from synapse_sdk.runtime import MemoryLogger, RuntimeContext
@@ -145,49 +153,101 @@ def dispatch(
 
 # --------------------------------------------------------------- the database, read directly
 
-
-def connect(path: Path) -> sqlite3.Connection:
-    """A second connection to the journal, independent of the Journal object."""
-    return sqlite3.connect(path, timeout=30.0, isolation_level=None)
+Where = Journal | Path | str  # a journal, or where one lives (a path, a URL)
 
 
-def peek(path: Path, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-    conn = connect(path)
+def connect(where: Where) -> Any:
+    """A second connection to the journal, independent of any Journal object: sqlite3's
+    own (which neither creates nor migrates anything), or one to the PostgreSQL database."""
+    location = _location(where)
+    if is_url(location):
+        return open_database(location, journal_schema()).connect()
+    return sqlite3.connect(location, timeout=30.0, isolation_level=None)
+
+
+def _location(where: Where) -> str | os.PathLike[str]:
+    return where.location if isinstance(where, Journal) else where
+
+
+def peek(where: Where, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+    conn = connect(where)
     try:
-        return conn.execute(sql, tuple(args)).fetchall()
+        return list(conn.execute(sql, tuple(args)).fetchall())
     finally:
         conn.close()
 
 
-def peek_steps(path: Path, run_id: str) -> dict[str, dict[str, Any]]:
+def write(where: Where, sql: str, args: Iterable[Any] = ()) -> None:
+    """One statement, committed, through a second connection."""
+    conn = connect(where)
+    try:
+        conn.execute(sql, tuple(args))
+    finally:
+        conn.close()
+
+
+def _dicts(where: Where, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+    conn = connect(where)
+    try:
+        cursor = conn.execute(sql, args)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        conn.close()
+
+
+def peek_steps(where: Where, run_id: str) -> dict[str, dict[str, Any]]:
     """``{step name: row as dict}`` of the run, as committed right now."""
-    conn = connect(path)
-    conn.row_factory = sqlite3.Row
-    try:
-        rows = conn.execute('SELECT * FROM steps WHERE run_id = ? ORDER BY idx', (run_id,))
-        return {row['name']: dict(row) for row in rows}
-    finally:
-        conn.close()
+    rows = _dicts(where, 'SELECT * FROM steps WHERE run_id = ? ORDER BY idx', (run_id,))
+    return {row['name']: row for row in rows}
 
 
-def peek_run(path: Path, run_id: str) -> dict[str, Any] | None:
-    conn = connect(path)
-    conn.row_factory = sqlite3.Row
-    try:
-        row = conn.execute('SELECT * FROM runs WHERE id = ?', (run_id,)).fetchone()
-        return None if row is None else dict(row)
-    finally:
-        conn.close()
+def peek_run(where: Where, run_id: str) -> dict[str, Any] | None:
+    rows = _dicts(where, 'SELECT * FROM runs WHERE id = ?', (run_id,))
+    return rows[0] if rows else None
 
 
-def peek_items(path: Path, run_id: str) -> list[tuple[int, str, Any, int]]:
+def peek_items(where: Where, run_id: str) -> list[tuple[int, str, Any, int]]:
     """``(step index, key, decoded value, append)`` rows of rollback_items, in order."""
     rows = peek(
-        path,
+        where,
         'SELECT idx, key, value, append FROM rollback_items WHERE run_id = ? ORDER BY seq',
         (run_id,),
     )
-    return [(idx, key, json.loads(value), append) for idx, key, value, append in rows]
+    return [(idx, key, json.loads(value), int(append)) for idx, key, value, append in rows]
+
+
+def copy_run(source: Where, target: Where, run_id: str) -> None:
+    """Put what ``source`` has committed of the run into ``target`` (either database), as
+    the next process would find it: a killed process leaves exactly that behind."""
+    tables = (('runs', 'id', ''), ('steps', 'run_id', ' ORDER BY idx'))
+    tables += (('rollback_items', 'run_id', ' ORDER BY seq'),)
+    reads = {
+        table: _dicts(source, f'SELECT * FROM {table} WHERE {key} = ?{order}', (run_id,))
+        for table, key, order in tables
+    }
+    open_database(_location(target), journal_schema()).connect().close()  # has the tables
+    conn = connect(target)
+    try:
+        conn.execute('BEGIN')
+        for table, key, _ in reversed(tables):
+            conn.execute(f'DELETE FROM {table} WHERE {key} = ?', (run_id,))
+        for table, _, _ in tables:
+            for row in reads[table]:
+                row.pop('seq', None)  # the target numbers its rows itself
+                if 'append' in row:
+                    row['append'] = bool(row['append'])
+                names, marks = ', '.join(row), ', '.join('?' * len(row))
+                sql = f'INSERT INTO {table} ({names}) VALUES ({marks})'
+                conn.execute(sql, tuple(row.values()))
+        conn.execute('COMMIT')
+    finally:
+        conn.close()
+
+
+def default_location(home: Path) -> str | Path:
+    """Where ``Journal()`` puts the journal now: SYNAPSE_DATABASE_URL, else under ``home``."""
+    return os.environ.get(DATABASE_URL_VARIABLE) or home / 'runs.db'
 
 
 # --------------------------------------------------------------- storage
@@ -326,13 +386,17 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
 
 
 def journal_run_ids(home: Path) -> list[str]:
-    db = home / 'runs.db'
-    if not db.exists():
-        return []
-    tables = peek(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'runs'")
-    if not tables:  # killed while the journal was being created: no run was recorded
-        return []
-    return [row[0] for row in peek(db, 'SELECT id FROM runs ORDER BY started_at')]
+    """The runs in the journal ``Journal()`` uses now (none if it was never created)."""
+    where = default_location(home)
+    if isinstance(where, Path):
+        if not where.exists():
+            return []
+        tables = peek(
+            where, "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
+        )
+        if not tables:  # killed while the journal was being created: no run was recorded
+            return []
+    return [row[0] for row in peek(where, 'SELECT id FROM runs ORDER BY started_at')]
 
 
 # --------------------------------------------------------------- fixtures
@@ -345,9 +409,40 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+DATABASES = ('sqlite', 'postgresql')
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        'markers', 'both_databases: run on SQLite and on PostgreSQL (see journal_database)'
+    )
+    config.addinivalue_line('markers', 'sqlite_only: not run twice in a both_databases module')
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marked = metafunc.definition.get_closest_marker('both_databases') is not None
+    if marked and metafunc.definition.get_closest_marker('sqlite_only') is None:
+        metafunc.parametrize('journal_database', DATABASES, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def journal_database(
+    request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Where this test's journal lives: its SQLite file, or (the ``postgresql`` param of
+    a ``both_databases`` test) a fresh PostgreSQL database, which SYNAPSE_DATABASE_URL
+    then names for this process and its subprocesses (the storage index goes there too)."""
+    if getattr(request, 'param', 'sqlite') == 'sqlite':
+        monkeypatch.delenv(DATABASE_URL_VARIABLE, raising=False)
+        return str(home / 'runs.db')
+    url: str = request.getfixturevalue('postgres_db').url
+    monkeypatch.setenv(DATABASE_URL_VARIABLE, url)
+    return url
+
+
 @pytest.fixture
-def journal(home: Path) -> Iterator[Journal]:
-    store = Journal(home / 'runs.db')
+def journal(journal_database: str) -> Iterator[Journal]:
+    store = Journal(journal_database)
     yield store
     store.close()
 

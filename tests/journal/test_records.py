@@ -1,10 +1,10 @@
-"""What the journal records about a run and its steps, for every way a run can end."""
+"""What the journal records about a run and its steps, for every way a run can end
+(on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +15,8 @@ from synapse_sdk.plugins.steps import StepExecutionError, StepResult
 
 from .conftest import FnStep, dispatch, make_action, peek_run, peek_steps
 
+pytestmark = pytest.mark.both_databases
+
 
 def when(text: str | None) -> datetime:
     assert text is not None
@@ -23,6 +25,7 @@ def when(text: str | None) -> datetime:
     return value
 
 
+@pytest.mark.sqlite_only  # no database
 def test_the_status_vocabulary_is_the_promised_one() -> None:
     assert set(RUN_STATUSES) == {
         'running',
@@ -111,8 +114,8 @@ def test_a_failed_run_is_rolled_back_and_says_where_it_failed(journal: Journal, 
     def look(context: Any, result: StepResult) -> None:
         # written ahead: while the failed step is rolled back, the DB already says so
         run_id = context.runtime_ctx.run_id
-        seen_during_rollback['run'] = peek_run(journal.path, run_id)
-        seen_during_rollback['steps'] = peek_steps(journal.path, run_id)
+        seen_during_rollback['run'] = peek_run(journal, run_id)
+        seen_during_rollback['steps'] = peek_steps(journal, run_id)
 
     first = FnStep('first', 1, execute=lambda c: StepResult(data={'n': 1}))
     second = FnStep('second', 1, execute=fail, rollback=look)
@@ -225,10 +228,10 @@ def test_progress_is_recorded_while_the_run_goes(
 
     def halfway(context: Any) -> None:
         context.set_progress(1, 2)
-        seen.append(peek_run(journal.path, context.runtime_ctx.run_id)['progress'])
+        seen.append(peek_run(journal, context.runtime_ctx.run_id)['progress'])
 
     def look(context: Any) -> None:
-        seen.append(peek_run(journal.path, context.runtime_ctx.run_id)['progress'])
+        seen.append(peek_run(journal, context.runtime_ctx.run_id)['progress'])
 
     done = dispatch(
         make_action(FnStep('a', 2, execute=halfway), FnStep('b', 2, execute=look)), journal
@@ -250,10 +253,10 @@ def test_each_run_has_its_own_records(journal: Journal) -> None:
         assert [s.name for s in journal.steps(run_id)] == ['a', 'b']
 
 
-def test_the_journal_is_read_back_by_a_new_journal_object(journal: Journal, home: Path) -> None:
+def test_the_journal_is_read_back_by_a_new_journal_object(journal: Journal) -> None:
     done = dispatch(make_action(FnStep('a', execute=lambda c: StepResult(data={'x': 1}))), journal)
     journal.close()
-    again = Journal(home / 'runs.db')
+    again = Journal(journal.location)
     try:
         assert again.get_run(done.run_id).status == 'succeeded'
         assert again.steps(done.run_id)[0].data == {'x': 1}
@@ -277,7 +280,7 @@ def test_progress_writes_are_throttled(journal: Journal) -> None:
     def report(context: Any) -> None:
         for i in range(1, 101):
             context.set_progress(i, 100)
-        seen.append(peek_run(journal.path, context.runtime_ctx.run_id)['progress'])
+        seen.append(peek_run(journal, context.runtime_ctx.run_id)['progress'])
 
     done = dispatch(make_action(FnStep('a', 1, execute=report), FnStep('b', 1)), journal)
     assert done.error is None

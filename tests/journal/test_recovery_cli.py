@@ -2,6 +2,7 @@
 
 The test plugin (``tests/journal/plugin``) kills its own process where the
 environment says (``JT_CRASH_AFTER=N`` files into ``store``, ``JT_CRASH_IN=step``).
+On SQLite, and on PostgreSQL (journal and storage index).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from synapse_sdk.journal import Journal
 from .conftest import (
     assert_storage_holds_only_indexed_files,
     cli_json,
+    default_location,
     journal_run_ids,
     make_files,
     one_line_error,
@@ -32,6 +34,7 @@ from .conftest import (
 )
 
 FILES = 12
+pytestmark = pytest.mark.both_databases
 
 
 @pytest.fixture
@@ -75,7 +78,7 @@ def crashed_run(home: Path, plugin: Path, tmp_path: Path, action: str = 'store',
 
 
 def journal_state(home: Path, run_id: str) -> tuple[Any, dict[str, tuple[str, int]]]:
-    journal = Journal(home / 'runs.db')
+    journal = Journal(default_location(home))
     try:
         run = journal.get_run(run_id)
         steps = {s.name: (s.status, s.attempts) for s in journal.steps(run_id)}

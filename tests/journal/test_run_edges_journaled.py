@@ -13,10 +13,11 @@ before doing it (``append_rollback``), and each id its rollback undoes. "Nothing
 done twice, nothing left behind" is then ``sorted(undone) == sorted(made)``.
 
 A crash is simulated in this process: the run goes on a journal of its own
-(``live.db``); at the crash point the committed journal is copied (SQLite
-backup) to ``runs.db`` with its owner marked dead, which is exactly what a
-killed process leaves behind; the in-process run is then abandoned and nothing
-it does afterwards reaches the ledger.
+(``live.db``); at the crash point what it committed of the run is copied to the
+test's journal with its owner marked dead, which is exactly what a killed
+process leaves behind; the in-process run is then abandoned and nothing it does
+afterwards reaches the ledger. On SQLite, and on PostgreSQL (the test's journal,
+which recovery then reads and writes).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,9 +59,12 @@ from synapse_sdk.plugins.steps import (
 from synapse_sdk.runtime import Logger, MemoryLogger, RuntimeContext
 from synapse_sdk.testing import FakeClock, FunctionStep
 
-from .conftest import Dispatched, dispatch, peek_items, run_cli
+from .conftest import Dispatched, copy_run, dispatch, peek_items, run_cli, write
 
 # ------------------------------------------------------------------ the workflow and its ledger
+
+
+pytestmark = pytest.mark.both_databases
 
 
 @dataclass
@@ -213,25 +216,19 @@ class _Crash(BaseException):
     """Ends the abandoned in-process run once its journal has been copied."""
 
 
-def crash_at(live: Journal, target: Path, run_id: str) -> Callable[[Any], None]:
+def crash_at(live: Journal, target: Journal | Path, run_id: str) -> Callable[[Any], None]:
     """A hook: copy what ``live`` has committed to ``target`` as a crashed run, then stop."""
 
     def hook(_: Any) -> None:
-        source = sqlite3.connect(live.path)
-        copy = sqlite3.connect(target)
-        try:
-            source.backup(copy)
-            # same pid, another process start time: its owner is gone; and the recovery
-            # claim it held (a resume in progress) has run out
-            copy.execute(
-                "UPDATE runs SET pid_started = '1', recoverer_until = recoverer_until - 3600"
-                ' WHERE id = ?',
-                (run_id,),
-            )
-            copy.commit()
-        finally:
-            source.close()
-            copy.close()
+        copy_run(live, target, run_id)
+        # same pid, another process start time: its owner is gone; and the recovery
+        # claim it held (a resume in progress) has run out
+        write(
+            target,
+            "UPDATE runs SET pid_started = '1', recoverer_until = recoverer_until - 3600"
+            ' WHERE id = ?',
+            (run_id,),
+        )
         STATE.dead = True
         raise _Crash
 
@@ -240,11 +237,11 @@ def crash_at(live: Journal, target: Path, run_id: str) -> Callable[[Any], None]:
 
 def crashed_run(journal: Journal, in_step: str = 'c', *, at_progress: int | None = None) -> str:
     """A run of EdgeAction killed inside ``in_step`` (or in the report of ``at_progress``),
-    as the journal at ``journal.path`` then holds it."""
-    live = Journal(journal.path.parent / 'live.db')
+    as ``journal`` then holds it."""
+    live = Journal(synapse_home() / 'live.db')
     try:
         run_id = 'crashed-run'
-        hook = crash_at(live, journal.path, run_id)
+        hook = crash_at(live, journal, run_id)
         if at_progress is None:
             STATE.hooks[in_step] = hook
         else:
@@ -277,7 +274,7 @@ def assert_nothing_left_open(journal: Journal, run_id: str) -> None:
     """No step claims to be running, and no partial rollback data waits for a step
     that is not running (it would be replayed by the next rollback)."""
     assert 'started' not in statuses(journal, run_id).values()
-    assert peek_items(journal.path, run_id) == []
+    assert peek_items(journal, run_id) == []
 
 
 def rollback_then_resume(journal: Journal, run_id: str) -> dict[str, Any]:
@@ -549,7 +546,7 @@ def test_a_step_rerun_after_an_edge_rollback_is_undone_with_its_own_rollback_dat
     assert ledger() == (['a1', 'b1', 'c1'], ['c1', 'b1', 'a1'])
 
     STATE.hooks.clear()
-    crash_db = journal.path.parent / 'crash.db'
+    crash_db = synapse_home() / 'crash.db'
     STATE.hooks['b'] = crash_at(journal, crash_db, run_id)
     with pytest.raises(_Crash):
         resume_run(journal, run_id, runtime())
@@ -577,7 +574,7 @@ def test_a_step_cut_off_twice_has_its_first_partial_work_undone_once(journal: Jo
     dies too. The rollback must undo c2, b1 and a1, and not c1 a second time: the
     partial records of the attempt the resume undid must not be replayed."""
     run_id = crashed_run(journal, 'c')
-    crash_db = journal.path.parent / 'crash.db'
+    crash_db = synapse_home() / 'crash.db'
     STATE.hooks['c'] = crash_at(journal, crash_db, run_id)
     with pytest.raises(_Crash):
         resume_run(journal, run_id, runtime())

@@ -54,6 +54,7 @@ def fresh() -> RichContext:
     return RichContext(runtime_ctx=RuntimeContext(logger=MemoryLogger()))
 
 
+@pytest.mark.both_databases
 def test_the_context_is_snapshotted_after_each_committed_step(journal: Journal) -> None:
     action = make_action(
         FnStep('fill', execute=fill), FnStep('more', execute=more), context_class=RichContext
@@ -61,7 +62,7 @@ def test_the_context_is_snapshotted_after_each_committed_step(journal: Journal) 
     done = dispatch(action, journal, {'tag': 't'})
     assert done.error is None, done.error
 
-    rows = peek_steps(journal.path, done.run_id)
+    rows = peek_steps(journal, done.run_id)
     first = json.loads(rows['fill']['snapshot'])
     second = json.loads(rows['more']['snapshot'])
     own = {'count', 'folder', 'pair', 'tags', 'when', 'nested', 'ratio', 'extra'}
@@ -98,6 +99,7 @@ def test_the_context_is_snapshotted_after_each_committed_step(journal: Journal) 
     assert latest.tags == {'a', 'b', 'c'}
 
 
+@pytest.mark.both_databases
 def test_a_failed_or_skipped_step_takes_no_snapshot(journal: Journal) -> None:
     action = make_action(
         FnStep('fill', execute=fill),
@@ -107,7 +109,7 @@ def test_a_failed_or_skipped_step_takes_no_snapshot(journal: Journal) -> None:
     )
     done = dispatch(action, journal)
     assert done.error is not None
-    rows = peek_steps(journal.path, done.run_id)
+    rows = peek_steps(journal, done.run_id)
     assert rows['fill']['snapshot'] is not None
     assert rows['maybe']['snapshot'] is None
     assert rows['boom']['snapshot'] is None
@@ -115,6 +117,7 @@ def test_a_failed_or_skipped_step_takes_no_snapshot(journal: Journal) -> None:
     assert json.loads(journal.snapshot_before(done.run_id, 2))['count'] == 1
 
 
+@pytest.mark.both_databases
 def test_a_value_that_cannot_be_saved_fails_the_step_and_the_run_rolls_back(
     journal: Journal,
 ) -> None:
@@ -155,6 +158,7 @@ def test_a_value_that_cannot_be_saved_fails_the_step_and_the_run_rolls_back(
     assert steps['after'].status == 'pending'
 
 
+@pytest.mark.both_databases
 def test_result_data_that_cannot_be_saved_fails_the_step(journal: Journal) -> None:
     step = FnStep('load', execute=lambda c: StepResult(data={'conn': object()}))
     done = dispatch(make_action(step), journal)

@@ -1,7 +1,8 @@
 """Write-ahead: the journal is committed before the work it describes goes on.
 
-Everything here is read with a second sqlite3 connection (``peek_*``), which
-only sees committed data: what a process started after a crash would find.
+Everything here is read with a second connection (``peek_*``), which only sees
+committed data: what a process started after a crash would find. On SQLite and
+on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from synapse_sdk.journal import Journal, JournalListener
 from synapse_sdk.plugins.actions import ActionContext
@@ -30,6 +33,8 @@ from synapse_sdk.runtime import MemoryLogger, RuntimeContext
 
 from .conftest import FnStep, dispatch, make_action, peek_items, peek_run, peek_steps
 
+pytestmark = pytest.mark.both_databases
+
 
 @dataclass(kw_only=True)
 class CountingContext(ActionContext):
@@ -45,15 +50,15 @@ def test_inside_a_step_the_previous_step_and_this_start_are_committed(journal: J
 
     def second(context: CountingContext) -> StepResult:
         run_id = context.runtime_ctx.run_id
-        seen['at_start'] = peek_steps(journal.path, run_id)
-        seen['run_at_start'] = peek_run(journal.path, run_id)
+        seen['at_start'] = peek_steps(journal, run_id)
+        seen['run_at_start'] = peek_run(journal, run_id)
         context.append_rollback('keys', 'k1')
-        seen['after_append'] = peek_items(journal.path, run_id)
+        seen['after_append'] = peek_items(journal, run_id)
         context.append_rollback('keys', 'k2')
         context.record_rollback(marker={'at': 2})
-        seen['after_record'] = peek_items(journal.path, run_id)
+        seen['after_record'] = peek_items(journal, run_id)
         # the Journal API reads the same, from a separate Journal object
-        other = Journal(journal.path)
+        other = Journal(journal.location)
         try:
             seen['partial'] = other.partial_rollback_data(run_id, 1)
         finally:
@@ -62,8 +67,8 @@ def test_inside_a_step_the_previous_step_and_this_start_are_committed(journal: J
 
     def third(context: CountingContext) -> None:
         run_id = context.runtime_ctx.run_id
-        seen['third'] = peek_steps(journal.path, run_id)
-        seen['items_at_third'] = peek_items(journal.path, run_id)
+        seen['third'] = peek_steps(journal, run_id)
+        seen['items_at_third'] = peek_items(journal, run_id)
 
     action = make_action(
         FnStep('first', execute=first),
@@ -114,14 +119,14 @@ def test_inside_a_step_the_previous_step_and_this_start_are_committed(journal: J
 class Probe(RunListener):
     """Listens after the JournalListener: records what the DB holds at each event."""
 
-    def __init__(self, path: Path, run_id: str) -> None:
-        self.path = path
+    def __init__(self, where: Journal, run_id: str) -> None:
+        self.where = where
         self.run_id = run_id
         self.seen: list[tuple[str, str, dict[str, dict[str, Any]], list[Any]]] = []
 
     def _look(self, event: str, step: StepInfo) -> None:
-        steps = peek_steps(self.path, self.run_id)
-        self.seen.append((event, step.name, steps, peek_items(self.path, self.run_id)))
+        steps = peek_steps(self.where, self.run_id)
+        self.seen.append((event, step.name, steps, peek_items(self.where, self.run_id)))
 
     def on_event(self, event: RunEvent) -> None:
         match event:
@@ -147,7 +152,7 @@ def test_a_listener_after_the_journal_sees_each_event_committed(journal: Journal
         registry.register(FnStep(f's{index}', execute=work(index)))
     run_id = 'probe-run'
     journal.start_run(run_id, entrypoint='tests:probe', params={})
-    probe = Probe(journal.path, run_id)
+    probe = Probe(journal, run_id)
     context = BaseStepContext(runtime_ctx=RuntimeContext(logger=MemoryLogger()))
     Orchestrator(registry, context, listeners=[JournalListener(journal, run_id), probe]).execute()
 
@@ -192,7 +197,7 @@ def test_a_listener_after_the_journal_sees_each_event_committed(journal: Journal
             assert row['status'] == 'succeeded'
             assert row['ended_at'] is not None
             assert items == []
-    assert peek_run(journal.path, run_id)['status'] == 'succeeded'
+    assert peek_run(journal, run_id)['status'] == 'succeeded'
 
 
 def test_rollback_data_of_a_step_that_raised_is_kept_for_its_rollback(journal: Journal) -> None:
@@ -214,9 +219,10 @@ def test_rollback_data_of_a_step_that_raised_is_kept_for_its_rollback(journal: J
     record = journal.steps(done.run_id)[0]
     assert record.rollback_data == {'ids': [1, 2]}
     assert record.status == 'rolled_back'
-    assert peek_items(journal.path, done.run_id) == []
+    assert peek_items(journal, done.run_id) == []
 
 
+@pytest.mark.sqlite_only
 def test_wal_with_normal_sync_by_default_and_full_sync_when_durable(home: Path) -> None:
     default = Journal(home / 'a.db')
     durable = Journal(home / 'b.db', durable=True)
@@ -234,7 +240,7 @@ def test_a_pickled_journal_reopens_the_same_database(journal: Journal) -> None:
     journal.start_run('pickled', entrypoint='tests:x', params={'k': [1]})
     copy = pickle.loads(pickle.dumps(journal))
     try:
-        assert copy.path == journal.path and copy.durable == journal.durable
+        assert copy.location == journal.location and copy.durable == journal.durable
         assert copy.get_run('pickled').params == {'k': [1]}
     finally:
         copy.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import traceback
@@ -17,7 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from synapse_sdk import observe
-from synapse_sdk._paths import read_utf8, run_log_path
+from synapse_sdk._paths import DATABASE_URL_VARIABLE, read_utf8, run_log_path
+from synapse_sdk.clients import index_database
+from synapse_sdk.db import Database, upgrade
 from synapse_sdk.errors import (
     ActionError,
     ErrorKind,
@@ -66,11 +69,25 @@ plugin_app = typer.Typer(help='Run, inspect and create plugins.', no_args_is_hel
 app.add_typer(plugin_app, name='plugin')
 runs_app = typer.Typer(help='Journaled runs: history, rollback, resume.', no_args_is_help=True)
 app.add_typer(runs_app, name='runs')
+db_app = typer.Typer(
+    help='The database of the run journal and the storage index.', no_args_is_help=True
+)
+app.add_typer(db_app, name='db')
 
 stderr = Console(stderr=True, highlight=False)
 
 PathOption = Annotated[Path, typer.Option('--path', help='The plugin folder (holds config.yaml).')]
 DebugOption = Annotated[bool, typer.Option('--debug', help='Show tracebacks.')]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        '--database',
+        metavar='URL',
+        help='Keep the run journal and the storage index in this database'
+        ' (postgresql://user:password@host:port/db); default: $SYNAPSE_DATABASE_URL,'
+        ' else SQLite files under $SYNAPSE_HOME.',
+    ),
+]
 ModeOption = Annotated[str, typer.Option('--mode', help="'local' (this process) or 'ray'.")]
 RayAddressOption = Annotated[
     str | None,
@@ -169,12 +186,14 @@ def run(
     ] = None,
     log_format: LogFormatOption = 'auto',
     debug: RunDebugOption = False,
+    database: DatabaseOption = None,
 ) -> None:
     """Run ACTION of the plugin; progress on stderr, the result as JSON on stdout.
 
     Once the run has started, the result is printed whether it succeeded or not
     (docs/actions.md, "The run's result"); the exit code says how it ended.
     """
+    _use_database(database)
     try:
         if log_format not in LOG_FORMATS:
             choices = ', '.join(repr(f) for f in LOG_FORMATS)
@@ -218,9 +237,10 @@ def _describe_other(error: BaseException, action: str) -> str:
 
 def _announce(log_format: str, run_id: str, store: Journal) -> None:
     """The run's id and journal, first thing on stderr, in the run's log format."""
-    text = f'run {run_id} (journal: {store.path})'
+    where = store.database.describe()  # a file, or a URL without its password
+    text = f'run {run_id} (journal: {where})'
     if log_format == 'json':
-        JsonLinesLogger(sys.stderr, run_id).log('run', {'journal': str(store.path)}, None, 'info')
+        JsonLinesLogger(sys.stderr, run_id).log('run', {'journal': where}, None, 'info')
     elif log_format == 'plain' or not (stderr.is_terminal or stderr.is_jupyter):
         LineLogger(sys.stderr).write('info', text)
     else:
@@ -460,6 +480,12 @@ def create(
 # runs ----------------------------------------------------------------------
 
 
+def _use_database(url: str | None) -> None:
+    """``--database URL``: this command's (and its workers') ``SYNAPSE_DATABASE_URL``."""
+    if url is not None:
+        os.environ[DATABASE_URL_VARIABLE] = url
+
+
 def _journal() -> Journal:
     return Journal()
 
@@ -481,8 +507,10 @@ def runs_list(
     ] = None,
     limit: Annotated[int, typer.Option('--limit', help='At most this many runs.')] = 50,
     as_json: JsonOption = False,
+    database: DatabaseOption = None,
 ) -> None:
     """The journaled runs, newest first."""
+    _use_database(database)
     try:
         start = None if since is None else _moment(since, '--since')
         records = _journal().list_runs(
@@ -520,8 +548,13 @@ RunIdArgument = Annotated[
 
 
 @runs_app.command('show')
-def runs_show(run_id: RunIdArgument, as_json: JsonOption = False) -> None:
+def runs_show(
+    run_id: RunIdArgument,
+    as_json: JsonOption = False,
+    database: DatabaseOption = None,
+) -> None:
     """The whole record of a run: what ran where, each step, metrics, attempts, its log."""
+    _use_database(database)
     view = _load_run(run_id)
     if as_json:
         _print_json(view.to_dict())
@@ -541,8 +574,10 @@ def runs_logs(
             '--level', help=f'Only lines at this level or above: {", ".join(observe.LEVELS)}.'
         ),
     ] = 'info',
+    database: DatabaseOption = None,
 ) -> None:
     """The run's log lines (from $SYNAPSE_HOME/logs/RUN_ID.jsonl)."""
+    _use_database(database)
     journal = _journal()
     try:
         keep = observe.at_least(level)
@@ -572,8 +607,10 @@ def _log_line(line: dict[str, Any]) -> str:
 def runs_timeline(
     run_id: RunIdArgument,
     width: Annotated[int, typer.Option('--width', help='Characters for the bars.')] = 60,
+    database: DatabaseOption = None,
 ) -> None:
     """A Gantt chart of the run's steps: attempts, waits and rollbacks as bars of their own."""
+    _use_database(database)
     view = _load_run(run_id)
     out = Console()
     out.print(Text.assemble((f'run {view.record.id}', 'bold'), '  ', _status_text(view)))
@@ -589,8 +626,10 @@ def runs_report(
     output: Annotated[Path, typer.Option('--output', '-o', help='The HTML file to write.')] = Path(
         'run.html'
     ),
+    database: DatabaseOption = None,
 ) -> None:
     """One self-contained HTML file: timeline, progress, metrics, rollback, last log lines."""
+    _use_database(database)
     view = _load_run(run_id)
     try:
         output.write_text(observe.render_report(view), encoding='utf-8')
@@ -626,9 +665,11 @@ def runs_rollback(
         bool, typer.Option('--finished', help='Undo a run that succeeded, too.')
     ] = False,
     debug: DebugOption = False,
+    database: DatabaseOption = None,
 ) -> None:
     """Undo what a crashed, failed or cancelled run left behind (safe to repeat); in the
     run's own directory, whatever this one is."""
+    _use_database(database)
     journal = _journal()
     try:
         journal.check()  # a damaged journal is refused before anything is undone
@@ -651,8 +692,10 @@ def runs_resume(
     mode: ModeOption = 'local',
     ray_address: RayAddressOption = None,
     debug: DebugOption = False,
+    database: DatabaseOption = None,
 ) -> None:
     """Run a failed or crashed run again from the first step that did not succeed."""
+    _use_database(database)
     journal = _journal()
     try:
         executor = _executor(mode, ray_address, journal)  # --mode and --ray-address checked
@@ -697,9 +740,11 @@ def runs_prune(
         ),
     ] = False,
     as_json: JsonOption = False,
+    database: DatabaseOption = None,
 ) -> None:
     """Remove old runs from the journal (steps, rollback data, log files); never an active
     run, and not one with work left to undo unless --unrecovered."""
+    _use_database(database)
     journal = _journal()
     try:
         before = _moment(older_than, '--older-than')
@@ -736,6 +781,52 @@ def runs_prune(
                 style='yellow',
             )
         )
+
+
+# db ------------------------------------------------------------------------
+
+
+def _databases(database: str | None) -> list[Database]:
+    """Where the run journal and the storage index live (what ``--database`` chooses)."""
+    _use_database(database)
+    return [Journal().database, index_database()]
+
+
+@db_app.command('status')
+def db_status(database: DatabaseOption = None) -> None:
+    """Each schema's version in the database, and the version this synapse-sdk writes."""
+    try:
+        rows = [(d, d.version()) for d in _databases(database)]
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), False)
+    for target, found in rows:
+        schema = target.schema
+        if found == 0:
+            state = 'not created yet (created on first use)'
+        elif found < schema.version:
+            state = (
+                f'older: `synapse db upgrade` (or the first use) migrates it to {schema.version}'
+            )
+        elif found > schema.version:
+            state = f'newer than this synapse-sdk reads ({schema.version}): upgrade synapse-sdk'
+        else:
+            state = 'up to date'
+        Console().print(
+            Text(f'{schema.name} at {target.describe()}: schema {found}; {state}'), soft_wrap=True
+        )
+
+
+@db_app.command('upgrade')
+def db_upgrade(database: DatabaseOption = None, debug: DebugOption = False) -> None:
+    """Create or migrate the run journal's and the storage index's schemas now."""
+    try:
+        for target in _databases(database):
+            before, after = upgrade(target)
+            change = 'up to date' if before == after else f'{before or "none"} -> {after}'
+            where = f'{target.schema.name} at {target.describe()}'
+            Console().print(Text(f'{where}: schema {change}'), soft_wrap=True)
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), debug)
 
 
 _STATUS_STYLE = {

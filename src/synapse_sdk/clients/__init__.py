@@ -13,6 +13,7 @@ from synapse_sdk.clients._local import (
     LocalBackendClient,
     PartialWrites,
     download_target,
+    index_database,
     stored_name,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     'StorageIndexError',
     'StorageIntegrityError',
     'download_target',
+    'index_database',
     'stored_name',
 ]

@@ -27,6 +27,7 @@ __all__ = [
     'Row',
     'Schema',
     'prepare',
+    'upgrade',
 ]
 
 Params = Sequence[Any] | Mapping[str, Any]
@@ -41,7 +42,9 @@ class Schema:
     ``migrations[dialect][n]`` brings a database of version ``n`` to ``n + 1``.
     Statements are separated by ``;``. ``unusable_error``: raised for a
     database that is not one, another program's, or of a version this code
-    cannot read; ``damaged_error``: for damaged pages. Both get one message.
+    cannot read; ``damaged_error``: for damaged pages; ``unavailable_error``
+    (default: ``unusable_error``): for a server that cannot be reached or
+    logged in to, a malformed URL, a connection lost. Each gets one message.
     """
 
     name: str  # in messages: 'run journal', 'storage index'
@@ -50,6 +53,7 @@ class Schema:
     unusable_error: type[Exception]
     damaged_error: type[Exception]
     migrations: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+    unavailable_error: type[Exception] | None = None
 
 
 class Cursor(Protocol):
@@ -134,6 +138,10 @@ class Database(Protocol):
         schema (``prepare``), or refuses the database."""
         ...
 
+    def version(self) -> int:
+        """The schema's version in the database as it is (0: not there); changes nothing."""
+        ...
+
     def describe(self) -> str:
         """The database for messages: a path, or a URL without its password."""
         ...
@@ -163,6 +171,14 @@ def prepare(connection: Connection, database: Database) -> None:
             )
         else:
             _migrate(connection, database, version)
+
+
+def upgrade(database: Database) -> tuple[int, int]:
+    """Create or migrate the schema now, as the first use would: ``(version before,
+    version after)``; a newer or foreign database is refused (``unusable_error``)."""
+    before = database.version()
+    database.connect().close()
+    return before, database.schema.version
 
 
 def _migrate(connection: Connection, database: Database, version: int) -> None:

@@ -76,6 +76,18 @@ class SQLiteDatabase:
             raise
         return connection
 
+    def version(self) -> int:
+        """The schema's version in the file (0: no file, or not set); opens it read-only."""
+        if not self.path.exists():
+            return 0
+        raw = sqlite3.connect(
+            f'{self.path.resolve().as_uri()}?mode=ro', uri=True, timeout=BUSY_TIMEOUT_S
+        )
+        try:
+            return SQLiteConnection(raw, self).schema_version(self.schema.name)
+        finally:
+            raw.close()
+
     def refuse(self, error: sqlite3.DatabaseError) -> None:
         """Raise the schema's error if ``error`` says the file is not, or no longer, a
         database; the one place where SQLite's errors become the callers' own."""

@@ -3,8 +3,9 @@
 Needs the ``ray`` extra (``pip install 'synapse-sdk[ray]'``). The run itself
 happens in a Ray actor; the driver shows its progress and events live and
 keeps the journal's view; the worker writes the run journal directly, so the
-journal file must be reachable from the workers (true for the local Ray
-instance and for clusters on a shared filesystem).
+journal must be reachable from the workers: a PostgreSQL journal
+(``SYNAPSE_DATABASE_URL``) from anywhere, an SQLite file from the local Ray
+instance and clusters on a shared filesystem.
 """
 
 from __future__ import annotations
@@ -569,7 +570,7 @@ class RayExecutor:
                 values,
                 ctx.run_id,
                 ctx.client,
-                str(self.journal.path),
+                str(self.journal.location),
                 origin,
                 driver,
                 open_traces(ctx),
@@ -617,7 +618,7 @@ class RayExecutor:
         host = RunHost.remote()  # type: ignore[attr-defined]
         with ctx:
             driver = (socket.gethostname(), os.getcwd())
-            ref = host.resume.remote(run_id, ctx.client, str(self.journal.path), driver)
+            ref = host.resume.remote(run_id, ctx.client, str(self.journal.location), driver)
             outcome = self._follow(host, ref, ctx)
         return self._conclude(outcome, ctx, None)
 

@@ -8,6 +8,7 @@ from ._codec import SNAPSHOT, restore, snapshot
 from ._errors import (
     JournalDamagedError,
     JournalError,
+    JournalUnavailableError,
     JournalVersionError,
     RecoveryInProgressError,
     SnapshotError,
@@ -33,6 +34,7 @@ __all__ = [
     'JournalDamagedError',
     'JournalError',
     'JournalListener',
+    'JournalUnavailableError',
     'JournalVersionError',
     'Pruned',
     'RecoveryInProgressError',

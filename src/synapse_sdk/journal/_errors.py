@@ -26,6 +26,11 @@ class JournalVersionError(JournalError, RuntimeError):
     """The database is not a journal this version can read."""
 
 
+class JournalUnavailableError(JournalError):
+    """The journal's database cannot be reached: a malformed URL, a server that does not
+    answer, a wrong password, a missing database, or the connection lost mid-run."""
+
+
 class JournalDamagedError(JournalError):
     """The journal's file has damaged pages; the message names it and what to do."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from synapse_sdk.db import Schema
 
-from ._errors import JournalDamagedError, JournalVersionError
+from ._errors import JournalDamagedError, JournalUnavailableError, JournalVersionError
 
 SCHEMA_VERSION = 2
 
@@ -77,8 +77,69 @@ CREATE INDEX runs_by_started ON runs (started_at);
 """,
 }
 
+# PostgreSQL (from schema 2 on; there never was a version 1 there). Times are ISO 8601
+# text as in SQLite, compared byte by byte (COLLATE "C") whatever the database's locale;
+# ``seq`` orders runs as they were inserted (SQLite's rowid), and runs_by_started holds it
+# so that the newest runs come from the index, in order, however many there are. A step's
+# row is written three times (pending, started, ended): half of each page of ``steps`` is
+# kept free so that the new versions stay on their page (HOT updates, no index writes),
+# which makes the per-step write about three times cheaper.
+POSTGRES_TABLES = """
+CREATE TABLE runs (
+    id           TEXT PRIMARY KEY,
+    entrypoint   TEXT NOT NULL,
+    action       TEXT,
+    plugin_path  TEXT,
+    params       TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    started_at   TEXT COLLATE "C" NOT NULL,
+    ended_at     TEXT COLLATE "C",
+    progress     INTEGER NOT NULL DEFAULT 0,
+    error        TEXT,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    pid_started  TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 1,
+    cwd          TEXT,
+    plugin       TEXT,
+    storage      TEXT,
+    lease_owner  TEXT,
+    lease_until  DOUBLE PRECISION,
+    recoverer    TEXT,
+    recoverer_until DOUBLE PRECISION,
+    seq          BIGINT GENERATED ALWAYS AS IDENTITY
+);
+CREATE INDEX runs_by_status ON runs (status);
+CREATE INDEX runs_by_started ON runs (started_at, seq);
+CREATE TABLE steps (
+    run_id        TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    idx           INTEGER NOT NULL,
+    name          TEXT NOT NULL,
+    weight        DOUBLE PRECISION NOT NULL,
+    status        TEXT NOT NULL,
+    started_at    TEXT COLLATE "C",
+    ended_at      TEXT COLLATE "C",
+    duration      DOUBLE PRECISION,
+    data          TEXT,
+    rollback_data TEXT,
+    error         TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    snapshot      TEXT,
+    PRIMARY KEY (run_id, idx)
+) WITH (fillfactor = 50);
+CREATE TABLE rollback_items (
+    seq      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id   TEXT NOT NULL,
+    idx      INTEGER NOT NULL,
+    key      TEXT NOT NULL,
+    value    TEXT NOT NULL,
+    append   BOOLEAN NOT NULL
+);
+CREATE INDEX rollback_items_by_step ON rollback_items (run_id, idx);
+"""
+
 # dialect -> what orders rows as they were inserted (runs started in the same clock tick)
-INSERTION_ORDER = {'sqlite': 'rowid'}
+INSERTION_ORDER = {'sqlite': 'rowid', 'postgresql': 'seq'}
 
 
 def journal_schema() -> Schema:
@@ -86,8 +147,9 @@ def journal_schema() -> Schema:
     return Schema(
         name='run journal',
         version=SCHEMA_VERSION,
-        tables={'sqlite': TABLES},
-        migrations={'sqlite': MIGRATIONS},
+        tables={'sqlite': TABLES, 'postgresql': POSTGRES_TABLES},
+        migrations={'sqlite': MIGRATIONS, 'postgresql': {}},
         unusable_error=JournalVersionError,
         damaged_error=JournalDamagedError,
+        unavailable_error=JournalUnavailableError,
     )

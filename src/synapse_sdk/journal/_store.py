@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from synapse_sdk._paths import synapse_home
-from synapse_sdk.db import Connection, Database, SQLiteDatabase
+from synapse_sdk._paths import database_url, synapse_home
+from synapse_sdk.db import Connection, Database, is_url, open_database
 
 from . import _lease as lease
 from ._codec import from_json, to_json
@@ -64,26 +64,35 @@ class Journal:
 
     def __init__(
         self,
-        path: str | os.PathLike[str] | None = None,
+        location: str | os.PathLike[str] | None = None,
         *,
         durable: bool = False,
         lease_seconds: float | None = None,
     ) -> None:
-        # absolute: the same file after a chdir (recovery runs in the run's directory)
-        self.path = Path(os.path.abspath(path if path is not None else synapse_home() / 'runs.db'))
+        url = database_url() if location is None else None
+        if location is None:
+            location = url or synapse_home() / 'runs.db'
+        if not is_url(location):  # absolute: the same file after a chdir (recovery)
+            location = Path(os.path.abspath(location))
+        self.location = location
         self.durable = durable
-        self.database: Database = SQLiteDatabase(self.path, journal_schema(), durable=durable)
+        self.database: Database = open_database(
+            location, journal_schema(), durable=durable, require_url=url is not None
+        )
+        # the SQLite file (None for a database server)
+        self.path = None if is_url(location) else Path(location)
         self._connection: Connection | None = None
         self._pid = 0
         self._lease_seconds = lease_seconds
         self._lease: float | None = None  # the lease length, once read
 
     def __getstate__(self) -> dict[str, Any]:
-        return {'path': self.path, 'durable': self.durable, 'lease_seconds': self._lease_seconds}
+        state = {'location': self.location, 'durable': self.durable}
+        return {**state, 'lease_seconds': self._lease_seconds}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(  # type: ignore[misc]
-            state['path'], durable=state['durable'], lease_seconds=state.get('lease_seconds')
+            state['location'], durable=state['durable'], lease_seconds=state.get('lease_seconds')
         )
 
     @property
