@@ -72,7 +72,7 @@ class Journal:
         url = database_url() if location is None else None
         if location is None:
             location = url or synapse_home() / 'runs.db'
-        if not is_url(location):  # absolute: the same file after a chdir (recovery)
+        if url is None and not is_url(location):  # the same file after a chdir (recovery)
             location = Path(os.path.abspath(location))
         self.location = location
         self.durable = durable
