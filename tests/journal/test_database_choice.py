@@ -162,7 +162,7 @@ def test_db_status_and_upgrade_on_postgresql(home: Path, postgres_db: PostgresDS
     assert (
         f'run journal at postgresql://{postgres_db.user}@{where}: schema none -> 2' in done.stdout
     )
-    assert 'storage index at' in done.stdout and 'schema none -> 1' in done.stdout
+    assert 'storage index at' in done.stdout and 'schema none -> 2' in done.stdout
     assert postgres_db.password not in done.stdout
     assert all('up to date' in line for line in status(home, '--database', url))
     again = run_cli(home, 'db', 'upgrade', '--database', url)

@@ -423,6 +423,7 @@ def test_runs_show_gives_the_rollback_data_recovery_uses_for_a_step_cut_off(
 # ------------------------------------------------------------------ half-written uploads
 
 
+@pytest.mark.sqlite_only  # compares the storage folder with its SQLite index file, byte for byte
 @pytest.mark.parametrize('moment', ['writing', 'renamed'])
 @pytest.mark.parametrize('command', ['rollback', 'resume'])
 def test_an_upload_killed_halfway_leaves_nothing_after_recovery(

@@ -78,6 +78,14 @@ stderr = Console(stderr=True, highlight=False)
 
 PathOption = Annotated[Path, typer.Option('--path', help='The plugin folder (holds config.yaml).')]
 DebugOption = Annotated[bool, typer.Option('--debug', help='Show tracebacks.')]
+OtelOption = Annotated[
+    bool | None,
+    typer.Option(
+        '--otel/--no-otel',
+        help='Export an OpenTelemetry trace of the run (default: when the OTEL_* '
+        'variables ask for one, e.g. OTEL_EXPORTER_OTLP_ENDPOINT).',
+    ),
+]
 DatabaseOption = Annotated[
     str | None,
     typer.Option(
@@ -176,14 +184,7 @@ def run(
     ] = True,
     mode: ModeOption = 'local',
     ray_address: RayAddressOption = None,
-    otel: Annotated[
-        bool | None,
-        typer.Option(
-            '--otel/--no-otel',
-            help='Export an OpenTelemetry trace of the run (default: when the OTEL_* '
-            'variables ask for one, e.g. OTEL_EXPORTER_OTLP_ENDPOINT).',
-        ),
-    ] = None,
+    otel: OtelOption = None,
     log_format: LogFormatOption = 'auto',
     debug: RunDebugOption = False,
     database: DatabaseOption = None,
