@@ -34,6 +34,7 @@ from synapse_sdk.plugins.steps import RunCancelledError
 
 from .conftest import (
     FnStep,
+    default_location,
     dispatch,
     make_action,
     make_files,
@@ -44,6 +45,8 @@ from .conftest import (
     subprocess_env,
 )
 from .test_recovery_cli import crashed_run
+
+pytestmark = pytest.mark.both_databases  # leases use each database's own clock
 
 SYNAPSE = str(Path(sys.executable).parent / 'synapse')
 OTHER_HOST = socket.gethostname() + '-elsewhere'
@@ -248,13 +251,12 @@ def test_a_paused_process_loses_its_run_and_stops_it_when_it_wakes(
     assert run.error is not None and 'was declared crashed' in run.error
 
 
+@pytest.mark.sqlite_only  # holds SQLite's write lock to keep the renewals out
 def test_a_lease_that_cannot_be_renewed_cancels_its_run(
     journal: Journal, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The journal is out of reach (here: SQLite's write lock held by someone else) for
     longer than the lease: the run is told, and cancelled, before anyone may recover it."""
-    if journal.db.dialect != 'sqlite':
-        pytest.skip("holds SQLite's write lock to keep the renewals out")
     monkeypatch.setenv(LEASE_ENV, '1.5')
     monkeypatch.setattr(sqlite_driver, 'BUSY_TIMEOUT_S', 0.2)
     journal.close()  # reconnect with the short busy timeout
@@ -480,7 +482,7 @@ def test_two_recoverers_at_once_one_does_the_work_the_other_is_told_who(
     assert sorted(i for w, i, _ in deletions(log) if w == 'deleted') == ids
     assert {pid for _, _, pid in deletions(log)} == {winner.pid}
     won = commands[procs.index(winner)]
-    journal = Journal(home / 'runs.db')
+    journal = Journal(default_location(home))
     try:
         run = journal.get_run(run_id)
         assert run.status == ('rolled_back' if won == 'rollback' else 'succeeded')
