@@ -37,6 +37,7 @@ TREE: dict[str, tuple[str, type[BaseException], ErrorKind]] = {
     'StorageIndexError': ('ClientError', Exception, BAD_INPUT),  # the file is at fault
     'RecoveryFailed': ('SynapseError', RuntimeError, FAILED),
     'RayUnavailableError': ('SynapseError', ConnectionError, FAILED),
+    'SharedStateRequiredError': ('SynapseError', ValueError, BAD_INPUT),
     'ActionError': ('SynapseError', Exception, BAD_INPUT),
     'ActionDefinitionError': ('ActionError', TypeError, BAD_INPUT),
     'ParamsValidationError': ('ActionError', ValueError, BAD_INPUT),

@@ -19,6 +19,7 @@ Each also keeps the built-in base its callers rely on (the spec's
     │   └── StorageIndexError          bad input                    its index file is unusable
     ├── RecoveryFailed                 failed    RuntimeError       rollback/resume of a run failed
     ├── RayUnavailableError            failed    ConnectionError    Ray cannot be started or reached
+    ├── SharedStateRequiredError       bad input ValueError         a cluster needs shared state
     ├── ActionError                    bad input                    before any step ran:
     │   ├── ActionDefinitionError                TypeError          the action class is incomplete
     │   └── ParamsValidationError                ValueError         params do not fit its model
@@ -69,7 +70,7 @@ if TYPE_CHECKING:
         StorageIndexError,
         StorageIntegrityError,
     )
-    from synapse_sdk.execution._errors import RayUnavailableError
+    from synapse_sdk.execution._errors import RayUnavailableError, SharedStateRequiredError
     from synapse_sdk.execution._recovery import RecoveryError, RecoveryFailed
     from synapse_sdk.journal._errors import (
         JournalDamagedError,
@@ -106,6 +107,7 @@ _LAZY = {
     'ActionError': 'synapse_sdk.plugins.actions._errors',
     'ParamsValidationError': 'synapse_sdk.plugins.actions._errors',
     'RayUnavailableError': 'synapse_sdk.execution._errors',
+    'SharedStateRequiredError': 'synapse_sdk.execution._errors',
     'RecoveryInProgressError': 'synapse_sdk.journal._errors',
     'JournalUnavailableError': 'synapse_sdk.journal._errors',
     'PluginError': 'synapse_sdk.plugins.loader',
@@ -129,6 +131,7 @@ __all__ = [
     'RecoveryFailed',
     'RecoveryInProgressError',
     'RunCancelledError',
+    'SharedStateRequiredError',
     'SnapshotError',
     'SourceFileError',
     'StepCancelled',

@@ -7,37 +7,64 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._errors import RayUnavailableError
+from ._errors import RayUnavailableError, SharedStateRequiredError
 from ._local import LOG_FORMATS, LocalExecutor, default_runtime, display, new_run_id, run_action
+from ._placement import (
+    Resources,
+    action_resources,
+    check_reachable,
+    parse_memory,
+    plugin_requirements,
+)
 from ._recovery import RecoveryError, RecoveryFailed, load_action_class, resume_run, rollback_run
 from ._signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
 
 if TYPE_CHECKING:
+    from ._detach import (
+        DetachedJob,
+        job_entrypoint,
+        job_environment,
+        job_server_address,
+        submit_detached,
+    )
     from ._on_ray import RayExecutor, RayMapBackend, check_ray_address
 
 __all__ = [
     'LOG_FORMATS',
     'SIGNAL_EXIT_CODES',
+    'DetachedJob',
     'LocalExecutor',
     'RayExecutor',
     'RayMapBackend',
     'RayUnavailableError',
     'RecoveryError',
     'RecoveryFailed',
+    'Resources',
+    'SharedStateRequiredError',
     'SignalState',
+    'action_resources',
     'cancel_on_signals',
     'check_ray_address',
+    'check_reachable',
     'default_runtime',
     'display',
+    'job_entrypoint',
+    'job_environment',
+    'job_server_address',
     'load_action_class',
     'new_run_id',
+    'parse_memory',
+    'plugin_requirements',
     'resume_run',
     'rollback_run',
     'run_action',
+    'submit_detached',
 ]
 
 
 _ON_RAY = {'RayExecutor', 'RayMapBackend', 'check_ray_address'}
+_DETACH = {'DetachedJob', 'job_entrypoint', 'job_environment', 'job_server_address'}
+_DETACH |= {'submit_detached'}
 
 
 def __getattr__(name: str) -> Any:
@@ -45,4 +72,8 @@ def __getattr__(name: str) -> Any:
         from . import _on_ray
 
         return getattr(_on_ray, name)
+    if name in _DETACH:
+        from . import _detach
+
+        return getattr(_detach, name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

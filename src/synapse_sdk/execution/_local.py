@@ -105,20 +105,23 @@ def run_action(
     journal: Journal | None = None,
     listeners: Iterable[RunListener] = (),
     origin: ActionOrigin | None = None,
+    cwd: str | None = None,
 ) -> dict[str, Any]:
     """``action.dispatch(params, ctx, listeners=...)``, recorded in ``journal`` when given one.
 
     The run is recorded under ``ctx.run_id``, write-ahead, so a crash leaves what
     ``synapse runs rollback/resume`` needs; ``origin`` says where to rebuild the
-    action from. Without ``ctx``, a default runtime is made and closed after the run.
+    action from, ``cwd`` where its relative paths mean files (default: this process's
+    directory; a Ray worker records its driver's). Without ``ctx``, a default runtime
+    is made and closed after the run.
     """
     if journal is None:
         return action.dispatch(params, ctx, listeners=listeners)
     instance = action(params, ctx)
     if ctx is not None:
-        return _run_journaled(instance, journal, listeners, origin)
+        return _run_journaled(instance, journal, listeners, origin, cwd)
     with instance.ctx:
-        return _run_journaled(instance, journal, listeners, origin)
+        return _run_journaled(instance, journal, listeners, origin, cwd)
 
 
 def _run_journaled(
@@ -126,6 +129,7 @@ def _run_journaled(
     journal: Journal,
     listeners: Iterable[RunListener],
     origin: ActionOrigin | None,
+    cwd: str | None = None,
 ) -> dict[str, Any]:
     """Start the record before the action's setup code runs, so that a setup that raises
     is recorded ``failed`` with its cause (not left ``running``, later ``crashed``).
@@ -143,7 +147,7 @@ def _run_journaled(
         params=action.params.model_dump(mode='json'),
         action=origin.action if origin else None,
         plugin_path=os.path.abspath(origin.plugin_path) if origin else None,
-        cwd=os.getcwd(),  # relative paths in the params mean files here: recovery runs here
+        cwd=cwd or os.getcwd(),  # relative paths in the params mean files there: recovery too
         plugin=plugin_code(origin),
         storage=storage,
         lease_owner=holder,

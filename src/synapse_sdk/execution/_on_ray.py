@@ -37,6 +37,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra o
         "running on Ray needs the 'ray' extra: pip install 'synapse-sdk[ray]'"
     ) from error
 
+from synapse_sdk._paths import DATABASE_URL_VARIABLE
 from synapse_sdk.journal import LEASE_MARGIN_S, Journal, JournalError, UnknownRunError
 from synapse_sdk.otel import joined_trace
 from synapse_sdk.plugins.actions import ActionError, ActionOrigin, BaseAction
@@ -56,6 +57,7 @@ from synapse_sdk.runtime.loggers import LoggedEvent
 
 from ._errors import RayUnavailableError
 from ._local import default_runtime, open_traces, run_action
+from ._placement import Resources, check_reachable
 from ._recovery import resume_run, rollback_run
 
 # --- starting Ray --------------------------------------------------------------
@@ -64,6 +66,9 @@ CONNECT_TIMEOUT = 5.0
 
 GCS_ATTEMPTS = 3
 """Connection attempts Ray makes once the address answers (about a second each)."""
+
+JOB_CONFIG_VARIABLE = 'RAY_JOB_CONFIG_JSON_ENV_VAR'
+"""Set by Ray in the environment of a submitted job's entrypoint (a detached run)."""
 
 _HTTP2_GREETING = b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + bytes(3) + b'\x04' + bytes(5)
 _NOT_AUTHENTICATED = ('InvalidAuthToken', 'AuthenticationError', 'Unauthenticated')
@@ -95,6 +100,8 @@ def ensure_ray(
     if ray.is_initialized():
         return
     address = address or os.environ.get('RAY_ADDRESS') or 'local'
+    if JOB_CONFIG_VARIABLE in os.environ:  # a Ray job's driver: its runtime_env is the job's
+        working_dir = None
     options: dict[str, Any] = {
         'include_dashboard': False,
         'configure_logging': False,
@@ -419,11 +426,13 @@ class RunHost:
         params: dict[str, Any],
         run_id: str,
         client: Any,
-        journal_path: str | None,
+        journal_ref: JournalRef | None,
         origin: ActionOrigin | None,
         driver: tuple[str, str],
         trace_context: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        """The run, journaled as having run in the driver's directory ``driver[1]`` (where
+        its relative paths mean files, and where recovery from there acts)."""
         _enter(driver)
         folder = origin.plugin_path if origin is not None else None
         if folder and os.path.isdir(folder) and folder not in sys.path:
@@ -431,22 +440,24 @@ class RunHost:
         # unpickled here, after the path is set: the class may import its siblings
         action: type[BaseAction[Any]] = ray.cloudpickle.loads(shipped_action)
         self.runtime = runtime = RuntimeContext(logger=[self.relay], client=client, run_id=run_id)
-        journal = Journal(journal_path) if journal_path else None
+        journal = _open_journal(journal_ref) if journal_ref else None
 
         def run() -> dict[str, Any]:
             with joined_trace(trace_context):  # the steps' own spans join the driver's trace
-                return run_action(action, params, runtime, journal=journal, origin=origin)
+                return run_action(
+                    action, params, runtime, journal=journal, origin=origin, cwd=driver[1]
+                )
 
         return _outcome_of(run)
 
     def resume(
-        self, run_id: str, client: Any, journal_path: str, driver: tuple[str, str]
+        self, run_id: str, client: Any, journal_ref: JournalRef, driver: tuple[str, str]
     ) -> dict[str, Any]:
         """``resume_run`` here: the run's action rebuilt from the journal (its plugin
         folder), the steps it finished reused, the rest run in this worker."""
         _enter(driver)
         self.runtime = runtime = RuntimeContext(logger=[self.relay], client=client, run_id=run_id)
-        return _outcome_of(lambda: resume_run(Journal(journal_path), run_id, runtime))
+        return _outcome_of(lambda: resume_run(_open_journal(journal_ref), run_id, runtime))
 
     def drain(self) -> list[Relayed]:
         return self.relay.drain()
@@ -454,6 +465,36 @@ class RunHost:
     def cancel(self, reason: str) -> None:
         if self.runtime is not None:
             self.runtime.cancel(reason)
+
+
+JournalRef = tuple[str, float]
+"""How a worker opens the run's journal: an SQLite file's path (or ``FROM_ENV``), and the
+lease length."""
+
+FROM_ENV = f'${DATABASE_URL_VARIABLE}'
+"""The journal is the database the worker's ``SYNAPSE_DATABASE_URL`` names."""
+
+
+def journal_ref(journal: Journal) -> tuple[JournalRef, dict[str, str]]:
+    """How the worker opens ``journal``, and the environment it needs for that: a
+    database URL (its password with it) travels in the worker's environment (the
+    actor's ``runtime_env`` ``env_vars``), never as an actor argument, which Ray keeps
+    in its task records. The storage index on the worker reads the same variable."""
+    if journal.path is not None:
+        return (str(journal.path), journal.lease_seconds), {}
+    return (FROM_ENV, journal.lease_seconds), {DATABASE_URL_VARIABLE: str(journal.location)}
+
+
+def _open_journal(ref: JournalRef) -> Journal:
+    where, lease = ref
+    if where != FROM_ENV:
+        return Journal(where, lease_seconds=lease)
+    if not os.environ.get(DATABASE_URL_VARIABLE):
+        raise JournalError(
+            f'this Ray worker has no {DATABASE_URL_VARIABLE}: it should come with the run'
+            " (the actor's runtime_env); is something on the node clearing it?"
+        )
+    return Journal(lease_seconds=lease)
 
 
 def _enter(driver: tuple[str, str]) -> None:
@@ -519,7 +560,15 @@ class RayExecutor:
     Cancelling the driver's runtime (Ctrl-C under ``synapse plugin run``)
     cancels the remote run; the driver waits up to ``stop_timeout`` seconds
     for the worker's rollback. If the worker dies mid-run, the driver rolls
-    the run back from the journal and reports the step that was running.
+    the run back from the journal and reports the step that was running
+    (``on_worker_loss='rollback'``), or, with ``'keep'``, leaves it ``crashed``
+    once its lease has run out, for ``synapse runs rollback`` or ``resume``.
+
+    ``resources``: what the run's actor asks the cluster for (CPUs, GPUs,
+    memory, custom resources). On a cluster of more than one node, a journal
+    or storage only this machine sees is refused before the run starts
+    (:class:`SharedStateRequiredError`), unless ``shared_fs``. ``cwd``: where
+    the run's relative paths mean files, as journaled (default: here).
     """
 
     def __init__(
@@ -531,14 +580,24 @@ class RayExecutor:
         console: bool = True,
         stop_timeout: float = 60.0,
         poll_interval: float = 0.1,
+        resources: Resources | None = None,
+        shared_fs: bool = False,
+        on_worker_loss: str = 'rollback',
+        cwd: str | None = None,
     ) -> None:
         check_ray_address(address)  # a malformed address is bad input, before any run
+        if on_worker_loss not in ('rollback', 'keep'):
+            raise ValueError(f"on_worker_loss must be 'rollback' or 'keep', not {on_worker_loss!r}")
         self.address = address
         self.num_cpus = num_cpus
         self.journal = journal if journal is not None else Journal()
         self.console = console
         self.stop_timeout = stop_timeout
         self.poll_interval = poll_interval
+        self.resources = resources if resources is not None else Resources()
+        self.shared_fs = shared_fs
+        self.on_worker_loss = on_worker_loss
+        self.cwd = cwd
 
     def run(
         self,
@@ -558,25 +617,41 @@ class RayExecutor:
         working_dir = origin.plugin_path if origin is not None else None
         try:
             ensure_ray(self.address, num_cpus=self.num_cpus, working_dir=working_dir)
+            self._check_cluster(ctx.client)
         except BaseException as error:  # the run id may be out already: journal why it never ran
             self._journal_unstarted(action, values, ctx.run_id, origin, error)
             raise
         _ship_by_value(action)
-        host = RunHost.remote()  # type: ignore[attr-defined]
+        where, env = journal_ref(self.journal)
+        host = self._host(env)
         with ctx:
-            driver = (socket.gethostname(), os.getcwd())
+            driver = (socket.gethostname(), self.cwd or os.getcwd())
             ref = host.run.remote(
                 ray.cloudpickle.dumps(action),
                 values,
                 ctx.run_id,
                 ctx.client,
-                str(self.journal.location),
+                where,
                 origin,
                 driver,
                 open_traces(ctx),
             )
             outcome = self._follow(host, ref, ctx)
         return self._conclude(outcome, ctx, action)
+
+    def _check_cluster(self, client: Any) -> None:
+        """A cluster of several nodes runs the steps where this machine's files are not."""
+        nodes = sum(1 for node in ray.nodes() if node.get('Alive'))
+        if nodes > 1:
+            what = f'a run on a Ray cluster of {nodes} nodes'
+            check_reachable(self.journal, client, shared_fs=self.shared_fs, what=what)
+
+    def _host(self, env: dict[str, str]) -> Any:
+        """The run's actor, with the resources asked for and the environment it needs."""
+        options = self.resources.actor_options()
+        if env:
+            options['runtime_env'] = {'env_vars': env}
+        return RunHost.options(**options).remote()  # type: ignore[attr-defined]
 
     def _journal_unstarted(
         self,
@@ -615,10 +690,12 @@ class RayExecutor:
         run = self.journal.get_run(run_id)
         ctx = ctx if ctx is not None else default_runtime(run_id, console=self.console)
         ensure_ray(self.address, num_cpus=self.num_cpus, working_dir=run.plugin_path)
-        host = RunHost.remote()  # type: ignore[attr-defined]
+        self._check_cluster(ctx.client)
+        where, env = journal_ref(self.journal)
+        host = self._host(env)
         with ctx:
             driver = (socket.gethostname(), os.getcwd())
-            ref = host.resume.remote(run_id, ctx.client, str(self.journal.location), driver)
+            ref = host.resume.remote(run_id, ctx.client, where, driver)
             outcome = self._follow(host, ref, ctx)
         return self._conclude(outcome, ctx, None)
 
@@ -679,8 +756,10 @@ class RayExecutor:
                     outcome['step'], failed, outcome['rollback_errors'], undone
                 )
             raise KeyboardInterrupt(outcome.get('message', 'cancelled'))
-        # the worker died or was killed: roll back from the journal, here
+        # the worker died or was killed: roll back from the journal, here (or leave it)
         step = self._running_step(ctx.run_id) or '?'
+        if status == 'crashed' and self.on_worker_loss == 'keep':
+            raise StepExecutionError(step, self._left_crashed(ctx.run_id, outcome, step), [])
         report = self._rollback_after_crash(ctx)
         if status == 'killed':
             failed = StepResult(success=False, error=outcome['message'], step_name=step)
@@ -702,18 +781,36 @@ class RayExecutor:
         started = [s.name for s in steps if s.status in ('started', 'failed')]
         return started[-1] if started else None
 
-    def _rollback_after_crash(self, ctx: RuntimeContext) -> list[str]:
-        # The worker process may take a moment to go; on another machine, the run is
-        # crashed only once its lease has run out (journal leases).
+    def _await_crashed(self, run_id: str) -> str | None:
+        """The run's status once the journal no longer sees it active: the worker process
+        may take a moment to go; on another machine, the run is crashed only once its
+        lease has run out (journal leases). None: the run was not journaled."""
         deadline = time.monotonic() + max(10.0, self.journal.lease_seconds + LEASE_MARGIN_S + 2)
+        status = 'running'
         while time.monotonic() < deadline:
             try:
-                record = self.journal.get_run(ctx.run_id)
+                record = self.journal.get_run(run_id)
             except JournalError:
-                return ['the run was not journaled: nothing to roll back from']
+                return None
+            status = record.status
             if not record.active:
                 break
             time.sleep(0.1)
+        return status
+
+    def _left_crashed(self, run_id: str, outcome: dict[str, Any], step: str) -> StepResult:
+        """The worker died: nothing is undone here; the journal keeps all it needs."""
+        status = self._await_crashed(run_id)
+        error = (
+            f'the Ray worker died while running it ({outcome.get("message")}); run {run_id} is'
+            f' {status}, nothing was rolled back: `synapse runs rollback {run_id}` undoes'
+            f' it, `synapse runs resume {run_id}` finishes it'
+        )
+        return StepResult(success=False, error=error, step_name=step)
+
+    def _rollback_after_crash(self, ctx: RuntimeContext) -> list[str]:
+        if self._await_crashed(ctx.run_id) is None:
+            return ['the run was not journaled: nothing to roll back from']
         try:
             report = rollback_run(self.journal, ctx.run_id, ctx)
         except (JournalError, ActionError) as error:

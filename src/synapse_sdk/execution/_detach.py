@@ -1,0 +1,168 @@
+"""Detached runs: a run submitted as a Ray job (the Job Submission API), which outlives the
+``synapse`` command that submitted it.
+
+The job's entrypoint is ``python -m synapse_sdk.cli plugin run ... --mode ray`` in
+the plugin folder (the job's ``working_dir``), a foreground run inside the cluster
+under the run id the submitter chose and printed. What it must not show (the
+database URL with its password) travels in the job's environment
+(``runtime_env['env_vars']``), never on its command line or in its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+try:
+    from ray.job_submission import JobSubmissionClient
+except ImportError as error:  # pragma: no cover - exercised without the extra only
+    raise ImportError(
+        "detached runs need the 'ray' extra: pip install 'synapse-sdk[ray]'"
+    ) from error
+
+from synapse_sdk._paths import DATABASE_URL_VARIABLE, synapse_home
+
+from ._errors import RayUnavailableError
+from ._placement import Resources
+
+__all__ = ['DetachedJob', 'job_server_address', 'submit_detached']
+
+SERVER_VARIABLES = ('RAY_API_SERVER_ADDRESS', 'RAY_ADDRESS')
+"""Where Ray's job client looks for the job server; an explicit address wins here."""
+
+PASSED_ON = (DATABASE_URL_VARIABLE, 'SYNAPSE_LEASE_SECONDS', 'SYNAPSE_STORAGE')
+"""Settings of this shell the run needs inside the cluster (in the job's environment)."""
+
+EXCLUDES = ['__pycache__', '.git', '*.pyc']
+
+JOB_COMMAND = 'python -m synapse_sdk.cli plugin run'
+"""What the job runs: ``python`` on the cluster's PATH must have synapse-sdk (this version)."""
+
+
+@dataclass(frozen=True)
+class DetachedJob:
+    """A run submitted as a Ray job: its run id, the job's id and the job server's URL."""
+
+    run_id: str
+    job_id: str
+    address: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            'status': 'submitted',
+            'run_id': self.run_id,
+            'ray_job_id': self.job_id,
+            'ray_address': self.address,
+        }
+
+
+def job_server_address(address: str | None) -> str:
+    """The job server's URL (the head's dashboard, ``http://HEAD:8265``): ``address``,
+    else ``$RAY_API_SERVER_ADDRESS`` / ``$RAY_ADDRESS`` when they hold one; ``ValueError``
+    for anything else (a detached run is submitted over HTTP, not to Ray's GCS port)."""
+    for candidate in (address, *(os.environ.get(v) for v in SERVER_VARIABLES)):
+        if candidate:
+            if candidate.startswith(('http://', 'https://')):
+                return candidate.rstrip('/')
+            if address is not None:
+                break
+    shown = address or ' / '.join(f'${v}' for v in SERVER_VARIABLES)
+    raise ValueError(
+        f'a detached run is submitted to the Ray job server, not to {shown}: give the'
+        " address of the head's dashboard, e.g. --ray-address http://HEAD:8265 (`ray start"
+        ' --head` prints it as the address for `ray job submit`)'
+    )
+
+
+def job_environment(*, shared_fs: bool) -> dict[str, str]:
+    """The settings of this shell that the run needs inside the cluster; with
+    ``shared_fs``, ``SYNAPSE_HOME`` too (its journal and storage are on the shared path)."""
+    env = {name: os.environ[name] for name in PASSED_ON if os.environ.get(name)}
+    if shared_fs:
+        env['SYNAPSE_HOME'] = str(synapse_home().absolute())
+    env['PYTHONUNBUFFERED'] = '1'  # the job's log shows the run as it goes
+    return env
+
+
+def job_entrypoint(
+    action: str,
+    params: Mapping[str, Any],
+    run_id: str,
+    *,
+    resources: Resources,
+    shared_fs: bool,
+    submitted_from: Mapping[str, str],
+) -> str:
+    """The command the job runs: a foreground ``plugin run`` in the plugin folder, with
+    the run id chosen here and where it was submitted from (recovery acts there)."""
+    args = [*JOB_COMMAND.split(), action, '--path', '.']
+    args += ['--params', json.dumps(dict(params)), '--mode', 'ray', '--log-format', 'plain']
+    args += ['--run-id', run_id, '--submitted-from', json.dumps(dict(submitted_from))]
+    args += resources.to_options()
+    if shared_fs:
+        args.append('--shared-fs')
+    return shlex.join(args)
+
+
+@contextmanager
+def _explicit(address: str) -> Iterator[None]:
+    """Ray's job client prefers the environment's address to the one it is given."""
+    saved = {name: os.environ.pop(name) for name in SERVER_VARIABLES if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def job_client(address: str) -> JobSubmissionClient:
+    """A client of the job server at ``address``; ``RayUnavailableError`` in one line."""
+    try:
+        with _explicit(address):
+            return JobSubmissionClient(address)
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RayUnavailableError(
+            f'cannot reach the Ray job server at {address}: {first}; check the address (the'
+            " head's dashboard, http://HEAD:8265) and that the head runs it (ray[default])"
+        ) from error
+
+
+def submit_detached(
+    address: str,
+    *,
+    plugin_path: str | os.PathLike[str],
+    entrypoint: str,
+    run_id: str,
+    env: dict[str, str],
+    requirements: Sequence[str] = (),
+    metadata: Mapping[str, str] | None = None,
+) -> DetachedJob:
+    """Submit the run as a Ray job whose ``working_dir`` is the plugin folder and whose
+    ``pip`` is its requirements; returns at once (the job's id is ``synapse-RUN_ID``)."""
+    client = job_client(address)
+    runtime_env: dict[str, Any] = {
+        'working_dir': str(Path(plugin_path).resolve()),
+        'excludes': EXCLUDES,
+        'env_vars': env,
+    }
+    if requirements:
+        runtime_env['pip'] = list(requirements)
+    try:
+        job_id = client.submit_job(
+            entrypoint=entrypoint,
+            runtime_env=runtime_env,
+            submission_id=f'synapse-{run_id}',
+            metadata=dict(metadata or {}),
+        )
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RayUnavailableError(
+            f'the Ray job server at {address} did not take run {run_id}: {first}'
+        ) from error
+    return DetachedJob(run_id, str(job_id), address)
