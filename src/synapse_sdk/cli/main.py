@@ -41,7 +41,6 @@ from synapse_sdk.execution import (
 )
 from synapse_sdk.journal import Journal, RunRecord
 from synapse_sdk.plugins.actions import (
-    ActionOrigin,
     BaseAction,
     StepPreview,
     describe_params,
@@ -54,6 +53,18 @@ from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
 from synapse_sdk.plugins.steps.support import describe_exception
 from synapse_sdk.runtime import JsonLinesLogger, LineLogger, ResultRecorder, RuntimeContext
 
+from ._detach import (
+    DetachOption,
+    MemoryOption,
+    NumCpusOption,
+    NumGpusOption,
+    Placement,
+    RunIdOption,
+    SharedFsOption,
+    SubmittedFromOption,
+    placement,
+    submit,
+)
 from ._timespec import parse_moment
 
 # What went wrong -> the exit code: the one table (docs/errors.md). Every
@@ -188,35 +199,37 @@ def run(
     log_format: LogFormatOption = 'auto',
     debug: RunDebugOption = False,
     database: DatabaseOption = None,
+    detach: DetachOption = False,
+    num_cpus: NumCpusOption = None,
+    num_gpus: NumGpusOption = None,
+    memory: MemoryOption = None,
+    shared_fs: SharedFsOption = False,
+    run_id: RunIdOption = None,
+    submitted_from: SubmittedFromOption = None,
 ) -> None:
     """Run ACTION of the plugin; progress on stderr, the result as JSON on stdout.
 
     Once the run has started, the result is printed whether it succeeded or not
     (docs/actions.md, "The run's result"); the exit code says how it ended.
+    With --detach, it is submitted as a Ray job instead (docs/ray.md).
     """
     _use_database(database)
     try:
-        if log_format not in LOG_FORMATS:
-            choices = ', '.join(repr(f) for f in LOG_FORMATS)
-            raise BadInput(f'--log-format must be one of {choices}, got {log_format!r}')
-        values = _read_params(params, params_file)
-        plugin = Plugin.load(path)
-        action_cls = plugin.load_action(action)
-        action_cls.validate_params(values)
-        if mode not in ('local', 'ray'):
-            raise BadInput(f"--mode must be 'local' or 'ray', got {mode!r}")
-        store = Journal() if journal else None
-        if store is not None:
-            store.check()  # read it now: a bad journal is bad input, not a failed run
-        executor = _executor(mode, ray_address, store)
-        runtime = _run_runtime(otel, plugin.config.code, action, log_format, debug)
+        plugin, action_cls, values = _run_inputs(action, path, params, params_file, log_format)
+        ray_options = (num_cpus, num_gpus, memory, shared_fs, run_id, submitted_from)
+        placing = placement(plugin, action, mode, detach, *ray_options)
+        if detach:
+            return submit(plugin, action, values, journal, ray_address, log_format, placing)
+        store = _checked_journal(journal)
+        executor = _executor(mode, ray_address, store, placing)
+        runtime = _run_runtime(otel, plugin.config.code, action, log_format, debug, run_id)
     except SynapseError as error:
         _fail_shown(log_format, None, _exit_code(error), str(error), debug)
     recorder = ResultRecorder()  # what the run did, to report it however it ends
     runtime.loggers.append(recorder)
     if store is not None:
         _announce(log_format, runtime.run_id, store)
-    origin = ActionOrigin(str(plugin.path), action, plugin.config.code)
+    origin = placing.origin(plugin, action)
     run_id = runtime.run_id if store else None
     grace = None if mode == 'ray' else 10.0  # the Ray driver waits for the worker itself
     with cancel_on_signals(runtime.cancel_token, grace=grace) as signals:
@@ -227,6 +240,28 @@ def run(
             message = _describe_end(error, store, run_id) or _describe_other(error, action)
             _fail_shown(log_format, runtime.run_id, _exit_code(error, signals), message, debug)
     _print_json(recorder.returned(result, runtime.run_id))
+
+
+def _run_inputs(
+    action: str, path: Path, params: str | None, params_file: Path | None, log_format: str
+) -> tuple[Plugin, type[BaseAction[Any]], dict[str, Any]]:
+    """The plugin, its action and the params, checked before anything runs."""
+    if log_format not in LOG_FORMATS:
+        choices = ', '.join(repr(f) for f in LOG_FORMATS)
+        raise BadInput(f'--log-format must be one of {choices}, got {log_format!r}')
+    values = _read_params(params, params_file)
+    plugin = Plugin.load(path)
+    action_cls = plugin.load_action(action)
+    action_cls.validate_params(values)
+    return plugin, action_cls, values
+
+
+def _checked_journal(journal: bool) -> Journal | None:
+    """The run journal, read now: a bad journal is bad input, not a failed run."""
+    store = Journal() if journal else None
+    if store is not None:
+        store.check()
+    return store
 
 
 def _describe_other(error: BaseException, action: str) -> str:
@@ -261,7 +296,9 @@ def _fail_shown(
     raise typer.Exit(code)
 
 
-def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
+def _executor(
+    mode: str, address: str | None, store: Journal | None, placing: Placement | None = None
+) -> Any:
     if mode not in ('local', 'ray'):
         raise BadInput(f"--mode must be 'local' or 'ray', got {mode!r}")
     if mode == 'local':
@@ -278,11 +315,17 @@ def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
         raise BadInput(f'--ray-address: {error}') from error
     if store is None:  # the driver rolls back a dead worker's run from a journal
         store = Journal(Path(tempfile.mkdtemp(prefix='synapse-ray-')) / 'runs.db')
-    return RayExecutor(address, journal=store)
+    options = placing.executor_options() if placing is not None else {}
+    return RayExecutor(address, journal=store, **options)
 
 
 def _run_runtime(
-    otel: bool | None, plugin: str, action: str, log_format: str, debug: bool
+    otel: bool | None,
+    plugin: str,
+    action: str,
+    log_format: str,
+    debug: bool,
+    run_id: str | None = None,
 ) -> RuntimeContext:
     """The default runtime; with a trace when asked (a missing extra or an exporter
     the ``OTEL_*`` variables misname is bad input, said in one line)."""
@@ -290,6 +333,7 @@ def _run_runtime(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always', RuntimeWarning)
             runtime = default_runtime(
+                run_id,
                 otel=otel,
                 plugin=plugin,
                 action=action,
