@@ -1,0 +1,150 @@
+"""The Ray worker running a detached run's step dies (SIGKILL of its process, on the
+worker node): the job's driver does not hang, the run is ``crashed`` once its lease has
+run out, nothing is undone behind the user's back, and from the submitting machine
+``synapse runs rollback`` undoes its upload, or ``synapse runs resume`` finishes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synapse_sdk.journal import Journal
+
+from .conftest import WORKER_RESOURCE, Cluster, Driver
+from .test_detach import wait_run
+
+UPLOAD = """
+    import os
+    import tempfile
+    import time
+
+    import ray
+    from dataclasses import dataclass
+    from pydantic import BaseModel
+    from synapse_sdk.plugins import BaseUploadAction
+    from synapse_sdk.plugins.pipelines.steps import (
+        BaseStep, BaseStepContext, StepRegistry, StepResult,
+    )
+
+
+    class Params(BaseModel):
+        pass
+
+
+    @dataclass
+    class Ctx(BaseStepContext):
+        pass
+
+
+    class Upload(BaseStep[Ctx]):
+        name, progress_weight = 'upload', 1.0
+
+        def execute(self, context: Ctx) -> StepResult:
+            key = f'{context.runtime_ctx.run_id}/only'
+            context.append_rollback('keys', key)  # journaled before the upload
+            with tempfile.NamedTemporaryFile('w', suffix='.txt', delete=False) as f:
+                f.write(key)
+            context.client.upload_file(f.name, key=key)
+            os.unlink(f.name)
+            if ray.is_initialized():  # on Ray: wait here to be killed; resumed locally: done
+                context.append_rollback('pid', os.getpid())
+                while True:
+                    time.sleep(0.05)
+            return StepResult(data={'key': key})
+
+        def rollback(self, context: Ctx, result: StepResult) -> None:
+            for key in result.rollback_data.get('keys', []):
+                found = context.client.find_file(key)
+                if found is not None:
+                    context.client.delete_file(found)
+
+
+    class Action(BaseUploadAction[Params]):
+        def setup_steps(self, registry: StepRegistry[Ctx]) -> None:
+            registry.register(Upload())
+
+        def create_context(self) -> Ctx:
+            return Ctx(runtime_ctx=self.ctx)
+"""
+
+
+@pytest.fixture
+def shared(cluster: Cluster, driver: Driver, postgres_db: Any, tmp_path: Path) -> Driver:
+    """The driver with the journal in PostgreSQL and SYNAPSE_HOME (the local storage) on a
+    path every node sees: ``--shared-fs`` holds."""
+    home = cluster.root / 'shared' / tmp_path.name
+    home.mkdir(parents=True)
+    driver.env['SYNAPSE_HOME'] = str(home)
+    driver.env['SYNAPSE_DATABASE_URL'] = postgres_db.url
+    return driver
+
+
+def killed_mid_step(cluster: Cluster, driver: Driver, journal: Journal) -> tuple[str, str]:
+    """Submit the upload, kill its worker once the upload is recorded; the run and job ids."""
+    folder = driver.plugin('upload', UPLOAD, resources={WORKER_RESOURCE: 1})
+    done = driver.synapse(
+        'plugin', 'run', 'run', '--path', str(folder), '--mode', 'ray',
+        '--ray-address', cluster.dashboard, '--detach', '--shared-fs',
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    submitted = json.loads(done.stdout)
+    run_id, job_id = submitted['run_id'], submitted['ray_job_id']
+    deadline = time.monotonic() + 120
+    pid = None
+    while pid is None and time.monotonic() < deadline:
+        try:
+            steps = journal.steps(run_id)
+        except KeyError:
+            steps = []
+        recorded = journal.rollback_data_of(run_id, steps[0]) if steps else {}
+        pid = recorded.get('pid', [None])[0]
+        time.sleep(0.1)
+    assert pid is not None, cluster.job_logs(job_id)
+    os.kill(pid, signal.SIGKILL)  # the actor's worker process, on the worker node
+    return run_id, job_id
+
+
+def stored(home: Path) -> list[Path]:
+    blobs = home / 'storage'
+    return [p for p in blobs.rglob('*') if p.is_file() and 'index' not in p.name]
+
+
+def test_a_killed_worker_leaves_the_run_crashed_and_rollback_undoes_its_upload(
+    cluster: Cluster, shared: Driver, postgres_db: Any
+) -> None:
+    journal = Journal(postgres_db.url)
+    run_id, job_id = killed_mid_step(cluster, shared, journal)
+    info = cluster.wait_job(job_id, timeout=60)  # the job's driver does not hang
+    assert info['status'] == 'FAILED'
+    logs = cluster.job_logs(job_id)
+    assert f'run {run_id} is crashed, nothing was rolled back' in logs
+    assert journal.get_run(run_id).status == 'crashed'
+    [step] = journal.steps(run_id)
+    assert journal.rollback_data_of(run_id, step)['keys'] == [f'{run_id}/only']
+    assert len(stored(shared.home)) == 1  # the upload is still there
+
+    undone = shared.synapse('runs', 'rollback', run_id)  # from the submitting machine
+    assert undone.returncode == 0, undone.stderr
+    assert json.loads(undone.stdout)['errors'] == []
+    assert stored(shared.home) == []
+    assert journal.get_run(run_id).status == 'rolled_back'
+
+
+def test_a_killed_worker_leaves_the_run_crashed_and_resume_finishes_it(
+    cluster: Cluster, shared: Driver, postgres_db: Any
+) -> None:
+    journal = Journal(postgres_db.url)
+    run_id, job_id = killed_mid_step(cluster, shared, journal)
+    assert wait_run(journal, run_id, timeout=60) == 'crashed'
+    resumed = shared.synapse('runs', 'resume', run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)['success'] is True
+    assert journal.get_run(run_id).status == 'succeeded'
+    assert len(stored(shared.home)) == 1  # the cut-off upload undone, then done once
+    assert cluster.wait_job(job_id, timeout=60)['status'] == 'FAILED'
