@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.services._common import free_port
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
