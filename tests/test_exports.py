@@ -290,8 +290,6 @@ EXPORTS: dict[str, list[str]] = {
         'check_reachable',
         'default_runtime',
         'display',
-        'job_entrypoint',
-        'job_environment',
         'job_server_address',
         'load_action_class',
         'new_run_id',
@@ -300,6 +298,7 @@ EXPORTS: dict[str, list[str]] = {
         'resume_run',
         'rollback_run',
         'run_action',
+        'secrets_from_environment',
         'submit_detached',
     ],
     'synapse_sdk.observe': [

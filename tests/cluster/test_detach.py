@@ -20,7 +20,7 @@ WHERE = """
 
     import ray
     from dataclasses import dataclass
-    from pydantic import BaseModel
+    from pydantic import BaseModel, SecretStr
     from synapse_sdk.plugins import BaseUploadAction
     from synapse_sdk.plugins.pipelines.steps import (
         BaseStep, BaseStepContext, StepRegistry, StepResult,
@@ -29,11 +29,13 @@ WHERE = """
 
     class Params(BaseModel):
         driver_folder: str
+        token: SecretStr | None = None
 
 
     @dataclass
     class Ctx(BaseStepContext):
         driver_folder: str = ''
+        token: str = ''
 
 
     class Where(BaseStep[Ctx]):
@@ -46,6 +48,7 @@ WHERE = """
                 'resources': here.get_assigned_resources(),
                 'sees_driver_folder': os.path.exists(context.driver_folder),
                 'home': os.environ.get('SYNAPSE_HOME'),
+                'token_is_hunter2': context.token == 'hunter2',
             })
 
 
@@ -54,7 +57,8 @@ WHERE = """
             registry.register(Where())
 
         def create_context(self) -> Ctx:
-            return Ctx(runtime_ctx=self.ctx, driver_folder=self.params.driver_folder)
+            token = self.params.token.get_secret_value() if self.params.token else ''
+            return Ctx(runtime_ctx=self.ctx, driver_folder=self.params.driver_folder, token=token)
 """
 
 
@@ -98,10 +102,12 @@ def test_a_detached_run_returns_at_once_and_runs_its_step_on_the_worker_node(
     assert submitted['status'] == 'submitted' and job_id == f'synapse-{run_id}'
     assert f'run {run_id} submitted as Ray job {job_id}' in done.stderr
     assert returned < 20  # it does not wait for the run (which needs a runtime env, a driver)
+    journal = Journal(postgres_db.url)
+    # journaled before the job was submitted: there at once, submitted or started since
+    assert journal.get_run(run_id).status in ('submitted', 'running', 'succeeded')
 
     info = cluster.wait_job(job_id)
     assert info['status'] == 'SUCCEEDED', cluster.job_logs(job_id)
-    journal = Journal(postgres_db.url)
     assert wait_run(journal, run_id) == 'succeeded'
     [step] = journal.steps(run_id)
     assert step.data is not None
@@ -122,7 +128,7 @@ def test_the_password_stays_out_of_what_ray_shows_of_the_job(
     cluster: Cluster, pg_driver: Driver, postgres_db: Any
 ) -> None:
     folder = pg_driver.plugin('where', WHERE)
-    params = json.dumps({'driver_folder': str(pg_driver.folder)})
+    params = json.dumps({'driver_folder': str(pg_driver.folder), 'token': 'hunter2'})
     done = pg_driver.synapse(
         'plugin', 'run', 'run', '--path', str(folder), '--params', params, '--mode', 'ray',
         '--ray-address', cluster.dashboard, '--detach', '--shared-fs', '--log-format', 'json',
@@ -141,6 +147,14 @@ def test_the_password_stays_out_of_what_ray_shows_of_the_job(
     assert info['runtime_env']['env_vars']['SYNAPSE_DATABASE_URL'] == postgres_db.url
     assert info['status'] == 'SUCCEEDED', cluster.job_logs(job_id)
     assert password not in cluster.job_logs(job_id)
+    # a secret param (SecretStr) travels like the URL, not on the command line
+    assert 'hunter2' not in info['entrypoint'] and 'hunter2' not in json.dumps(info['metadata'])
+    journal = Journal(postgres_db.url)
+    run_id = json.loads(done.stdout)['run_id']
+    assert wait_run(journal, run_id) == 'succeeded'
+    [step] = journal.steps(run_id)
+    assert step.data is not None and step.data['token_is_hunter2'] is True
+    assert 'hunter2' not in json.dumps(journal.get_run(run_id).params)
 
 
 def test_a_detached_run_with_the_embedded_journal_is_refused_before_submitting(

@@ -18,12 +18,12 @@ from synapse_sdk.execution import (
     Resources,
     action_resources,
     check_reachable,
-    job_entrypoint,
-    job_environment,
     job_server_address,
     parse_memory,
     plugin_requirements,
+    secrets_from_environment,
 )
+from synapse_sdk.execution._detach import job_entrypoint, job_environment, split_secrets
 from synapse_sdk.execution._on_ray import FROM_ENV, _open_journal, journal_ref
 from synapse_sdk.journal import Journal, JournalError
 from synapse_sdk.plugins.loader import Plugin
@@ -159,3 +159,34 @@ def test_a_worker_opens_a_database_journal_from_its_environment(
         _open_journal(ref)  # never the SQLite file under SYNAPSE_HOME instead
     sqlite = Journal(tmp_path / 'runs.db')
     assert journal_ref(sqlite) == ((str(tmp_path / 'runs.db'), sqlite.lease_seconds), {})
+
+
+SECRET_ACTION = """
+from pydantic import BaseModel, SecretStr
+from synapse_sdk.plugins import BaseAction
+
+
+class Params(BaseModel):
+    name: str
+    token: SecretStr
+
+
+class Action(BaseAction[Params]):
+    def execute(self) -> dict:
+        return {'token': self.params.token.get_secret_value()}
+"""
+
+
+def test_secret_params_leave_the_command_line_for_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = plugin(tmp_path)
+    (found.path / 'p.py').write_text(SECRET_ACTION, encoding='utf-8')
+    action = found.load_action('run')
+    plain, secrets = split_secrets(action, {'name': 'x', 'token': 'hunter2'})
+    assert plain == {'name': 'x'} and secrets == {'token': 'hunter2'}
+    monkeypatch.setenv('SYNAPSE_RUN_SECRETS', json.dumps(secrets))
+    assert secrets_from_environment(plain) == {'name': 'x', 'token': 'hunter2'}
+    monkeypatch.setenv('SYNAPSE_RUN_SECRETS', '[1]')
+    with pytest.raises(ValueError, match='not a JSON object'):
+        secrets_from_environment(plain)

@@ -4,7 +4,6 @@ paths), and ``--detach``, the run submitted as a Ray job. Parsing and printing o
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -18,9 +17,7 @@ from synapse_sdk.execution import (
     Resources,
     action_resources,
     check_reachable,
-    new_run_id,
     parse_memory,
-    plugin_requirements,
 )
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.actions import ActionOrigin
@@ -147,12 +144,7 @@ def submit(
     placing: Placement,
 ) -> None:
     """``--detach``: refuse what a cluster cannot reach, submit the job, say what it is."""
-    from synapse_sdk.execution import (
-        job_entrypoint,
-        job_environment,
-        job_server_address,
-        submit_detached,
-    )
+    from synapse_sdk.execution import job_server_address, submit_detached
 
     from .main import BadInput, _print_json
 
@@ -166,23 +158,15 @@ def submit(
     store.check()  # read it now: a bad journal is bad input, not a failed submission
     what = 'a detached run'
     check_reachable(store, LocalBackendClient(), shared_fs=placing.shared_fs, what=what)
-    run_id = placing.run_id or new_run_id()
-    entrypoint = job_entrypoint(
-        action,
-        values,
-        run_id,
-        resources=placing.resources,
-        shared_fs=placing.shared_fs,
-        submitted_from={'path': str(plugin.path), 'cwd': os.getcwd()},
-    )
     job = submit_detached(
         address,
-        plugin_path=plugin.path,
-        entrypoint=entrypoint,
-        run_id=run_id,
-        env=job_environment(shared_fs=placing.shared_fs),
-        requirements=plugin_requirements(plugin),
-        metadata={'synapse_run_id': run_id, 'plugin': plugin.config.code, 'action': action},
+        plugin,
+        action,
+        values,
+        journal=store,
+        run_id=placing.run_id,
+        resources=placing.resources,
+        shared_fs=placing.shared_fs,
     )
     where = store.database.describe()  # a file, or a URL without its password
     _announce(log_format, job.run_id, job.job_id, address, where)

@@ -38,6 +38,7 @@ from synapse_sdk.execution import (
     default_runtime,
     resume_run,
     rollback_run,
+    secrets_from_environment,
 )
 from synapse_sdk.journal import Journal, RunRecord
 from synapse_sdk.plugins.actions import (
@@ -215,7 +216,8 @@ def run(
     """
     _use_database(database)
     try:
-        plugin, action_cls, values = _run_inputs(action, path, params, params_file, log_format)
+        given = (params, params_file, submitted_from is not None)
+        plugin, action_cls, values = _run_inputs(action, path, log_format, *given)
         ray_options = (num_cpus, num_gpus, memory, shared_fs, run_id, submitted_from)
         placing = placement(plugin, action, mode, detach, *ray_options)
         if detach:
@@ -243,13 +245,24 @@ def run(
 
 
 def _run_inputs(
-    action: str, path: Path, params: str | None, params_file: Path | None, log_format: str
+    action: str,
+    path: Path,
+    log_format: str,
+    params: str | None,
+    params_file: Path | None,
+    detached: bool,
 ) -> tuple[Plugin, type[BaseAction[Any]], dict[str, Any]]:
-    """The plugin, its action and the params, checked before anything runs."""
+    """The plugin, its action and the params (in a detached run's job, with the secret
+    ones its environment carries), checked before anything runs."""
     if log_format not in LOG_FORMATS:
         choices = ', '.join(repr(f) for f in LOG_FORMATS)
         raise BadInput(f'--log-format must be one of {choices}, got {log_format!r}')
     values = _read_params(params, params_file)
+    if detached:
+        try:
+            values = secrets_from_environment(values)
+        except ValueError as error:
+            raise BadInput(str(error)) from error
     plugin = Plugin.load(path)
     action_cls = plugin.load_action(action)
     action_cls.validate_params(values)

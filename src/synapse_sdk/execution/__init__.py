@@ -15,6 +15,7 @@ from ._placement import (
     check_reachable,
     parse_memory,
     plugin_requirements,
+    secrets_from_environment,
 )
 from ._recovery import RecoveryError, RecoveryFailed, load_action_class, resume_run, rollback_run
 from ._signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
@@ -22,8 +23,6 @@ from ._signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
 if TYPE_CHECKING:
     from ._detach import (
         DetachedJob,
-        job_entrypoint,
-        job_environment,
         job_server_address,
         submit_detached,
     )
@@ -48,8 +47,6 @@ __all__ = [
     'check_reachable',
     'default_runtime',
     'display',
-    'job_entrypoint',
-    'job_environment',
     'job_server_address',
     'load_action_class',
     'new_run_id',
@@ -58,13 +55,13 @@ __all__ = [
     'resume_run',
     'rollback_run',
     'run_action',
+    'secrets_from_environment',
     'submit_detached',
 ]
 
 
 _ON_RAY = {'RayExecutor', 'RayMapBackend', 'check_ray_address'}
-_DETACH = {'DetachedJob', 'job_entrypoint', 'job_environment', 'job_server_address'}
-_DETACH |= {'submit_detached'}
+_DETACH = {'DetachedJob', 'job_server_address', 'submit_detached'}
 
 
 def __getattr__(name: str) -> Any:

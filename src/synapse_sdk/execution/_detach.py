@@ -27,11 +27,27 @@ except ImportError as error:  # pragma: no cover - exercised without the extra o
     ) from error
 
 from synapse_sdk._paths import DATABASE_URL_VARIABLE, synapse_home
+from synapse_sdk.journal import Journal
+from synapse_sdk.plugins.actions import BaseAction
+from synapse_sdk.plugins.loader import Plugin
+from synapse_sdk.plugins.steps.support import describe_exception
 
 from ._errors import RayUnavailableError
-from ._placement import Resources
+from ._local import new_run_id
+from ._placement import SECRETS_VARIABLE, Resources, plugin_requirements
+from ._recovery import _secret_fields
 
-__all__ = ['DetachedJob', 'job_server_address', 'submit_detached']
+__all__ = [
+    'SECRETS_VARIABLE',
+    'DetachedJob',
+    'job_entrypoint',
+    'job_environment',
+    'job_server_address',
+    'split_secrets',
+    'submit_detached',
+    'submit_job',
+]
+
 
 SERVER_VARIABLES = ('RAY_API_SERVER_ADDRESS', 'RAY_ADDRESS')
 """Where Ray's job client looks for the job server; an explicit address wins here."""
@@ -78,6 +94,16 @@ def job_server_address(address: str | None) -> str:
         " address of the head's dashboard, e.g. --ray-address http://HEAD:8265 (`ray start"
         ' --head` prints it as the address for `ray job submit`)'
     )
+
+
+def split_secrets(
+    action: type[BaseAction[Any]], params: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The params for the job's command line, and its secrets (``SecretStr`` fields),
+    which go in its environment instead (``SECRETS_VARIABLE``)."""
+    hidden = set(_secret_fields(action))
+    plain = {k: v for k, v in params.items() if k not in hidden}
+    return plain, {k: v for k, v in params.items() if k in hidden}
 
 
 def job_environment(*, shared_fs: bool) -> dict[str, str]:
@@ -133,7 +159,7 @@ def job_client(address: str) -> JobSubmissionClient:
         ) from error
 
 
-def submit_detached(
+def submit_job(
     address: str,
     *,
     plugin_path: str | os.PathLike[str],
@@ -166,3 +192,59 @@ def submit_detached(
             f'the Ray job server at {address} did not take run {run_id}: {first}'
         ) from error
     return DetachedJob(run_id, str(job_id), address)
+
+
+def submit_detached(
+    address: str,
+    plugin: Plugin,
+    action: str,
+    params: Mapping[str, Any],
+    *,
+    journal: Journal,
+    run_id: str | None = None,
+    resources: Resources | None = None,
+    shared_fs: bool = False,
+) -> DetachedJob:
+    """Submit ``action`` of ``plugin`` on ``params`` as a Ray job at the job server
+    ``address``; returns at once. The run is journaled ``submitted`` first (under
+    ``run_id``, default a new one), recorded as submitted from this machine's plugin
+    folder and directory (recovery from here acts there); a submission that fails is
+    journaled ``failed`` with why. Secret params travel in the job's environment.
+    A journal or storage only this machine sees is the caller's to refuse
+    (:func:`check_reachable`)."""
+    action_cls = plugin.load_action(action)
+    values = action_cls.validate_params(params).model_dump(mode='json')
+    run_id = run_id or new_run_id()
+    plain, secrets = split_secrets(action_cls, params)
+    env = job_environment(shared_fs=shared_fs)
+    if secrets:
+        env[SECRETS_VARIABLE] = json.dumps(secrets)
+    here = {'path': str(plugin.path), 'cwd': os.getcwd()}
+    journal.start_run(
+        run_id,
+        entrypoint=action_cls.entrypoint(),
+        params=values,
+        action=action,
+        plugin_path=here['path'],
+        cwd=here['cwd'],
+        plugin=plugin.config.code,
+        status='submitted',
+    )
+    resources = resources or Resources()
+    line = job_entrypoint(
+        action, plain, run_id, resources=resources, shared_fs=shared_fs, submitted_from=here
+    )
+    try:
+        return submit_job(
+            address,
+            plugin_path=plugin.path,
+            entrypoint=line,
+            run_id=run_id,
+            env=env,
+            requirements=plugin_requirements(plugin),
+            metadata={'synapse_run_id': run_id, 'plugin': plugin.config.code, 'action': action},
+        )
+    except BaseException as error:
+        status = 'failed' if isinstance(error, Exception) else 'cancelled'
+        journal.set_run_status(run_id, status, describe_exception(error))
+        raise

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import json
 import os
 import pickle
 import re
@@ -57,8 +58,8 @@ from synapse_sdk.runtime.loggers import LoggedEvent
 
 from ._errors import RayUnavailableError
 from ._local import default_runtime, open_traces, run_action
-from ._placement import Resources, check_reachable
-from ._recovery import resume_run, rollback_run
+from ._placement import SECRETS_VARIABLE, Resources, check_reachable, secrets_from_environment
+from ._recovery import _secret_fields, resume_run, rollback_run
 
 # --- starting Ray --------------------------------------------------------------
 CONNECT_TIMEOUT = 5.0
@@ -441,6 +442,7 @@ class RunHost:
         action: type[BaseAction[Any]] = ray.cloudpickle.loads(shipped_action)
         self.runtime = runtime = RuntimeContext(logger=[self.relay], client=client, run_id=run_id)
         journal = _open_journal(journal_ref) if journal_ref else None
+        params = secrets_from_environment(params)  # secret params come in the environment
 
         def run() -> dict[str, Any]:
             with joined_trace(trace_context):  # the steps' own spans join the driver's trace
@@ -495,6 +497,22 @@ def _open_journal(ref: JournalRef) -> Journal:
             " (the actor's runtime_env); is something on the node clearing it?"
         )
     return Journal(lease_seconds=lease)
+
+
+def _without_secrets(
+    action: type[BaseAction[Any]], model: Any
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The params as JSON without their secrets (``SecretStr``), and the secrets, revealed:
+    they travel in the actor's environment, not as its arguments (which Ray keeps)."""
+    values: dict[str, Any] = model.model_dump(mode='json') if model is not None else {}
+    secrets: dict[str, str] = {}
+    for name in _secret_fields(action):
+        value = getattr(model, name, None)
+        if value is not None:
+            revealed = value.get_secret_value()
+            secrets[name] = revealed.decode() if isinstance(revealed, bytes) else revealed
+            values.pop(name, None)
+    return values, secrets
 
 
 def _enter(driver: tuple[str, str]) -> None:
@@ -607,7 +625,8 @@ class RayExecutor:
         ctx: RuntimeContext | None = None,
         origin: ActionOrigin | None = None,
     ) -> dict[str, Any]:
-        values = action.validate_params(params).model_dump(mode='json')  # bad input stays local
+        model = action.validate_params(params)  # bad input stays local
+        values, secrets = _without_secrets(action, model)
         if ctx is None:
             named = origin.action if origin is not None else action.__name__
             ctx = default_runtime(console=self.console, action=named)
@@ -623,6 +642,8 @@ class RayExecutor:
             raise
         _ship_by_value(action)
         where, env = journal_ref(self.journal)
+        if secrets:
+            env[SECRETS_VARIABLE] = json.dumps(secrets)
         host = self._host(env)
         with ctx:
             driver = (socket.gethostname(), self.cwd or os.getcwd())

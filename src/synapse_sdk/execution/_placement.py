@@ -3,7 +3,9 @@ and a storage every node reaches (else it is refused before it starts)."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,12 +18,18 @@ from synapse_sdk.plugins.loader import Plugin, PluginError
 from ._errors import SharedStateRequiredError
 
 __all__ = [
+    'SECRETS_VARIABLE',
     'Resources',
     'action_resources',
     'check_reachable',
     'parse_memory',
     'plugin_requirements',
+    'secrets_from_environment',
 ]
+
+SECRETS_VARIABLE = 'SYNAPSE_RUN_SECRETS'
+"""The job's environment variable holding a detached run's secret params (JSON), which
+stay off its command line; its ``plugin run`` takes them back into the params."""
 
 _UNITS = {
     '': 1,
@@ -191,3 +199,17 @@ def check_reachable(journal: Journal, client: Any, *, shared_fs: bool, what: str
             + '; or add --shared-fs if those paths are on a filesystem every node mounts at'
             ' the same path'
         )
+
+
+def secrets_from_environment(params: dict[str, Any]) -> dict[str, Any]:
+    """In a detached run's job: ``params`` with the secrets its environment carries."""
+    text = os.environ.get(SECRETS_VARIABLE)
+    if not text:
+        return params
+    try:
+        secrets = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f'{SECRETS_VARIABLE} is not JSON: {error.msg}') from None
+    if not isinstance(secrets, dict):
+        raise ValueError(f'{SECRETS_VARIABLE} is not a JSON object')
+    return {**params, **secrets}

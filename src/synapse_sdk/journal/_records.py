@@ -13,6 +13,7 @@ RUN_STATUSES = (
     'rollback_failed',
     'cancelled',
     'crashed',
+    'submitted',  # a detached run, not started yet (synapse plugin run --detach)
 )
 STEP_STATUSES = (
     'pending',

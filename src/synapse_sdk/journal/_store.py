@@ -42,6 +42,16 @@ _CANDIDATES = 5  # run ids an ambiguous prefix lists
 _RUN_TABLES = (('rollback_items', 'run_id'), ('steps', 'run_id'), ('runs', 'id'))
 
 
+# a submitted run's record, taken over by the process that starts it (start_run)
+_TAKE_OVER = ', '.join(
+    f'{column} = excluded.{column}'
+    for column in (
+        'entrypoint', 'action', 'plugin_path', 'params', 'status', 'started_at', 'host', 'pid',
+        'pid_started', 'cwd', 'plugin', 'storage', 'lease_owner', 'lease_until',
+    )
+)  # fmt: skip
+
+
 def _marks(values: Any) -> str:
     return ', '.join('?' for _ in values)
 
@@ -127,27 +137,34 @@ class Journal:
         plugin: str | None = None,
         storage: str | None = None,
         lease_owner: str | None = None,
+        status: str = 'running',
     ) -> None:
         """Record a new run; ``cwd``, ``plugin_path`` and ``storage`` say where recovery acts.
 
         ``lease_owner``: the run's lease is taken at once, in the same statement,
         for whoever will renew it (``lease.Heartbeat``); without one, only this
         host's pid check can tell that the run's process is gone.
+
+        ``status='submitted'``: a detached run, recorded by the command that
+        submitted it (not active: no process works on it yet); the process that
+        runs it later starts it under the same id, taking that record over.
         """
         owner = Owner.current()
         leased = self._lease_sql(lease_owner)
         try:
-            self.db.execute(
+            cursor = self.db.execute(
                 'INSERT INTO runs (id, entrypoint, action, plugin_path, params, status, started_at,'
                 ' host, pid, pid_started, cwd, plugin, storage, lease_owner, lease_until)'
-                f' VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {leased})',
+                f' VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {leased})'
+                f' ON CONFLICT (id) DO UPDATE SET {_TAKE_OVER}'
+                " WHERE runs.status = 'submitted'",
                 (
                     run_id,
                     entrypoint,
                     action,
                     plugin_path,
                     to_json(params, 'params'),
-                    'running',
+                    status,
                     now(),
                     owner.host,
                     owner.pid,
@@ -159,11 +176,16 @@ class Journal:
                 ),
             )
         except self.database.IntegrityError as error:  # runs.id is the primary key
-            raise JournalError(
-                f"a run '{run_id}' is already in the journal {self.database.describe()}; give"
-                ' each run its own run_id (RuntimeContext(run_id=...), or none: a fresh one is'
-                ' made up)'
-            ) from error
+            raise self._taken(run_id) from error
+        if cursor.rowcount != 1:  # there, and not a submitted run waiting to start
+            raise self._taken(run_id)
+
+    def _taken(self, run_id: str) -> JournalError:
+        return JournalError(
+            f"a run '{run_id}' is already in the journal {self.database.describe()}; give"
+            ' each run its own run_id (RuntimeContext(run_id=...), or none: a fresh one is'
+            ' made up)'
+        )
 
     def claim_run(
         self,
