@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from synapse_sdk.journal import RUN_STATUSES, STEP_STATUSES, Journal, JournalListener
+from synapse_sdk.journal import RUN_STATUSES, STEP_STATUSES, Journal, JournalError, JournalListener
 from synapse_sdk.plugins.actions import ActionOrigin
 from synapse_sdk.plugins.steps import StepExecutionError, StepResult
 
@@ -35,6 +35,7 @@ def test_the_status_vocabulary_is_the_promised_one() -> None:
         'rollback_failed',
         'cancelled',
         'crashed',
+        'submitted',
     }
     assert set(STEP_STATUSES) == {
         'pending',
@@ -286,3 +287,19 @@ def test_progress_writes_are_throttled(journal: Journal) -> None:
     assert done.error is None
     assert seen == [1]  # the first change (1%) is written at once; 2..50% wait their turn
     assert journal.get_run(done.run_id).progress == 100
+
+
+def test_a_submitted_run_is_taken_over_by_the_process_that_starts_it(journal: Journal) -> None:
+    journal.start_run('sub1', entrypoint='m:A', params={'a': 1}, cwd='/there', status='submitted')
+    submitted = journal.get_run('sub1')
+    assert submitted.status == 'submitted' and not submitted.active
+    assert submitted.lease_owner is None and submitted.cwd == '/there'
+    assert [r.id for r in journal.list_runs(status='submitted')] == ['sub1']
+    journal.start_run('sub1', entrypoint='m:A', params={'a': 1}, cwd='/here', lease_owner='me')
+    started = journal.get_run('sub1')
+    assert started.status == 'running' and started.active
+    assert started.cwd == '/here' and started.lease_owner == 'me'
+    assert started.lease_until is not None
+    with pytest.raises(JournalError, match="a run 'sub1' is already in the journal"):
+        journal.start_run('sub1', entrypoint='m:A', params={})  # only a submitted one is
+    assert journal.get_run('sub1').lease_owner == 'me'
