@@ -59,8 +59,14 @@ class Ctx(BaseStepContext):
 
 
 class Short(BaseStep[Ctx]):
+    progress_weight = 1.0
+
     def __init__(self, index: int) -> None:
-        self.name, self.progress_weight = f'step_{index}', 1.0
+        self._name = f'step_{index}'
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     def execute(self, context: Ctx) -> StepResult:
         return StepResult()
@@ -151,8 +157,10 @@ def run_once(args: list[str], env: dict[str, str], cwd: Path, journal: Journal) 
         time.sleep(0.05)
     else:
         raise SystemExit(f'run {run_id} did not end')
+    if record.status != 'succeeded':
+        raise SystemExit(f'run {run_id} ended {record.status}: {record.error}')
     first = journal.steps(run_id)[0].started_at
-    assert record.status == 'succeeded' and first is not None, record
+    assert first is not None
     return {
         'return': returned - started,
         'first step': epoch(first) - started,
@@ -205,9 +213,12 @@ def report(times: dict[str, list[dict[str, float]]], repeats: int) -> None:
         name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         for name, runs in times.items()
     }
-    print(f'{"":12} {"returns":>9} {"1st step":>9} {"run ends":>9}')
+    print(f'{"":12} {"returns":>9} {"1st step":>9} {"run ends":>9} {"steps":>9}')
     for name, m in medians.items():
-        print(f'{name:12} {m["return"]:9.2f} {m["first step"]:9.2f} {m["run end"]:9.2f}')
+        steps = m['run end'] - m['first step']
+        print(
+            f'{name:12} {m["return"]:9.2f} {m["first step"]:9.2f} {m["run end"]:9.2f} {steps:9.3f}'
+        )
     ratio = medians['detached']['run end'] / medians['foreground']['run end']
     extra = medians['detached']['run end'] - medians['foreground']['run end']
     print(f"detached / foreground, to the run's end: {ratio:.2f}x ({extra:+.2f} s)")
