@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 
 from synapse_sdk.journal import Journal
 
-from .conftest import WORKER_RESOURCE, Cluster, Driver
+from .conftest import VENV_BIN, WORKER_RESOURCE, Cluster, Driver
 from .test_detach import wait_run
 
 UPLOAD = """
@@ -95,6 +97,12 @@ def killed_mid_step(cluster: Cluster, driver: Driver, journal: Journal) -> tuple
     assert done.returncode == 0, done.stderr
     submitted = json.loads(done.stdout)
     run_id, job_id = submitted['run_id'], submitted['ray_job_id']
+    kill_the_step(journal, run_id, lambda: cluster.job_logs(job_id))
+    return run_id, job_id
+
+
+def kill_the_step(journal: Journal, run_id: str, logs: Callable[[], str]) -> None:
+    """SIGKILL the process running the upload step, once the upload is recorded."""
     deadline = time.monotonic() + 120
     pid = None
     while pid is None and time.monotonic() < deadline:
@@ -105,9 +113,8 @@ def killed_mid_step(cluster: Cluster, driver: Driver, journal: Journal) -> tuple
         recorded = journal.rollback_data_of(run_id, steps[0]) if steps else {}
         pid = recorded.get('pid', [None])[0]
         time.sleep(0.1)
-    assert pid is not None, cluster.job_logs(job_id)
+    assert pid is not None, logs()
     os.kill(pid, signal.SIGKILL)  # the actor's worker process, on the worker node
-    return run_id, job_id
 
 
 def stored(home: Path) -> list[Path]:
@@ -148,3 +155,29 @@ def test_a_killed_worker_leaves_the_run_crashed_and_resume_finishes_it(
     assert journal.get_run(run_id).status == 'succeeded'
     assert len(stored(shared.home)) == 1  # the cut-off upload undone, then done once
     assert cluster.wait_job(job_id, timeout=60)['status'] == 'FAILED'
+
+
+def test_a_foreground_driver_rolls_back_a_run_whose_worker_node_process_died(
+    cluster: Cluster, shared: Driver, postgres_db: Any
+) -> None:
+    journal = Journal(postgres_db.url)
+    folder = shared.plugin('upload', UPLOAD, resources={WORKER_RESOURCE: 1})
+    run_id = 'foreground1'
+    driver = subprocess.Popen(
+        [str(VENV_BIN / 'synapse'), 'plugin', 'run', 'run', '--path', str(folder),
+         '--mode', 'ray', '--ray-address', cluster.address, '--shared-fs',
+         '--log-format', 'plain', '--run-id', run_id],
+        env=shared.env, cwd=shared.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        kill_the_step(journal, run_id, lambda: '(a foreground run: see its stderr)')
+        out, err = driver.communicate(timeout=60)  # it does not hang
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 1, err
+    assert "Step 'upload' failed: the Ray worker died while running it" in err
+    assert json.loads(out)['success'] is False
+    assert journal.get_run(run_id).status == 'rolled_back'  # undone here, from the journal
+    assert stored(shared.home) == []

@@ -32,6 +32,7 @@ from typing import Any
 try:
     import ray
     from ray._private import services as ray_services
+    from ray._private import worker as ray_worker
     from ray.exceptions import RayActorError, RayTaskError
 except ImportError as error:  # pragma: no cover - exercised without the extra only
     raise ImportError(
@@ -122,6 +123,23 @@ def ensure_ray(
             if handler not in (signal.SIG_DFL, None):
                 signal.signal(signum, handler)
     atexit.register(_shut_down)  # runs before Ray's handler, registered when Ray was imported
+    _notices_to_stderr()
+
+
+def _notices_to_stderr() -> None:
+    """Ray prints its notices to a driver (a worker died, ...) on stdout, where ``synapse
+    plugin run`` prints its JSON result: they go to stderr, with Ray's other lines."""
+    original = ray_worker.print_to_stdstream
+    if getattr(original, 'synapse_stderr', False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get('pid') == 'raylet':
+            data = {**data, 'is_err': True}
+        original(data, ignore_prefix)
+
+    to_stderr.synapse_stderr = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = to_stderr
 
 
 def _start_local(
