@@ -92,3 +92,24 @@ def test_report_render_measures_a_run_with_retries_and_rollbacks(
     figures = module.measure(30, 1, tmp_path)
     assert figures['spans'] == 30 + 2 + 30  # 30 steps, 2 of them retried, all rolled back
     assert all(figures[name] > 0 for name in ('journal rows', 'load_run', 'render_report'))
+
+
+def test_detach_benchmark_plugin_has_its_steps_and_the_report_its_ratio(
+    bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = importlib.import_module('detach')
+    folder = tmp_path / 'steps100'
+    folder.mkdir()
+    (folder / 'steps100.py').write_text(module.PLUGIN.replace('STEPS', '100'), encoding='utf-8')
+    sys.path.insert(0, str(folder))
+    try:
+        plugin = importlib.import_module('steps100')
+        registry = plugin.StepRegistry()
+        plugin.Action.setup_steps(None, registry)
+        assert len(registry) == module.STEPS == 100
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop('steps100', None)
+    runs = {'return': 1.0, 'first step': 3.0, 'run end': 4.0}
+    module.report({'foreground': [{**runs, 'run end': 2.0}], 'detached': [runs]}, 1)
+    assert "detached / foreground, to the run's end: 2.00x (+2.00 s)" in capsys.readouterr().out
