@@ -68,6 +68,9 @@ def node_env(home: Path) -> dict[str, str]:
     env['SYNAPSE_HOME'] = str(home)
     env['RAY_AUTH_MODE'] = 'disabled'
     env['RAY_USAGE_STATS_ENABLED'] = '0'
+    # a lost node is seen dead in about 2 s, not 30 (the GCS checks each raylet)
+    env['RAY_health_check_period_ms'] = '500'
+    env['RAY_health_check_failure_threshold'] = '4'
     return env
 
 
@@ -204,6 +207,36 @@ class Cluster:
     def stop(self) -> None:
         for node in reversed(self.nodes):
             node.stop()
+
+    def kill_worker_raylet(self) -> int:
+        """SIGKILL the worker node's raylet (its workers go with it): the node is lost."""
+        for pid in descendants(self.nodes[1].process.pid):
+            try:
+                name = Path(f'/proc/{pid}/comm').read_text().strip()
+            except OSError:
+                continue
+            if name == 'raylet':
+                os.kill(pid, signal.SIGKILL)
+                return pid
+        raise AssertionError('the worker node has no raylet')
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes under ``pid`` (from /proc: their parents)."""
+    parents: dict[int, int] = {}
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            fields = stat.read_text().rsplit(')', 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == current]
+        found += children
+        frontier += children
+    return found
 
 
 @pytest.fixture(scope='module')

@@ -101,8 +101,11 @@ def killed_mid_step(cluster: Cluster, driver: Driver, journal: Journal) -> tuple
     return run_id, job_id
 
 
-def kill_the_step(journal: Journal, run_id: str, logs: Callable[[], str]) -> None:
-    """SIGKILL the process running the upload step, once the upload is recorded."""
+def kill_the_step(
+    journal: Journal, run_id: str, logs: Callable[[], str], *, kill: bool = True
+) -> int:
+    """SIGKILL the process running the upload step, once the upload is recorded (or only
+    wait for that, ``kill=False``); its pid."""
     deadline = time.monotonic() + 120
     pid = None
     while pid is None and time.monotonic() < deadline:
@@ -114,7 +117,9 @@ def kill_the_step(journal: Journal, run_id: str, logs: Callable[[], str]) -> Non
         pid = recorded.get('pid', [None])[0]
         time.sleep(0.1)
     assert pid is not None, logs()
-    os.kill(pid, signal.SIGKILL)  # the actor's worker process, on the worker node
+    if kill:
+        os.kill(pid, signal.SIGKILL)  # the actor's worker process, on the worker node
+    return int(pid)
 
 
 def stored(home: Path) -> list[Path]:
