@@ -116,6 +116,13 @@ def test_the_job_command_line_carries_the_run_but_no_setting_of_this_shell(
     env = job_environment(shared_fs=False)
     assert env['SYNAPSE_DATABASE_URL'] == url and 'SYNAPSE_HOME' not in env
     assert job_environment(shared_fs=True)['SYNAPSE_HOME'] == str(tmp_path / 'home')
+    monkeypatch.setenv('AWS_ENDPOINT_URL', 'http://127.0.0.1:9000')
+    monkeypatch.setenv('AZURE_STORAGE_ACCOUNT_KEY', 'k')
+    on_s3 = job_environment(shared_fs=False, storage='s3://bucket/runs')
+    assert on_s3['SYNAPSE_STORAGE'] == 's3://bucket/runs'
+    assert on_s3['AWS_ENDPOINT_URL'] == 'http://127.0.0.1:9000'  # what its client reads
+    assert 'AZURE_STORAGE_ACCOUNT_KEY' not in on_s3
+    assert 'AWS_ENDPOINT_URL' not in env  # no object storage, none of its settings
 
 
 def test_the_job_server_address_is_an_http_one(monkeypatch: pytest.MonkeyPatch) -> None:

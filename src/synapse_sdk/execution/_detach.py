@@ -106,10 +106,26 @@ def split_secrets(
     return plain, {k: v for k, v in params.items() if k in hidden}
 
 
-def job_environment(*, shared_fs: bool) -> dict[str, str]:
-    """The settings of this shell that the run needs inside the cluster; with
-    ``shared_fs``, ``SYNAPSE_HOME`` too (its journal and storage are on the shared path)."""
+STORAGE_ENVIRONMENT = {
+    's3': ('AWS_',),
+    'az': ('AZURE_',),
+    'gs': ('GOOGLE_',),
+    'sftp': ('SYNAPSE_SFTP_',),
+}
+"""Per storage scheme, the variables its client reads (endpoint, region, credentials)."""
+
+
+def job_environment(*, shared_fs: bool, storage: str | None = None) -> dict[str, str]:
+    """The settings of this shell that the run needs inside the cluster: the database,
+    the storage (``storage``, else ``SYNAPSE_STORAGE``) and what its client reads here
+    (an object store's endpoint and credentials); with ``shared_fs``, ``SYNAPSE_HOME``
+    too (its journal and storage are on the shared path)."""
     env = {name: os.environ[name] for name in PASSED_ON if os.environ.get(name)}
+    if storage:
+        env['SYNAPSE_STORAGE'] = storage
+    scheme = env.get('SYNAPSE_STORAGE', '').partition('://')[0]
+    prefixes = STORAGE_ENVIRONMENT.get(scheme, ())
+    env |= {k: v for k, v in os.environ.items() if prefixes and k.startswith(prefixes)}
     if shared_fs:
         env['SYNAPSE_HOME'] = str(synapse_home().absolute())
     env['PYTHONUNBUFFERED'] = '1'  # the job's log shows the run as it goes
@@ -204,19 +220,21 @@ def submit_detached(
     run_id: str | None = None,
     resources: Resources | None = None,
     shared_fs: bool = False,
+    storage: str | None = None,
 ) -> DetachedJob:
     """Submit ``action`` of ``plugin`` on ``params`` as a Ray job at the job server
     ``address``; returns at once. The run is journaled ``submitted`` first (under
     ``run_id``, default a new one), recorded as submitted from this machine's plugin
     folder and directory (recovery from here acts there); a submission that fails is
-    journaled ``failed`` with why. Secret params travel in the job's environment.
+    journaled ``failed`` with why. Secret params travel in the job's environment, and so
+    do the database URL and ``storage`` (a URL; default ``SYNAPSE_STORAGE``).
     A journal or storage only this machine sees is the caller's to refuse
     (:func:`check_reachable`)."""
     action_cls = plugin.load_action(action)
     values = action_cls.validate_params(params).model_dump(mode='json')
     run_id = run_id or new_run_id()
     plain, secrets = split_secrets(action_cls, params)
-    env = job_environment(shared_fs=shared_fs)
+    env = job_environment(shared_fs=shared_fs, storage=storage)
     if secrets:
         env[SECRETS_VARIABLE] = json.dumps(secrets)
     here = {'path': str(plugin.path), 'cwd': os.getcwd()}
