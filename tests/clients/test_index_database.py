@@ -36,9 +36,9 @@ def peek(path: Path, sql: str) -> list[tuple[object, ...]]:
         conn.close()
 
 
-def test_a_new_index_gets_version_1_in_wal_mode(root: Path, tmp_path: Path) -> None:
+def test_a_new_index_gets_version_2_in_wal_mode(root: Path, tmp_path: Path) -> None:
     file_id = LocalBackendClient(root).upload_file(source(tmp_path))
-    assert peek(index_of(root), 'PRAGMA user_version') == [(1,)]
+    assert peek(index_of(root), 'PRAGMA user_version') == [(2,)]
     assert peek(index_of(root), 'PRAGMA journal_mode') == [('wal',)]
     assert LocalBackendClient(root).get_file(file_id)['name'] == 'a.txt'  # opened again
 
@@ -51,7 +51,7 @@ def test_an_index_of_a_newer_version_is_refused(root: Path, tmp_path: Path) -> N
         LocalBackendClient(root).list_files()
     message = str(caught.value)
     assert str(index_of(root)) in message
-    assert 'newer synapse-sdk (storage index schema 7; this one reads up to 1)' in message
+    assert 'newer synapse-sdk (storage index schema 7; this one reads up to 2)' in message
     assert 'upgrade synapse-sdk' in message
     assert isinstance(caught.value, ClientError)
     assert caught.value.kind is ErrorKind.BAD_INPUT  # the file is at fault
@@ -96,3 +96,46 @@ def test_the_refusal_crosses_process_boundaries(root: Path) -> None:
     copy = pickle.loads(pickle.dumps(caught.value))
     assert type(copy) is StorageIndexError
     assert str(copy) == str(caught.value)
+
+
+VERSION_1 = """
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    blob TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL CHECK (size >= 0),
+    checksum TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    key TEXT UNIQUE
+);
+"""
+
+
+def test_an_index_of_version_1_is_migrated_keeping_its_files_and_ids(
+    root: Path, tmp_path: Path
+) -> None:
+    """Version 2 adds the store column (one index, several storages). The files of a
+    version-1 index stay, and a deleted file's id is never given to a new one."""
+    import hashlib
+
+    (root / 'blobs').mkdir(parents=True)
+    blob = 'a' * 32
+    (root / 'blobs' / blob).write_bytes(b'abc')
+    conn = sqlite3.connect(index_of(root))
+    conn.executescript(VERSION_1)
+    conn.execute(
+        'INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)',
+        (3, 'a.txt', blob, 3, hashlib.sha256(b'abc').hexdigest(), '2024-01-01T00:00:00', 'k'),
+    )
+    conn.execute("UPDATE sqlite_sequence SET seq = 9 WHERE name = 'files'")  # 4..9 deleted
+    conn.execute('PRAGMA user_version = 1')
+    conn.commit()
+    conn.close()
+
+    client = LocalBackendClient(root)
+    assert [(f['id'], f['name']) for f in client.list_files()] == [(3, 'a.txt')]
+    assert client.find_file('k') == 3
+    assert client.download_file(3, tmp_path / 'back.txt').read_bytes() == b'abc'
+    assert client.upload_file(source(tmp_path)) == 10
+    assert peek(index_of(root), 'PRAGMA user_version') == [(2,)]
+    assert peek(index_of(root), "SELECT seq FROM sqlite_sequence WHERE name = 'files'") == [(10,)]

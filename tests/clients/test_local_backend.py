@@ -371,7 +371,7 @@ def test_upload_unreadable_source(
     # chmod 000 does not stop root (CI runs as root), so refuse the open itself.
     import builtins
 
-    import synapse_sdk.clients.local as local
+    import synapse_sdk.clients.storage as storage
 
     src = make_file(tmp_path, 'secret', b'x')
     real_open = builtins.open
@@ -381,7 +381,7 @@ def test_upload_unreadable_source(
             raise PermissionError(13, 'Permission denied', str(src))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(local, 'open', refusing_open, raising=False)
+    monkeypatch.setattr(storage, 'open', refusing_open, raising=False)
     with pytest.raises(SourceFileError) as excinfo:
         client.upload_file(src)
     assert str(src) in str(excinfo.value)

@@ -1,0 +1,200 @@
+"""The storage index: which files a storage holds, in a database (``synapse_sdk.db``).
+
+One row per stored file: its name, the blob holding it, size, SHA-256 and
+optional idempotency key. Several stores can share one index (``store``: the
+storage URL, '' for a folder whose index lives inside it); keys and blobs are
+unique per store. Rows are written only after their blob was stored and
+verified, so a row never points at nothing (unless the blob was removed by
+hand: downloads check).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from synapse_sdk.db import Connection, Database, Schema
+
+from .errors import StorageIndexError
+
+__all__ = ['COLUMNS', 'AlreadyStored', 'StorageIndex', 'index_schema', 'key_value']
+
+VERSION = 2
+_FILES = """
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    store TEXT NOT NULL DEFAULT '',
+    name TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    size INTEGER NOT NULL CHECK (size >= 0),
+    checksum TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    key TEXT,
+    UNIQUE (store, key),
+    UNIQUE (store, blob)
+)
+"""
+# version -> SQL bringing an index of that version to the next (SQLite)
+MIGRATIONS = {
+    # 1 -> 2: the store column (one index, several storages); ids keep counting from
+    # where they were, so an id of a deleted file is never given to another
+    1: _FILES.replace('CREATE TABLE files', 'CREATE TABLE files_2')
+    + """;
+INSERT INTO files_2 (id, store, name, blob, size, checksum, created_at, key)
+    SELECT id, '', name, blob, size, checksum, created_at, key FROM files;
+DELETE FROM sqlite_sequence WHERE name = 'files_2';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'files_2', seq FROM sqlite_sequence
+    WHERE name = 'files';
+DROP TABLE files;
+ALTER TABLE files_2 RENAME TO files
+""",
+}
+COLUMNS = 'id, name, blob, size, checksum, created_at'
+
+
+def index_schema() -> Schema:
+    return Schema(
+        name='storage index',
+        version=VERSION,
+        tables={'sqlite': _FILES},
+        migrations={'sqlite': MIGRATIONS},
+        unusable_error=StorageIndexError,
+        damaged_error=StorageIndexError,
+    )
+
+
+class AlreadyStored(Exception):
+    """Another upload stored a file under the same key first."""
+
+    def __init__(self, file_id: int) -> None:
+        self.file_id = file_id
+
+
+Row = tuple[int, str, str, int, str, str]
+
+
+class StorageIndex:
+    """The rows of one store (``namespace``) in an index database."""
+
+    def __init__(self, database: Database, namespace: str) -> None:
+        self.database = database
+        self.namespace = namespace
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        conn = self.database.connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def check(self) -> None:
+        """Read all of it: a damaged index is refused before anything is written."""
+        with self.connect() as conn:
+            conn.check()
+
+    def find(self, key: str) -> int | None:
+        with self.connect() as conn:
+            row = conn.fetchone(
+                'SELECT id FROM files WHERE store = ? AND key = ?', (self.namespace, key_value(key))
+            )
+        return None if row is None else int(row[0])
+
+    def insert(self, name: str, blob: str, size: int, checksum: str, key: str | None) -> int:
+        """The new row's id; ``AlreadyStored`` if the key was taken meanwhile."""
+        with self.connect() as conn, conn.transaction():
+            return self._insert(conn, (name, blob, size, checksum, key))
+
+    def insert_many(
+        self, rows: Iterable[tuple[str, str, int, str, str | None]]
+    ) -> list[int | AlreadyStored]:
+        """Several rows in one transaction (one commit: one fsync for all of them)."""
+        results: list[int | AlreadyStored] = []
+        with self.connect() as conn, conn.transaction():
+            for row in rows:
+                try:
+                    results.append(self._insert(conn, row))
+                except AlreadyStored as taken:
+                    results.append(taken)
+        return results
+
+    def _insert(self, conn: Connection, row: tuple[str, str, int, str, str | None]) -> int:
+        name, blob, size, checksum, key = row
+        if key is not None:
+            found = conn.fetchone(
+                'SELECT id FROM files WHERE store = ? AND key = ?', (self.namespace, key_value(key))
+            )
+            if found is not None:  # stored meanwhile by another upload
+                raise AlreadyStored(int(found[0]))
+        created_at = datetime.now(UTC).isoformat(timespec='microseconds')
+        cursor = conn.execute(
+            'INSERT INTO files (store, name, blob, size, checksum, created_at, key)'
+            ' VALUES (?, ?, ?, ?, ?, ?, ?)',
+            (self.namespace, name, blob, size, checksum, created_at, key_value(key)),
+        )
+        if cursor.lastrowid is None:  # pragma: no cover - every driver sets it for INSERT
+            raise StorageIndexError(f'{self.database.describe()} returned no id for a new row')
+        return int(cursor.lastrowid)
+
+    def get(self, file_id: int) -> Row | None:
+        with self.connect() as conn:
+            row = conn.fetchone(
+                f'SELECT {COLUMNS} FROM files WHERE store = ? AND id = ?', (self.namespace, file_id)
+            )
+        return None if row is None else _row(row)
+
+    def all(self) -> list[Row]:
+        with self.connect() as conn:
+            rows = conn.fetchall(
+                f'SELECT {COLUMNS} FROM files WHERE store = ? ORDER BY id', (self.namespace,)
+            )
+        return [_row(row) for row in rows]
+
+    def remove(self, file_id: int) -> str | None:
+        """Delete the row; its blob id (None if there was no such row)."""
+        with self.connect() as conn, conn.transaction():
+            row = conn.fetchone(
+                'SELECT blob FROM files WHERE store = ? AND id = ?', (self.namespace, file_id)
+            )
+            if row is None:
+                return None
+            conn.execute('DELETE FROM files WHERE id = ?', (file_id,))
+        return str(row[0])
+
+    def indexed(self, blobs: list[str]) -> set[str]:
+        """Which of ``blobs`` have a row."""
+        found: set[str] = set()
+        with self.connect() as conn:
+            for start in range(0, len(blobs), 500):
+                batch = blobs[start : start + 500]
+                marks = ', '.join('?' * len(batch))
+                rows = conn.fetchall(
+                    f'SELECT blob FROM files WHERE store = ? AND blob IN ({marks})',
+                    (self.namespace, *batch),
+                )
+                found.update(str(row[0]) for row in rows)
+        return found
+
+
+def _row(row: Any) -> Row:
+    file_id, name, blob, size, checksum, created_at = row
+    return int(file_id), str(name), str(blob), int(size), str(checksum), str(created_at)
+
+
+def key_value(key: str | None) -> str | bytes | None:
+    """How ``key`` is stored and looked up in the index's ``key`` column.
+
+    A key built from a non-UTF-8 path holds lone surrogates, which SQLite text
+    cannot; it is stored as a BLOB of its surrogate-preserving UTF-8 bytes. That
+    mapping is one-to-one and a BLOB never equals a TEXT value, so such a key
+    can never be mistaken for another.
+    """
+    if key is None:
+        return None
+    try:
+        key.encode('utf-8')
+    except UnicodeEncodeError:
+        return key.encode('utf-8', 'surrogatepass')
+    return key

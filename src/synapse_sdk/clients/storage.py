@@ -1,0 +1,571 @@
+"""The storage client: an index in a database plus a blob store chosen by URL.
+
+``context.client`` is one of these. The same guarantees hold on every store
+(a local folder, S3, Azure Blob, GCS, SFTP, memory):
+
+* An object is stored and verified (size, and checksum where the provider
+  returns one) before its index row exists; only indexed rows are ever
+  listed, so a crash leaves at worst an orphan object that nothing shows.
+* Objects are named by the SDK (``blobs/<run>/<uuid>``), never by user input,
+  so no file name or key can place data outside the storage's prefix.
+* Upload by key is idempotent; deleting removes the row first, then the
+  object, and an object that is gone already is not an error.
+* Orphans are found by listing ``blobs/``: :meth:`StorageClient.find_orphans`
+  (``synapse storage gc``), and :meth:`StorageClient.discard_run_leftovers`
+  for what one killed run's uploads left (recovery calls it).
+* The client holds no connection: it pickles to Ray workers and subprocesses
+  (by URL; credentials are found again there, from the provider's chain).
+"""
+
+from __future__ import annotations
+
+import errno
+import operator
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, TypedDict, runtime_checkable
+
+from synapse_sdk.db import Database, SQLiteDatabase
+from synapse_sdk.paths import synapse_home
+
+from ._blobs import (
+    BLOB_DIR,
+    BlobStore,
+    ObjectInfo,
+    Progress,
+    Reader,
+    is_blob,
+    new_blob,
+    object_name,
+    open_blob_store,
+    run_tag,
+)
+from ._blobs.files import create_temp
+from .errors import FileNotFoundInStorageError, SourceFileError, StorageIntegrityError
+from .index import AlreadyStored, StorageIndex, index_schema
+from .urls import StorageLocation, parse_storage
+
+__all__ = [
+    'BackendClient',
+    'FileInfo',
+    'StorageClient',
+    'StrPath',
+    'download_target',
+    'open_storage',
+    'stored_name',
+]
+
+StrPath = str | os.PathLike[str]
+INDEX_NAME = 'index.db'
+DOWNLOAD_TEMP_PREFIX = '.synapse-download-'
+DEFAULT_CONCURRENCY = 16
+
+
+class FileInfo(TypedDict):
+    """Metadata of a stored file; a plain dict at runtime so it serialises as-is."""
+
+    id: int
+    name: str
+    size: int
+    checksum: str
+    created_at: str
+    path: str  # a local path for a folder store; the object's URL otherwise
+
+
+@runtime_checkable
+class BackendClient(Protocol):
+    """The storage contract plugin steps rely on, so backends are swappable."""
+
+    def upload_file(self, path: StrPath, *, key: str | None = None) -> int: ...
+
+    def find_file(self, key: str) -> int | None: ...
+
+    def delete_file(self, file_id: int) -> None: ...
+
+    def get_file(self, file_id: int) -> FileInfo: ...
+
+    def list_files(self) -> list[FileInfo]: ...
+
+    def download_file(self, file_id: int, dest: StrPath) -> Path: ...
+
+
+_MEMORY_INDEXES: dict[str, Path] = {}  # memory://name -> its index, for this process
+
+
+class StorageClient:
+    """Files kept in the blob store at ``storage`` (a folder path or URL; default: the
+    folder ``$SYNAPSE_HOME/storage``), indexed in a database.
+
+    A folder keeps its index inside it (``index.db``); other stores are indexed in
+    ``$SYNAPSE_HOME/storage/index.db`` (or ``index``), each under its URL. Nothing
+    is touched before the first call. ``run_id``: the run whose uploads this client
+    makes (see :meth:`for_run`).
+    """
+
+    def __init__(
+        self,
+        storage: StrPath | StorageLocation | None = None,
+        *,
+        run_id: str | None = None,
+        index: StrPath | None = None,
+    ) -> None:
+        if isinstance(storage, StorageLocation):
+            location = storage
+        elif storage is None:
+            location = parse_storage(synapse_home() / 'storage')
+        else:
+            location = parse_storage(storage)
+        self._setup(location, run_id, None if index is None else Path(os.path.abspath(index)))
+
+    def _setup(self, location: StorageLocation, run_id: str | None, index: Path | None) -> None:
+        self.location = location
+        self.run_id = run_id
+        self._tag = None if run_id is None else run_tag(run_id)
+        self._index_path = index if index is not None else _default_index(location)
+        own = location.is_local and self._index_path == location.folder / INDEX_NAME
+        self._ready = False
+        self._store: BlobStore = open_blob_store(location)
+        self._idx = StorageIndex(self._index(), '' if own else location.namespace)
+
+    @property
+    def url(self) -> str:
+        """The storage's URL, never with credentials: what the run journal records."""
+        return self.location.url
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({self.url!r})'
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {'url': self.location.url, 'run_id': self.run_id, 'index': str(self._index_path)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._setup(parse_storage(state['url']), state['run_id'], Path(state['index']))
+
+    def for_run(self, run_id: str) -> StorageClient:
+        """The same storage, for the uploads of run ``run_id``: they go under their own
+        folder (``blobs/<run>/``), so that recovery can remove what a killed run's uploads
+        left half-written (:meth:`discard_run_leftovers`)."""
+        clone = object.__new__(type(self))
+        clone.__setstate__({**self.__getstate__(), 'run_id': run_id})
+        return clone
+
+    # ------------------------------------------------------------------ API
+
+    def upload_file(
+        self, path: StrPath, *, key: str | None = None, progress: Progress | None = None
+    ) -> int:
+        """Store the file at ``path``; its new id.
+
+        ``key`` makes the upload idempotent: if a file was already stored under that
+        key, its id is returned and nothing is stored. A step that records the key
+        *before* uploading can thus always find (to delete, or to skip) what an
+        interrupted attempt stored. ``progress(bytes_done, total)`` is called after
+        each chunk (e.g. ``lambda done, total: context.set_progress(done, total)``).
+
+        The file is stored under its base name; bytes of it that are not UTF-8
+        (a name from another system's archive) are shown as ``\\xNN`` (see
+        :func:`stored_name`), so names are always printable text. Keys may hold
+        any string, including such undecodable parts of a path.
+        """
+        if key is not None:
+            existing = self.find_file(key)
+            if existing is not None:
+                return existing
+        source = os.fspath(path)
+        with _open_source(source) as (handle, size):
+            name = stored_name(source)
+            self._ensure_ready()
+            blob = new_blob(self._tag)
+            digest = self._store.put(object_name(blob), Reader(handle, source, size, progress))
+        try:
+            return self._idx.insert(name, blob, digest.size, digest.sha256, key)
+        except AlreadyStored as stored:
+            self._discard_unindexed(blob)
+            return stored.file_id
+        except BaseException:
+            self._discard_unindexed(blob)
+            raise
+
+    def upload_files(
+        self,
+        paths: Iterable[StrPath],
+        *,
+        keys: Sequence[str] | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        progress: Progress | None = None,
+        announce: Callable[[str], None] | None = None,
+    ) -> list[int]:
+        """Upload many files, ``concurrency`` at a time; their ids, in order.
+
+        ``keys`` (one per path) make each upload idempotent. ``announce(key)`` is called
+        in the calling thread just before the upload under ``key`` starts: record the key
+        there (``context.append_rollback('keys', key)``) and a crash at any moment leaves
+        rollback data naming every upload that may have happened. ``progress(files_done,
+        files_total)`` is called in the calling thread too. The first upload that fails
+        stops the rest (those already running finish) and its error is raised.
+        """
+        sources = list(paths)
+        names = None if keys is None else list(keys)
+        if names is not None and len(names) != len(sources):
+            raise ValueError(f'upload_files: {len(sources)} paths but {len(names)} keys')
+        if announce is not None and names is None:
+            raise ValueError('upload_files: announce needs keys')
+        if concurrency < 1:
+            raise ValueError(f'upload_files: concurrency must be at least 1, got {concurrency}')
+        ids: list[int] = [0] * len(sources)
+        with ThreadPoolExecutor(max(1, min(concurrency, len(sources))), 'synapse-upload') as pool:
+            _Batch(self, pool, sources, names, ids, concurrency, progress, announce).run()
+        return ids
+
+    def find_file(self, key: str) -> int | None:
+        """The id of the file stored under ``key``, if any."""
+        self._ensure_ready()
+        return self._idx.find(key)
+
+    def delete_file(self, file_id: int) -> None:
+        """Remove a file: the row first, then the object, so a crash leaves only an orphan."""
+        fid = operator.index(file_id)
+        row = self._row(fid)
+        self._object_of(row[2])  # a tampered blob name is refused before anything is removed
+        blob = self._idx.remove(fid)
+        if blob is not None:
+            self._store.delete(self._object_of(blob))
+
+    def get_file(self, file_id: int) -> FileInfo:
+        return self._to_info(self._row(file_id))
+
+    def list_files(self) -> list[FileInfo]:
+        self._ensure_ready()
+        return [self._to_info(row) for row in self._idx.all()]
+
+    def download_file(
+        self, file_id: int, dest: StrPath, *, progress: Progress | None = None
+    ) -> Path:
+        """Copy a stored file to ``dest`` (or into it, if it is a directory).
+
+        The copy goes through a temp file next to the target and is renamed into
+        place only after the checksum matches, so ``dest`` never holds bad data.
+        An existing file at the target is replaced; missing parents are not made.
+        Into a directory, the file gets its stored name (see :func:`stored_name`).
+        A ``dest`` ending with a path separator (``'exports/'``) means a
+        directory, as with ``cp``: if it is not an existing one,
+        ``NotADirectoryError`` is raised and nothing is written.
+        """
+        row = self._row(file_id)
+        info = self._to_info(row)
+        target = download_target(dest, info['name'], info['id'])
+        name = self._object_of(row[2])
+        fd, tmp = create_temp(target.parent, DOWNLOAD_TEMP_PREFIX)
+        try:
+            with os.fdopen(fd, 'wb') as raw:
+                out: Any = _Counting(raw, info['size'], progress) if progress else raw
+                digest = self._get(info, name, out)
+                raw.flush()
+                os.fsync(raw.fileno())
+            if digest.size != info['size'] or digest.sha256 != info['checksum']:
+                raise StorageIntegrityError(
+                    f'File {info["id"]} ({info["name"]!r}) failed verification: expected '
+                    f'{info["size"]} bytes sha256={info["checksum"]}, read {digest.size} bytes '
+                    f'sha256={digest.sha256} from {info["path"]}.'
+                )
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return target
+
+    def check(self) -> None:
+        """Raise now (``StorageAccessError``, ``StorageUnavailableError``) if the storage
+        cannot be used; creates nothing. One cheap request (a listing of one object)."""
+        self._store.check()
+
+    # ------------------------------------------------------------- orphans
+
+    def find_orphans(self, older_than: timedelta = timedelta(days=1)) -> list[ObjectInfo]:
+        """Objects under ``blobs/`` that no index row points at, last written more than
+        ``older_than`` ago (a younger one may be an upload about to be indexed)."""
+        if older_than < timedelta(0):
+            raise ValueError(f'older_than must not be negative, got {older_than}')
+        self._ensure_ready()
+        cutoff = datetime.now(UTC) - older_than
+        return self._unindexed(o for o in self._store.list(BLOB_DIR) if o.modified <= cutoff)
+
+    def remove_orphans(self, orphans: Iterable[ObjectInfo]) -> list[ObjectInfo]:
+        """Delete the given orphans that are still not indexed; those deleted."""
+        removed = self._unindexed(orphans)
+        for orphan in removed:
+            self._store.delete(orphan.name)
+        return removed
+
+    def discard_run_leftovers(self, run_id: str) -> list[str]:
+        """Remove what run ``run_id``'s uploads left without an index row (a partial temp
+        file, or an object stored just before the process died); the names removed.
+
+        Only for a run that is over: an upload of a running one is briefly unindexed."""
+        self._ensure_ready()
+        folder = f'{BLOB_DIR}/{run_tag(run_id)}'
+        leftovers = self._unindexed(self._store.list(folder))
+        for leftover in leftovers:
+            self._store.delete(leftover.name)
+        return [leftover.name for leftover in leftovers]
+
+    # ------------------------------------------------------------ internals
+
+    @property
+    def _where(self) -> str:
+        return str(self.location.folder) if self.location.is_local else self.url
+
+    def _index(self) -> Database:
+        """The index's database: an SQLite file (fsynced: once an upload returns its id,
+        the row survives a power loss)."""
+        return SQLiteDatabase(self._index_path, index_schema(), durable=True)
+
+    def _ensure_ready(self) -> None:
+        """Create a folder store's folders, and read the index once per process: one that
+        cannot be used (not a database, a newer version, damaged pages) is refused before
+        anything is written to it, and left as it is."""
+        if self._ready:
+            return
+        if self.location.is_local:
+            (self.location.folder / BLOB_DIR).mkdir(parents=True, exist_ok=True)
+        self._idx.check()
+        self._ready = True
+
+    def _object_of(self, blob: str) -> str:
+        # The blob name comes from the index; refuse anything that is not one of ours so
+        # a tampered index cannot point reads or deletes elsewhere.
+        if not is_blob(blob):
+            raise StorageIntegrityError(
+                f'Index at {self._idx.database.describe()} holds an invalid blob name {blob!r}.'
+            )
+        return object_name(blob)
+
+    def _row(self, file_id: int) -> tuple[int, str, str, int, str, str]:
+        fid = operator.index(file_id)
+        self._ensure_ready()
+        row = self._idx.get(fid)
+        if row is None:
+            raise FileNotFoundInStorageError(fid, self._where)
+        return row
+
+    def _to_info(self, row: tuple[int, str, str, int, str, str]) -> FileInfo:
+        file_id, name, blob, size, checksum, created_at = row
+        return FileInfo(
+            id=file_id,
+            name=name,
+            size=size,
+            checksum=checksum,
+            created_at=created_at,
+            path=self._store.locate(self._object_of(blob)),
+        )
+
+    def _get(self, info: FileInfo, name: str, out: Any) -> Any:
+        try:
+            return self._store.get(name, out)
+        except FileNotFoundError:
+            self.get_file(info['id'])  # raises if it was deleted meanwhile
+            raise StorageIntegrityError(
+                f'File {info["id"]} ({info["name"]!r}) is indexed but its blob '
+                f'{info["path"]} is missing; the storage at {self._where} is damaged.'
+            ) from None
+
+    def _unindexed(self, objects: Iterable[ObjectInfo]) -> list[ObjectInfo]:
+        found = {o.name.removeprefix(f'{BLOB_DIR}/'): o for o in objects}
+        indexed = self._idx.indexed([blob for blob in found if is_blob(blob)])
+        return [o for blob, o in found.items() if blob not in indexed]
+
+    def _discard_unindexed(self, blob: str) -> None:
+        # Only delete the object when we can confirm no row references it (the failure
+        # may have come after COMMIT); if unsure, an orphan is harmless and collectable.
+        try:
+            if self._idx.indexed([blob]):
+                return
+            self._store.delete(object_name(blob))
+        except Exception:
+            return
+
+
+class _Batch:
+    """The bounded pool of :meth:`StorageClient.upload_files`: at most ``limit`` uploads
+    in flight, each announced and submitted from the calling thread."""
+
+    def __init__(
+        self,
+        client: StorageClient,
+        pool: ThreadPoolExecutor,
+        sources: list[StrPath],
+        keys: list[str] | None,
+        ids: list[int],
+        limit: int,
+        progress: Progress | None,
+        announce: Callable[[str], None] | None,
+    ) -> None:
+        self.client, self.pool, self.sources, self.keys, self.ids = client, pool, sources, keys, ids
+        self.limit, self.progress, self.announce = limit, progress, announce
+        self.running: dict[Future[int], int] = {}
+        self.failure: BaseException | None = None
+        self.next = 0
+        self.done = 0
+
+    def run(self) -> None:
+        try:
+            self._fill()
+            while self.running:
+                finished, _ = wait(self.running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self._collect(future)
+                self._fill()
+        finally:
+            for future in self.running:  # an interrupt: what has not started never will
+                future.cancel()
+        if self.failure is not None:
+            raise self.failure
+
+    def _fill(self) -> None:
+        while len(self.running) < self.limit and self.failure is None:
+            if self.next >= len(self.sources):
+                return
+            index, self.next = self.next, self.next + 1
+            key = None if self.keys is None else self.keys[index]
+            if self.announce is not None and key is not None:
+                self.announce(key)
+            future = self.pool.submit(self.client.upload_file, self.sources[index], key=key)
+            self.running[future] = index
+
+    def _collect(self, future: Future[int]) -> None:
+        index = self.running.pop(future)
+        try:
+            self.ids[index] = future.result()
+        except BaseException as error:
+            if self.failure is None:
+                self.failure = error
+            return
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, len(self.sources))
+
+
+class _Counting:
+    """A download's output that reports bytes written."""
+
+    def __init__(self, out: BinaryIO, total: int, progress: Progress) -> None:
+        self.out, self.total, self.progress, self.done = out, total, progress, 0
+
+    def write(self, chunk: bytes) -> int:
+        written = self.out.write(chunk)
+        self.done += len(chunk)
+        if self.total > 0:
+            self.progress(min(self.done, self.total), self.total)
+        return written
+
+
+def open_storage(storage: StrPath | None = None, *, run_id: str | None = None) -> StorageClient:
+    """The client for ``storage`` (a folder path or URL; None: ``$SYNAPSE_HOME/storage``):
+    a :class:`~synapse_sdk.clients.LocalBackendClient` for a folder."""
+    location = parse_storage(synapse_home() / 'storage' if storage is None else storage)
+    if location.is_local:
+        from .local import LocalBackendClient
+
+        return LocalBackendClient(location.folder, run_id=run_id)
+    return StorageClient(location, run_id=run_id)
+
+
+def _default_index(location: StorageLocation) -> Path:
+    if location.is_local:
+        return location.folder / INDEX_NAME
+    if location.scheme == 'memory':  # as short-lived as its blobs: this process's
+        if location.url not in _MEMORY_INDEXES:
+            import tempfile
+
+            folder = Path(tempfile.mkdtemp(prefix='synapse-memory-index-'))
+            _MEMORY_INDEXES[location.url] = folder / INDEX_NAME
+        return _MEMORY_INDEXES[location.url]
+    return synapse_home() / 'storage' / INDEX_NAME
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _open_source(source: str) -> Iterator[tuple[BinaryIO, int]]:
+    """Open an upload source (and its size), refusing anything but a regular file.
+
+    Checked before opening so a FIFO or device cannot block or stream forever.
+    """
+    try:
+        st = os.stat(source)
+    except FileNotFoundError:
+        raise SourceFileError(source, 'no such file') from None
+    except (UnicodeError, ValueError) as exc:  # a lone surrogate or a NUL in the path
+        raise SourceFileError(source, f'it is not a valid path ({exc})') from exc
+    except OSError as exc:
+        raise SourceFileError(source, f'cannot access it ({exc.strerror or exc})') from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise SourceFileError(source, 'it is a directory, not a file')
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceFileError(source, 'it is not a regular file')
+    try:
+        handle = open(source, 'rb')  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise SourceFileError(source, f'cannot open it ({exc.strerror or exc})') from exc
+    with handle:
+        yield handle, st.st_size
+
+
+def stored_name(path: str) -> str:
+    """The name a file at ``path`` is stored under: its base name, as printable text.
+
+    A name that is not valid UTF-8 reaches Python with its undecodable bytes as
+    lone surrogates, which SQLite, JSON files and terminals refuse; each such
+    byte is shown as ``\\xNN`` instead (``b'caf\\xe9.txt'`` is stored as
+    ``'caf\\\\xe9.txt'``). Valid names are kept as they are.
+    """
+    name = os.path.basename(path)
+    try:
+        name.encode('utf-8')
+    except UnicodeEncodeError:
+        try:
+            raw = os.fsencode(name)
+        except UnicodeError:  # surrogates that no file system decoding produces
+            raw = name.encode('utf-8', 'surrogatepass')
+        return raw.decode('utf-8', 'backslashreplace')
+    return name
+
+
+def download_target(dest: StrPath, name: str, file_id: int) -> Path:
+    """Where ``download_file(file_id, dest)`` writes a file stored as ``name``.
+
+    Into ``dest`` if it is a directory, else ``dest`` itself. A ``dest`` that
+    says it is a directory (a trailing separator, or ending in ``.``/``..``),
+    which pathlib would silently drop, must be an existing one.
+    """
+    raw = os.fspath(dest)
+    target = Path(raw)
+    if target.is_dir():
+        return target / _safe_name(name, file_id)
+    separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
+    if raw.endswith(separators) or os.path.basename(raw) in ('.', '..'):
+        raise NotADirectoryError(
+            errno.ENOTDIR,
+            f'Not a directory: cannot download file {file_id} into {raw!r}, which names a '
+            'directory that does not exist; create it first, or give a file path',
+        )
+    return target
+
+
+def _safe_name(name: str, file_id: int) -> str:
+    """Name to use inside a destination directory, even if the index was edited.
+
+    Only this system's separators split it: on POSIX a backslash is an ordinary
+    character (as in the ``\\xNN`` of a stored non-UTF-8 name) and cannot lead
+    out of the directory.
+    """
+    base = os.path.basename(name)
+    if base in ('', '.', '..'):
+        return f'file-{file_id}'
+    return base
