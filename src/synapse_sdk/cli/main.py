@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 import traceback
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -14,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from synapse_sdk.clients import choose_storage, open_storage
 from synapse_sdk.errors import (
     ActionError,
     ErrorKind,
@@ -48,6 +51,14 @@ stderr = Console(stderr=True, highlight=False)
 
 PathOption = Annotated[Path, typer.Option('--path', help='The plugin folder (holds config.yaml).')]
 DebugOption = Annotated[bool, typer.Option('--debug', help='Show tracebacks.')]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        '--storage',
+        help='Where files are stored: a folder or a URL (s3://, az://, gs://, sftp://); '
+        "default: SYNAPSE_STORAGE, the plugin's config.yaml storage:, $SYNAPSE_HOME/storage.",
+    ),
+]
 
 
 class BadInput(SynapseError):
@@ -123,6 +134,7 @@ def run(
         str | None,
         typer.Option('--ray-address', help='Ray cluster to connect to (default: start one).'),
     ] = None,
+    storage: StorageOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Run ACTION of the plugin; live progress on stderr, the result as JSON on stdout."""
@@ -131,6 +143,8 @@ def run(
         plugin = Plugin.load(path)
         action_cls = plugin.load_action(action)
         action_cls.validate_params(values)
+        storage = choose_storage(storage, plugin.config.storage, plugin_path=plugin.path)
+        open_storage(storage).check()  # no such bucket, access denied: one line, exit 2
         if mode not in ('local', 'ray'):
             raise BadInput(f"--mode must be 'local' or 'ray', got {mode!r}")
         store = Journal() if journal else None
@@ -139,7 +153,7 @@ def run(
         executor = _executor(mode, ray_address, store)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
-    runtime = default_runtime()
+    runtime = default_runtime(storage=storage)
     if store is not None:
         stderr.print(Text(f'run {runtime.run_id} (journal: {store.path})', style='dim'))
     origin = ActionOrigin(str(plugin.path), action)
@@ -334,13 +348,16 @@ def runs_show(
 @runs_app.command('rollback')
 def runs_rollback(
     run_id: Annotated[str, typer.Argument(help='The run id.')],
+    storage: Annotated[
+        str | None, typer.Option('--storage', help="Default: the run's, from the journal.")
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Undo what a crashed, failed or cancelled run left behind (safe to repeat)."""
     journal = _journal()
     try:
         journal.check()  # a damaged journal is refused before anything is undone
-        report = rollback_run(journal, run_id)
+        report = rollback_run(journal, run_id, storage=storage)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
     except KeyboardInterrupt as error:
@@ -355,19 +372,81 @@ def runs_rollback(
 @runs_app.command('resume')
 def runs_resume(
     run_id: Annotated[str, typer.Argument(help='The run id.')],
+    storage: Annotated[
+        str | None, typer.Option('--storage', help="Default: the run's, from the journal.")
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Run a failed or crashed run again from the first step that did not succeed."""
     journal = _journal()
-    runtime = default_runtime(run_id)
+    try:
+        journal.check()  # a damaged journal is refused before anything runs
+        runtime = default_runtime(run_id, storage=storage or _run_storage(journal, run_id))
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), debug)
     with cancel_on_signals(runtime.cancel_token) as signals:
         try:
-            journal.check()  # a damaged journal is refused before anything runs
             result = resume_run(journal, run_id, runtime)
         except (SynapseError, KeyboardInterrupt, SystemExit) as error:
             message = _describe_end(error, journal, run_id) or str(error)
             _fail(_exit_code(error, signals), message, debug)
     _print_json(result)
+
+
+def _run_storage(journal: Journal, run_id: str) -> str | None:
+    """The storage a run recorded (None: an older run; recovery then takes the default)."""
+    return journal.get_run(run_id).storage or choose_storage(None)
+
+
+# storage -------------------------------------------------------------------
+
+storage_app = typer.Typer(help='The storage runs upload to.', no_args_is_help=True)
+app.add_typer(storage_app, name='storage')
+
+
+@storage_app.command('gc')
+def storage_gc(
+    storage: StorageOption = None,
+    older_than: Annotated[
+        str,
+        typer.Option('--older-than', help='Only objects older than this: 30m, 12h, 7d, 0.'),
+    ] = '1d',
+    delete: Annotated[
+        bool, typer.Option('--delete', help='Remove them (without it: only list them).')
+    ] = False,
+    as_json: Annotated[bool, typer.Option('--json', help='JSON on stdout.')] = False,
+    debug: DebugOption = False,
+) -> None:
+    """List objects that no stored file points at (what crashed uploads left); --delete
+    removes them. Younger ones may be uploads about to be indexed: keep --older-than
+    longer than an upload takes."""
+    try:
+        age = _duration(older_than)
+        client = open_storage(choose_storage(storage))
+        orphans = client.find_orphans(age)
+        removed = client.remove_orphans(orphans) if delete else []
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), debug)
+    rows: list[dict[str, Any]] = [
+        {'name': o.name, 'size': o.size, 'modified': o.modified.isoformat()} for o in orphans
+    ]
+    if as_json:
+        _print_json({'storage': client.url, 'orphans': rows, 'removed': len(removed)})
+        return
+    out = Console()
+    for row in rows:
+        out.print(f'{row["modified"][:19]}  {row["size"]:>12}  {row["name"]}', highlight=False)
+    total = sum(o.size for o in orphans)
+    verb = f'removed {len(removed)}' if delete else 'dry run: rerun with --delete to remove them'
+    stderr.print(f'{len(orphans)} orphan(s), {total} bytes, in {client.url}; {verb}')
+
+
+def _duration(text: str) -> timedelta:
+    match = re.fullmatch(r'\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*', text)
+    if match is None:
+        raise BadInput(f'--older-than {text!r}: give a number and a unit, e.g. 30m, 12h, 7d')
+    unit = {'': 1, 's': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}[match.group(2)]
+    return timedelta(seconds=float(match.group(1)) * unit)
 
 
 _STATUS_STYLE = {

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from synapse_sdk.clients import LocalBackendClient
+from synapse_sdk.clients import open_storage
 from synapse_sdk.journal import Journal, JournalError, JournalListener
 from synapse_sdk.paths import synapse_home
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
@@ -21,17 +21,21 @@ def new_run_id() -> str:
 
 
 def default_runtime(
-    run_id: str | None = None, *, console: bool = True, client: Any = None
+    run_id: str | None = None,
+    *,
+    console: bool = True,
+    client: Any = None,
+    storage: str | None = None,
 ) -> RuntimeContext:
-    """Live display on stderr, a JSON-lines log under ``$SYNAPSE_HOME/logs``, local storage."""
+    """Live display on stderr, a JSON-lines log under ``$SYNAPSE_HOME/logs``, and the
+    storage at ``storage`` (a folder path or URL; default ``$SYNAPSE_HOME/storage``),
+    its uploads kept apart per run (``client.for_run``)."""
     run_id = run_id or new_run_id()
+    if client is None:
+        client = open_storage(storage, run_id=run_id)
     loggers: list[Logger] = [ConsoleLogger()] if console else []
     loggers.append(JsonLinesLogger(synapse_home() / 'logs' / f'{run_id}.jsonl', run_id=run_id))
-    return RuntimeContext(
-        logger=loggers,
-        client=client if client is not None else LocalBackendClient(),
-        run_id=run_id,
-    )
+    return RuntimeContext(logger=loggers, client=client, run_id=run_id)
 
 
 def run_action(
@@ -73,6 +77,7 @@ def _run_journaled(
         params=action.params.model_dump(mode='json'),
         action=origin.action if origin else None,
         plugin_path=origin.plugin_path if origin else None,
+        storage=storage_url(action.ctx.client),
     )
     with _ends_run_if_raising(journal, run_id):
         prepared = action.prepare_run()
@@ -82,6 +87,13 @@ def _run_journaled(
         result = prepared.run()
     journal.set_run_status(run_id, 'succeeded')
     return result
+
+
+def storage_url(client: Any) -> str | None:
+    """Where ``client`` stores, as the journal records it (a URL without credentials);
+    None for a client that does not say (a test double)."""
+    url = getattr(client, 'url', None)
+    return url if isinstance(url, str) else None
 
 
 @contextmanager

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, get_args
 
 from pydantic import SecretBytes, SecretStr
 
+from synapse_sdk.clients import StorageUnavailableError, choose_storage
 from synapse_sdk.journal import (
     Journal,
     JournalError,
@@ -26,6 +27,7 @@ from synapse_sdk.plugins.steps import (
     StepResult,
     SynapseError,
 )
+from synapse_sdk.plugins.steps.result import describe_exception
 from synapse_sdk.runtime import RuntimeContext
 
 from .local import default_runtime
@@ -104,11 +106,14 @@ def rollback_run(
     ctx: RuntimeContext | None = None,
     *,
     secrets: Mapping[str, Any] | None = None,
+    storage: str | None = None,
 ) -> dict[str, Any]:
     """Undo every step of the run whose work stands, newest first; harmless to repeat.
 
     ``secrets``: the values of secret params (``SecretStr``), which the journal
-    does not keep; recovery refuses without them.
+    does not keep; recovery refuses without them. ``storage``: where the run stored
+    (default: the storage its journal record names); what its uploads left
+    half-written there is removed too.
     """
     run = _recoverable(journal, run_id, ROLLBACK_FROM, 'rolled back')
     records = journal.steps(run_id)
@@ -117,11 +122,12 @@ def rollback_run(
         if run.status != 'rolled_back':
             journal.set_run_status(run_id, 'rolled_back')
         return {'run_id': run_id, 'status': 'rolled_back', 'rolled_back': [], 'errors': []}
-    ctx = ctx if ctx is not None else default_runtime(run_id)
+    ctx = ctx if ctx is not None else default_runtime(run_id, storage=_storage_of(run, storage))
     with ctx:
         action = _build_action(run, ctx, secrets, rollback_run)
         prepared, context = _prepare(action, run, records)
         restore(context, journal.snapshot_before(run_id, len(records)))
+        _check_storage(ctx.client)
         journal.claim_run(run_id, status='failed', keep_error=True)
         listeners = [*ctx.listeners, JournalListener(journal, run_id)]
         orchestrator = Orchestrator(prepared.registry, context, listeners=listeners)
@@ -129,6 +135,7 @@ def rollback_run(
             errors = orchestrator.rollback(
                 {r.name: _result_of(journal, run_id, r) for r in pending}
             )
+            errors = errors or _discard_leftovers(ctx.client, run_id)
     status = 'rollback_failed' if errors else 'rolled_back'
     journal.set_run_status(run_id, status, '; '.join(errors) or None)
     return {
@@ -145,19 +152,22 @@ def resume_run(
     ctx: RuntimeContext | None = None,
     *,
     secrets: Mapping[str, Any] | None = None,
+    storage: str | None = None,
 ) -> dict[str, Any]:
     """Run again from the first step that did not succeed, reusing the earlier steps' results.
 
     Partial work of the steps to be run again (the one that failed or was cut
     off) is rolled back first, so nothing is done twice. A step that declares
-    itself not resumable is run again, and so is everything after it.
+    itself not resumable is run again, and so is everything after it; so are uploads
+    that the killed run left half-written (``storage``: as for :func:`rollback_run`).
     """
     run = _recoverable(journal, run_id, RESUME_FROM, 'resumed')
     records = journal.steps(run_id)
-    ctx = ctx if ctx is not None else default_runtime(run_id)
+    ctx = ctx if ctx is not None else default_runtime(run_id, storage=_storage_of(run, storage))
     with ctx:
         action = _build_action(run, ctx, secrets, resume_run)
         prepared, context = _prepare(action, run, records)
+        _check_storage(ctx.client)
         steps = prepared.steps
         done = ('succeeded', 'reused', 'skipped')
         start = next((r.index for r in records if r.status not in done), len(records))
@@ -184,6 +194,7 @@ def resume_run(
             )
             with _pending_if_interrupted(journal, run_id):
                 errors = orchestrator.rollback(leftovers)
+                errors = errors or _discard_leftovers(ctx.client, run_id)
             if errors:
                 journal.set_run_status(run_id, 'rollback_failed', '; '.join(errors))
                 raise RecoveryFailed(
@@ -198,6 +209,36 @@ def resume_run(
     result['run_id'] = run_id
     result['resumed_from'] = steps[start].name if start < len(steps) else None
     return result
+
+
+def _storage_of(run: RunRecord, given: str | None) -> str | None:
+    """The storage to recover against: the one given, else the run's (its journal
+    record), else ``SYNAPSE_STORAGE``, else the default folder."""
+    return given or run.storage or choose_storage(None)
+
+
+def _check_storage(client: Any) -> None:
+    """A storage that will not work as configured (no such bucket, access denied) is
+    bad input: refused before the run is touched. One that is unreachable is not: the
+    rollback then fails, and the run is left ``rollback_failed``, to be retried."""
+    check = getattr(client, 'check', None)
+    if check is None:
+        return
+    with suppress(StorageUnavailableError):
+        check()
+
+
+def _discard_leftovers(client: Any, run_id: str) -> list[str]:
+    """Remove what the run's uploads left without an index row; the errors, if any."""
+    discard = getattr(client, 'discard_run_leftovers', None)
+    if discard is None:
+        return []
+    try:
+        discard(run_id)
+    except Exception as error:
+        where = getattr(client, 'url', 'the storage')
+        return [f'removing the partial uploads of the run in {where}: {describe_exception(error)}']
+    return []
 
 
 @contextmanager

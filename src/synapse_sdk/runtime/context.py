@@ -69,10 +69,10 @@ class RuntimeContext:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
+        if self._client is None:  # this run's uploads under blobs/<run id>/
             from synapse_sdk.clients import LocalBackendClient
 
-            self._client = LocalBackendClient()
+            self._client = LocalBackendClient(run_id=self.run_id)
         return self._client
 
     @property

@@ -81,6 +81,12 @@ def temp_name(directory: str) -> str:
     return f'{directory}/{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}'
 
 
+class Writable(Protocol):
+    """Where a download's bytes go (a file opened for writing)."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
 @dataclass(frozen=True)
 class Digest:
     """What was stored: the size and SHA-256 of the bytes read from the source."""
@@ -109,7 +115,7 @@ class BlobStore(Protocol):
         leave no visible object."""
         ...
 
-    def get(self, name: str, out: BinaryIO) -> Digest:
+    def get(self, name: str, out: Writable) -> Digest:
         """Stream the object into ``out``; ``FileNotFoundError`` if there is none."""
         ...
 
@@ -175,7 +181,7 @@ class Reader:
         return Digest(self.done, self._sha256.hexdigest())
 
 
-def write_all(chunks: Iterable[bytes], out: BinaryIO) -> Digest:
+def write_all(chunks: Iterable[bytes], out: Writable) -> Digest:
     """Write a download's chunks to ``out``; what was written, to check against the index."""
     digest = hashlib.sha256()
     size = 0

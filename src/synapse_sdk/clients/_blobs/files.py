@@ -26,6 +26,7 @@ from . import (
     Digest,
     ObjectInfo,
     Reader,
+    Writable,
     write_all,
 )
 
@@ -53,7 +54,7 @@ class FileStore:
         _fsync_dir(target.parent)
         return source.digest
 
-    def get(self, name: str, out: BinaryIO) -> Digest:
+    def get(self, name: str, out: Writable) -> Digest:
         with open(self.root / name, 'rb') as src:
             return write_all(iter(lambda: src.read(CHUNK_SIZE), b''), out)
 

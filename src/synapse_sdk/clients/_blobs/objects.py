@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import obstore as obs
 from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
@@ -32,11 +32,10 @@ from ..errors import (
     ClientError,
     StorageAccessError,
     StorageConfigError,
-    StorageIntegrityError,
     StorageUnavailableError,
 )
 from ..urls import credentials_hint
-from . import BLOB_DIR, Digest, ObjectInfo, Reader, write_all
+from . import BLOB_DIR, Digest, ObjectInfo, Reader, Writable, write_all
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -134,7 +133,10 @@ def build_store(settings: StoreConfig, location: StorageLocation) -> ObjectStore
     }
     if settings.kind == 's3':
         provider = _boto3_provider(location) if settings.boto3_profile else None
-        return S3Store(settings.bucket, credential_provider=provider, **common)
+        config = {'checksum_algorithm': 'sha256', **settings.config}
+        return S3Store(
+            settings.bucket, credential_provider=provider, **{**common, 'config': config}
+        )
     if settings.kind == 'az':
         return AzureStore(settings.bucket, **common)
     return GCSStore(settings.bucket, **common)
@@ -195,11 +197,11 @@ class ObjectStoreBlobs:
         first = source.read(PART_SIZE)
         second = source.read(PART_SIZE) if len(first) == PART_SIZE else b''
         with self._errors('uploading', name):
-            if not second:  # one part: a create-only PUT, whose ETag is the body's MD5
+            if not second:  # one part: a create-only PUT, whose ETag is the body's MD5 on S3
                 md5 = hashlib.md5(first, usedforsecurity=False).hexdigest()
                 result = obs.put(self.store, self._base + name, first, mode='create')
-                verified = (result.get('e_tag') or '').strip('"') == md5
-            else:
+                checked = (result.get('e_tag') or '').strip('"') == md5
+            else:  # parts checked by S3 itself (x-amz-checksum-sha256), then the size here
                 parts = _parts(first, second, source)
                 obs.put(
                     self.store,
@@ -208,13 +210,14 @@ class ObjectStoreBlobs:
                     chunk_size=PART_SIZE,
                     max_concurrency=PART_CONCURRENCY,
                 )
-                verified = False
         digest = source.digest
-        if not verified:
+        if second:
             self._verify_size(name, digest.size)
+        elif not checked:  # an ETag that is not an MD5 (Azure, SSE-KMS): read it back
+            self._verify_content(name, digest)
         return digest
 
-    def get(self, name: str, out: BinaryIO) -> Digest:
+    def get(self, name: str, out: Writable) -> Digest:
         with self._errors('downloading', name, missing_ok=True):
             result = obs.get(self.store, self._base + name)
             return write_all(result.stream(min_chunk_size=PART_SIZE), out)
@@ -257,11 +260,23 @@ class ObjectStoreBlobs:
         info = self.head(name)
         if info is None or info.size != size:
             found = 'no object' if info is None else f'{info.size} bytes'
-            self.delete(name)
-            raise StorageIntegrityError(
-                f'storage {self.location.url}: the upload of {name} was not stored as sent '
-                f'({size} bytes sent, {found} found); nothing was indexed, upload it again'
+            self._damaged(name, f'{size} bytes sent, {found} stored')
+
+    def _verify_content(self, name: str, sent: Digest) -> None:
+        stored = self.get(name, _Discard())
+        if stored != sent:
+            self._damaged(
+                name,
+                f'sent {sent.size} bytes sha256={sent.sha256}, stored {stored.size} bytes'
+                f' sha256={stored.sha256}',
             )
+
+    def _damaged(self, name: str, what: str) -> None:
+        self.delete(name)
+        raise StorageUnavailableError(
+            f'storage {self.location.url}: the upload of {name} was stored damaged ({what}); '
+            'it was removed and nothing was indexed: try again'
+        )
 
     def _errors(self, doing: str, name: str, *, missing_ok: bool = False) -> _Translate:
         return _Translate(self, doing, name, missing_ok)
@@ -290,6 +305,13 @@ class _Translate:
         if isinstance(translated, StorageUnavailableError):
             self.blobs._down = (time.monotonic() + UNREACHABLE_FOR_S, str(translated))
         raise translated from scrubbed(error)
+
+
+class _Discard:
+    """A download's output that keeps nothing (the content is only hashed)."""
+
+    def write(self, chunk: bytes) -> int:
+        return len(chunk)
 
 
 def _parts(first: bytes, second: bytes, source: Reader) -> Iterator[bytes]:

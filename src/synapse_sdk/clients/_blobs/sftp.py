@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 with warnings.catch_warnings():  # asyncssh still imports cryptography's DSA
     warnings.filterwarnings('ignore', message='.*DSA.*')
@@ -38,7 +38,7 @@ from ..errors import (
     StorageUnavailableError,
 )
 from ..urls import credentials_hint
-from . import BLOB_DIR, CHUNK_SIZE, Digest, ObjectInfo, Reader, temp_name, write_all
+from . import BLOB_DIR, CHUNK_SIZE, Digest, ObjectInfo, Reader, Writable, temp_name, write_all
 
 if TYPE_CHECKING:
     from ..urls import StorageLocation
@@ -94,7 +94,7 @@ class SFTPStore:
             )
         return digest
 
-    def get(self, name: str, out: BinaryIO) -> Digest:
+    def get(self, name: str, out: Writable) -> Digest:
         sftp = self._client('downloading', name)
         handle = self._run(sftp.open(self._path(name), 'rb'), 'downloading', name)
         try:
