@@ -16,7 +16,10 @@ Each also keeps the built-in base its callers rely on (the spec's
     │   ├── FileNotFoundInStorageError           KeyError           no file with that id
     │   ├── SourceFileError                      FileNotFoundError  a file to upload is unusable
     │   ├── StorageIntegrityError                                   a blob is missing or damaged
-    │   └── StorageIndexError          bad input                    its index file is unusable
+    │   ├── StorageIndexError          bad input                    its index file is unusable
+    │   ├── StorageConfigError         bad input ValueError         a storage URL it cannot use
+    │   ├── StorageAccessError         bad input                    no such bucket, access denied
+    │   └── StorageUnavailableError    failed    ConnectionError    unreachable after retries
     ├── RecoveryFailed                 failed    RuntimeError       rollback/resume of a run failed
     ├── ActionError                    bad input                    before any step ran:
     │   ├── ActionDefinitionError                TypeError          the action class is incomplete
@@ -62,8 +65,11 @@ if TYPE_CHECKING:
         ClientError,
         FileNotFoundInStorageError,
         SourceFileError,
+        StorageAccessError,
+        StorageConfigError,
         StorageIndexError,
         StorageIntegrityError,
+        StorageUnavailableError,
     )
     from synapse_sdk.execution.recovery import RecoveryError, RecoveryFailed
     from synapse_sdk.journal.errors import (
@@ -86,8 +92,11 @@ _LAZY = {
     'ClientError': 'synapse_sdk.clients.errors',
     'FileNotFoundInStorageError': 'synapse_sdk.clients.errors',
     'SourceFileError': 'synapse_sdk.clients.errors',
+    'StorageAccessError': 'synapse_sdk.clients.errors',
+    'StorageConfigError': 'synapse_sdk.clients.errors',
     'StorageIndexError': 'synapse_sdk.clients.errors',
     'StorageIntegrityError': 'synapse_sdk.clients.errors',
+    'StorageUnavailableError': 'synapse_sdk.clients.errors',
     'RecoveryError': 'synapse_sdk.execution.recovery',
     'RecoveryFailed': 'synapse_sdk.execution.recovery',
     'JournalDamagedError': 'synapse_sdk.journal.errors',
@@ -123,8 +132,11 @@ __all__ = [
     'StepExecutionError',
     'StepInterrupted',
     'StepTimeoutError',
+    'StorageAccessError',
+    'StorageConfigError',
     'StorageIndexError',
     'StorageIntegrityError',
+    'StorageUnavailableError',
     'SynapseError',
     'UnknownRunError',
     'UnreadableTextError',

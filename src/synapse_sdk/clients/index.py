@@ -19,7 +19,7 @@ from synapse_sdk.db import Connection, Database, Schema
 
 from .errors import StorageIndexError
 
-__all__ = ['COLUMNS', 'AlreadyStored', 'StorageIndex', 'index_schema', 'key_value']
+__all__ = ['COLUMNS', 'StorageIndex', 'index_schema', 'key_value']
 
 VERSION = 2
 _FILES = """
@@ -65,13 +65,6 @@ def index_schema() -> Schema:
     )
 
 
-class AlreadyStored(Exception):
-    """Another upload stored a file under the same key first."""
-
-    def __init__(self, file_id: int) -> None:
-        self.file_id = file_id
-
-
 Row = tuple[int, str, str, int, str, str]
 
 
@@ -102,32 +95,31 @@ class StorageIndex:
             )
         return None if row is None else int(row[0])
 
-    def insert(self, name: str, blob: str, size: int, checksum: str, key: str | None) -> int:
-        """The new row's id; ``AlreadyStored`` if the key was taken meanwhile."""
+    def insert(
+        self, name: str, blob: str, size: int, checksum: str, key: str | None
+    ) -> tuple[int, bool]:
+        """``(id, True)`` for the new row; ``(id, False)`` if a file was stored under ``key``
+        meanwhile (by another upload): then no row is added, and ``id`` is that file's."""
         with self.connect() as conn, conn.transaction():
             return self._insert(conn, (name, blob, size, checksum, key))
 
     def insert_many(
         self, rows: Iterable[tuple[str, str, int, str, str | None]]
-    ) -> list[int | AlreadyStored]:
+    ) -> list[tuple[int, bool]]:
         """Several rows in one transaction (one commit: one fsync for all of them)."""
-        results: list[int | AlreadyStored] = []
         with self.connect() as conn, conn.transaction():
-            for row in rows:
-                try:
-                    results.append(self._insert(conn, row))
-                except AlreadyStored as taken:
-                    results.append(taken)
-        return results
+            return [self._insert(conn, row) for row in rows]
 
-    def _insert(self, conn: Connection, row: tuple[str, str, int, str, str | None]) -> int:
+    def _insert(
+        self, conn: Connection, row: tuple[str, str, int, str, str | None]
+    ) -> tuple[int, bool]:
         name, blob, size, checksum, key = row
         if key is not None:
             found = conn.fetchone(
                 'SELECT id FROM files WHERE store = ? AND key = ?', (self.namespace, key_value(key))
             )
             if found is not None:  # stored meanwhile by another upload
-                raise AlreadyStored(int(found[0]))
+                return int(found[0]), False
         created_at = datetime.now(UTC).isoformat(timespec='microseconds')
         cursor = conn.execute(
             'INSERT INTO files (store, name, blob, size, checksum, created_at, key)'
@@ -136,7 +128,7 @@ class StorageIndex:
         )
         if cursor.lastrowid is None:  # pragma: no cover - every driver sets it for INSERT
             raise StorageIndexError(f'{self.database.describe()} returned no id for a new row')
-        return int(cursor.lastrowid)
+        return int(cursor.lastrowid), True
 
     def get(self, file_id: int) -> Row | None:
         with self.connect() as conn:

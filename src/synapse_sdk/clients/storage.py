@@ -47,7 +47,7 @@ from ._blobs import (
 )
 from ._blobs.files import create_temp
 from .errors import FileNotFoundInStorageError, SourceFileError, StorageIntegrityError
-from .index import AlreadyStored, StorageIndex, index_schema
+from .index import StorageIndex, index_schema
 from .urls import StorageLocation, parse_storage
 
 __all__ = [
@@ -183,13 +183,13 @@ class StorageClient:
             blob = new_blob(self._tag)
             digest = self._store.put(object_name(blob), Reader(handle, source, size, progress))
         try:
-            return self._idx.insert(name, blob, digest.size, digest.sha256, key)
-        except AlreadyStored as stored:
-            self._discard_unindexed(blob)
-            return stored.file_id
+            file_id, created = self._idx.insert(name, blob, digest.size, digest.sha256, key)
         except BaseException:
             self._discard_unindexed(blob)
             raise
+        if not created:  # another upload stored it under the key meanwhile: keep theirs
+            self._discard_unindexed(blob)
+        return file_id
 
     def upload_files(
         self,
