@@ -109,7 +109,8 @@ class StorageLocation:
         path = '/' + self.prefix if self.prefix else ''
         if self.scheme == 'sftp':
             path = '/' + self.prefix
-        return urlunsplit((self.scheme, netloc, path, urlencode(options), ''))
+        query = urlencode(options, safe=':/')
+        return f'{self.scheme}://{netloc}{path}' + (f'?{query}' if query else '')
 
     def __str__(self) -> str:
         return self.url

@@ -25,13 +25,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import obstore as obs
-from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
+from obstore.exceptions import AlreadyExistsError, PermissionDeniedError, UnauthenticatedError
 from obstore.store import AzureStore, GCSStore, MemoryStore, S3Store
 
 from ..errors import (
     ClientError,
     StorageAccessError,
     StorageConfigError,
+    StorageIntegrityError,
     StorageUnavailableError,
 )
 from ..urls import credentials_hint
@@ -349,6 +350,11 @@ def translate(error: BaseException, location: StorageLocation, doing: str) -> Cl
     where = f'storage {location.url}'
     hint = credentials_hint(location.scheme)
     what = 'container' if location.scheme == 'az' else 'bucket'
+    if isinstance(error, AlreadyExistsError):  # create-only: names are uuids, so not ours
+        return StorageIntegrityError(
+            f'{where}: {doing}: an object is there already, which no upload of this SDK made; '
+            'it was left as it is and nothing was indexed'
+        )
     if code in _NO_BUCKET:
         return StorageAccessError(
             f"{where}: the {what} '{location.netloc}' does not exist ({code}); create it, "

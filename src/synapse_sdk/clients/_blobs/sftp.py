@@ -21,7 +21,7 @@ import stat
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import Future
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -214,17 +214,17 @@ class SFTPStore:
             self._loop, self._pid, self._conn, self._sftp = loop, os.getpid(), None, None
         return self._loop
 
-    def _run(self, coroutine: Coroutine[Any, Any, T], doing: str, name: str) -> T:
+    def _run(self, coroutine: Awaitable[T], doing: str, name: str) -> T:
         return self._submit(self._event_loop(), coroutine, doing, name)
 
     def _submit(
         self,
         loop: asyncio.AbstractEventLoop,
-        coroutine: Coroutine[Any, Any, T],
+        coroutine: Awaitable[T],
         doing: str,
         name: str,
     ) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        future: Future[T] = asyncio.run_coroutine_threadsafe(_awaiting(coroutine), loop)
         try:
             return future.result()
         except BaseException as error:
@@ -260,6 +260,11 @@ class SFTPStore:
             f'{where}: {doing} failed ({type(error).__name__}: {error}); check the host and '
             'the network, then try again'
         )
+
+
+async def _awaiting(awaitable: Awaitable[T]) -> T:
+    """A coroutine of any awaitable (asyncssh's ``open`` returns a context-manager wrapper)."""
+    return await awaitable
 
 
 async def _walk(sftp: Any, top: str) -> list[tuple[str, Any]]:
