@@ -248,8 +248,8 @@ def _prefix(text: str, path: str) -> str:
 def _no_credentials(text: str, scheme: str, netloc: str) -> None:
     if '@' in netloc and (scheme != 'sftp' or ':' in netloc.rsplit('@', 1)[0]):
         raise StorageConfigError(
-            f'storage URL {redact(text)} holds credentials; they never go in a storage URL: '
-            f'use {credentials_hint(scheme)}'
+            f'storage URL {redact(text)} holds credentials; credentials never go in a storage '
+            f'URL: use {credentials_hint(scheme)}'
         )
 
 
