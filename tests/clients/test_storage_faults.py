@@ -166,7 +166,7 @@ from synapse_sdk.clients.index import StorageIndex
 def die(*args, **kwargs):
     os._exit(137)  # as SIGKILL would: the object is stored, its row never written
 
-StorageIndex.insert = die
+StorageIndex.insert_many = die
 open_storage(sys.argv[1]).for_run('killed-run').upload_file(sys.argv[2], key='k')
 """
 

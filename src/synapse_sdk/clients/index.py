@@ -10,6 +10,8 @@ hand: downloads check).
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -69,19 +71,25 @@ Row = tuple[int, str, str, int, str, str]
 
 
 class StorageIndex:
-    """The rows of one store (``namespace``) in an index database."""
+    """The rows of one store (``namespace``) in an index database.
+
+    Each thread keeps its own connection (made again in a forked child): opening one
+    per call would cost a connection's set-up, and with SQLite, when the last one
+    closes, a checkpoint of the write-ahead log, for every upload.
+    """
 
     def __init__(self, database: Database, namespace: str) -> None:
         self.database = database
         self.namespace = namespace
+        self._local = threading.local()
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
-        conn = self.database.connect()
-        try:
-            yield conn
-        finally:
-            conn.close()
+        held: tuple[int, Connection] | None = getattr(self._local, 'held', None)
+        if held is None or held[0] != os.getpid():
+            held = (os.getpid(), self.database.connect())
+            self._local.held = held
+        yield held[1]
 
     def check(self) -> None:
         """Read all of it: a damaged index is refused before anything is written."""
@@ -95,18 +103,14 @@ class StorageIndex:
             )
         return None if row is None else int(row[0])
 
-    def insert(
-        self, name: str, blob: str, size: int, checksum: str, key: str | None
-    ) -> tuple[int, bool]:
-        """``(id, True)`` for the new row; ``(id, False)`` if a file was stored under ``key``
-        meanwhile (by another upload): then no row is added, and ``id`` is that file's."""
-        with self.connect() as conn, conn.transaction():
-            return self._insert(conn, (name, blob, size, checksum, key))
-
     def insert_many(
         self, rows: Iterable[tuple[str, str, int, str, str | None]]
     ) -> list[tuple[int, bool]]:
-        """Several rows in one transaction (one commit: one fsync for all of them)."""
+        """Rows for stored objects, in one transaction (one commit, one fsync, for all).
+
+        Each is ``(id, True)`` for a new row, or ``(id, False)`` if a file was stored under
+        its key meanwhile (by another upload): then no row is added, and ``id`` is that
+        file's."""
         with self.connect() as conn, conn.transaction():
             return [self._insert(conn, row) for row in rows]
 

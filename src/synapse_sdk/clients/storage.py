@@ -25,7 +25,8 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypedDict, runtime_checkable
@@ -172,24 +173,10 @@ class StorageClient:
         :func:`stored_name`), so names are always printable text. Keys may hold
         any string, including such undecodable parts of a path.
         """
-        if key is not None:
-            existing = self.find_file(key)
-            if existing is not None:
-                return existing
-        source = os.fspath(path)
-        with _open_source(source) as (handle, size):
-            name = stored_name(source)
-            self._ensure_ready()
-            blob = new_blob(self._tag)
-            digest = self._store.put(object_name(blob), Reader(handle, source, size, progress))
-        try:
-            file_id, created = self._idx.insert(name, blob, digest.size, digest.sha256, key)
-        except BaseException:
-            self._discard_unindexed(blob)
-            raise
-        if not created:  # another upload stored it under the key meanwhile: keep theirs
-            self._discard_unindexed(blob)
-        return file_id
+        stored = self._store_file(path, key, progress)
+        if isinstance(stored, int):
+            return stored
+        return self._index_stored([stored])[0]
 
     def upload_files(
         self,
@@ -316,6 +303,37 @@ class StorageClient:
 
     # ------------------------------------------------------------ internals
 
+    def _store_file(
+        self, path: StrPath, key: str | None, progress: Progress | None
+    ) -> int | _Stored:
+        """Store the file's object (verified); the id already stored under ``key``, if any."""
+        if key is not None:
+            existing = self.find_file(key)
+            if existing is not None:
+                return existing
+        source = os.fspath(path)
+        with _open_source(source) as (handle, size):
+            name = stored_name(source)
+            self._ensure_ready()
+            blob = new_blob(self._tag)
+            digest = self._store.put(object_name(blob), Reader(handle, source, size, progress))
+        return _Stored(name, blob, digest.size, digest.sha256, key)
+
+    def _index_stored(self, stored: list[_Stored]) -> list[int]:
+        """Rows for stored objects, in one transaction (one fsync for all); an object
+        whose key was taken meanwhile by another upload is removed, and that id given."""
+        rows = [(s.name, s.blob, s.size, s.sha256, s.key) for s in stored]
+        try:
+            results = self._idx.insert_many(rows)
+        except BaseException:
+            for item in stored:
+                self._discard_unindexed(item.blob)
+            raise
+        for item, (_, created) in zip(stored, results, strict=True):
+            if not created:
+                self._discard_unindexed(item.blob)
+        return [file_id for file_id, _ in results]
+
     @property
     def _where(self) -> str:
         return str(self.location.folder) if self.location.is_local else self.url
@@ -390,9 +408,21 @@ class StorageClient:
             return
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """An object stored and verified, not yet indexed."""
+
+    name: str
+    blob: str
+    size: int
+    sha256: str
+    key: str | None
+
+
 class _Batch:
     """The bounded pool of :meth:`StorageClient.upload_files`: at most ``limit`` uploads
-    in flight, each announced and submitted from the calling thread."""
+    in flight, each announced and submitted from the calling thread; the objects stored
+    meanwhile are indexed together (one commit for all that finished at once)."""
 
     def __init__(
         self,
@@ -407,7 +437,7 @@ class _Batch:
     ) -> None:
         self.client, self.pool, self.sources, self.keys, self.ids = client, pool, sources, keys, ids
         self.limit, self.progress, self.announce = limit, progress, announce
-        self.running: dict[Future[int], int] = {}
+        self.running: dict[Future[int | _Stored], int] = {}
         self.failure: BaseException | None = None
         self.next = 0
         self.done = 0
@@ -417,12 +447,14 @@ class _Batch:
             self._fill()
             while self.running:
                 finished, _ = wait(self.running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    self._collect(future)
+                self._collect(finished)
                 self._fill()
-        finally:
-            for future in self.running:  # an interrupt: what has not started never will
+        except BaseException:  # interrupted: what has not started never will; what ran
+            for future in self.running:  # is indexed, so nothing stored is left unlisted
                 future.cancel()
+            with suppress(BaseException):
+                self._collect(wait(self.running).done)
+            raise
         if self.failure is not None:
             raise self.failure
 
@@ -434,17 +466,31 @@ class _Batch:
             key = None if self.keys is None else self.keys[index]
             if self.announce is not None and key is not None:
                 self.announce(key)
-            future = self.pool.submit(self.client.upload_file, self.sources[index], key=key)
-            self.running[future] = index
+            store = self.client._store_file
+            self.running[self.pool.submit(store, self.sources[index], key, None)] = index
 
-    def _collect(self, future: Future[int]) -> None:
-        index = self.running.pop(future)
-        try:
-            self.ids[index] = future.result()
-        except BaseException as error:
-            if self.failure is None:
-                self.failure = error
-            return
+    def _collect(self, finished: Iterable[Future[int | _Stored]]) -> None:
+        stored: list[tuple[int, _Stored]] = []
+        for future in finished:
+            index = self.running.pop(future)
+            if future.cancelled():
+                continue
+            try:
+                result = future.result()
+            except BaseException as error:
+                self.failure = self.failure or error
+                continue
+            if isinstance(result, _Stored):
+                stored.append((index, result))
+            else:
+                self._done(index, result)
+        if stored:
+            ids = self.client._index_stored([item for _, item in stored])
+            for (index, _), file_id in zip(stored, ids, strict=True):
+                self._done(index, file_id)
+
+    def _done(self, index: int, file_id: int) -> None:
+        self.ids[index] = file_id
         self.done += 1
         if self.progress is not None:
             self.progress(self.done, len(self.sources))
