@@ -272,15 +272,21 @@ def report(results: dict[str, list[Any]], args: argparse.Namespace) -> None:
         return 'MET' if ok else 'NOT MET'
 
     print(f'\n{args.small} x 4 KiB, concurrency {CONCURRENCY} (median of {args.rounds}):')
-    print(f'  SDK {sdk_small:.2f} s, raw obstore {raw_small_s:.2f} s: {small_ratio:.2f}x raw '
-          f'(target <= {TARGETS["small"]}x: {verdict(small_ratio <= TARGETS["small"])})')
-    print(f'  one at a time: SDK {sdk_one:.2f} s, raw {raw_one:.2f} s; concurrent is '
-          f'{speedup:.1f}x faster through the SDK, {raw_speedup:.1f}x with raw obstore '
-          f'(target >= {TARGETS["speedup"]}x: {verdict(speedup >= TARGETS["speedup"])})')
+    print(
+        f'  SDK {sdk_small:.2f} s, raw obstore {raw_small_s:.2f} s: {small_ratio:.2f}x raw '
+        f'(target <= {TARGETS["small"]}x: {verdict(small_ratio <= TARGETS["small"])})'
+    )
+    print(
+        f'  one at a time: SDK {sdk_one:.2f} s, raw {raw_one:.2f} s; concurrent is '
+        f'{speedup:.1f}x faster through the SDK, {raw_speedup:.1f}x with raw obstore '
+        f'(target >= {TARGETS["speedup"]}x: {verdict(speedup >= TARGETS["speedup"])})'
+    )
     print(f'{args.large} x {args.large_mib} MiB, one after another:')
-    print(f'  SDK {sdk_large:.2f} s ({total_mib / sdk_large:.0f} MiB/s), raw obstore '
-          f'{raw_large_s:.2f} s ({total_mib / raw_large_s:.0f} MiB/s): {large_ratio:.2f}x raw '
-          f'throughput (target >= {TARGETS["large"]}x: {verdict(large_ratio >= TARGETS["large"])})')
+    print(
+        f'  SDK {sdk_large:.2f} s ({total_mib / sdk_large:.0f} MiB/s), raw obstore '
+        f'{raw_large_s:.2f} s ({total_mib / raw_large_s:.0f} MiB/s): {large_ratio:.2f}x raw '
+        f'throughput (target >= {TARGETS["large"]}x: {verdict(large_ratio >= TARGETS["large"])})'
+    )
     print(f'  SDK peak RSS {rss:.0f} MiB (target < {TARGETS["rss_mib"]} MiB: '
           f'{verdict(rss < TARGETS["rss_mib"])}); raw '
           f'{max(r["peak_rss_mib"] for r in results["raw large 8"]):.0f} MiB')  # fmt: skip

@@ -61,3 +61,18 @@ def test_console_progress_runs_with_and_without_reports(bench: ModuleType) -> No
     module = importlib.import_module('console_progress')
     assert module.run_once(50, False, 0.1) > 0
     assert module.run_once(50, True, 0.1) > 0
+
+
+def test_object_storage_runs_the_sdk_and_raw_obstore_against_moto(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.services._common import require_module
+
+    require_module('obstore', 'obstore')
+    require_module('moto.server', 'moto[server]')
+    module = importlib.import_module('object_storage')
+    assert module.main(['--small', '12', '--large', '1', '--large-mib', '9']) == 0
+    out = capsys.readouterr().out
+    assert '12 x 4 KiB, concurrency 16 (median of 1):' in out
+    assert '1 x 9 MiB, one after another:' in out
+    assert out.count('MET') >= 4  # a verdict for each target (MET or NOT MET)

@@ -122,6 +122,18 @@ def test_an_upload_damaged_in_transit_is_refused_and_leaves_nothing(
     assert client.get_file(file_id)['size'] == 11
 
 
+def test_a_put_whose_reply_was_lost_is_stored_once(
+    home: Path, s3_server: S3Server, s3_bucket: str, proxy: Proxy, files: Files
+) -> None:
+    """The PUT reached the server, its reply did not reach the client: obstore tries again,
+    and the create-only PUT finds the first try's object. Its content shows it is ours."""
+    client = open_storage(through(proxy, s3_bucket))
+    proxy.lose_next_put_reply()
+    file_id = client.upload_file(files('a.txt', b'stored by the first try'), key='k')
+    assert client.get_file(file_id)['size'] == 23
+    assert list(s3_store(s3_server, s3_bucket).objects().values()) == [b'stored by the first try']
+
+
 def test_an_upload_interrupted_mid_part_leaves_no_object_no_part_and_no_row(
     home: Path, s3_server: S3Server, s3_bucket: str, files: Files
 ) -> None:

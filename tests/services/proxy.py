@@ -4,6 +4,8 @@
 unreachable, as when a network or a server goes away; ``up()`` brings it back.
 ``corrupt_next_put()`` flips one byte of the body of the next HTTP ``PUT`` on its
 way to the server: damage in transit, which the server must refuse.
+``lose_next_put_reply()`` lets the next ``PUT`` reach the server and resets the
+connection instead of passing its reply on: the client cannot know it was stored.
 Everything else passes through unchanged; the service answers as itself.
 """
 
@@ -27,6 +29,7 @@ class Proxy:
         self.port = int(self._listener.getsockname()[1])
         self._down = False
         self._corrupt = False
+        self._lose_reply = False
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._closed = False
@@ -50,6 +53,10 @@ class Proxy:
     def corrupt_next_put(self) -> None:
         with self._lock:
             self._corrupt = True
+
+    def lose_next_put_reply(self) -> None:
+        with self._lock:
+            self._lose_reply = True
 
     def close(self) -> None:
         self._closed = True
@@ -75,19 +82,26 @@ class Proxy:
             server.settimeout(None)
             with self._lock:
                 self._sockets.update((client, server))
-            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+            lost = threading.Event()  # this connection's next reply is to be lost
+            for args in ((client, server, lost, True), (server, client, lost, False)):
+                threading.Thread(target=self._pump, args=args, daemon=True).start()
 
-    def _pump(self, source: socket.socket, target: socket.socket, upstream: bool) -> None:
+    def _pump(
+        self, source: socket.socket, target: socket.socket, lost: threading.Event, upstream: bool
+    ) -> None:
         pending = b''  # the start of a request, until its headers are complete
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
-                if upstream and self._corrupt:
+                if not upstream and lost.is_set():
+                    _reset(target)
+                    _reset(source)
+                    return
+                if upstream and (self._corrupt or self._lose_reply):
                     pending += data
-                    data, pending = self._maybe_corrupt(pending)
+                    data, pending = self._inspect(pending, lost)
                 target.sendall(data)
         except OSError:
             pass
@@ -99,26 +113,35 @@ class Proxy:
                 with suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
-    def _maybe_corrupt(self, buffer: bytes) -> tuple[bytes, bytes]:
-        """(what to send now, what to hold back): the first PUT body byte flipped."""
+    def _inspect(self, buffer: bytes, lost: threading.Event) -> tuple[bytes, bytes]:
+        """(what to send now, what to hold back) of a request's start: the first body byte
+        of a PUT flipped, or its connection marked to lose the reply."""
         end = buffer.find(b'\r\n\r\n')
         if end < 0:
             return b'', buffer
         body = end + 4
-        if not buffer.startswith(b'PUT ') or len(buffer) <= body:
-            return (buffer, b'') if not buffer.startswith(b'PUT ') else (b'', buffer)
+        if not buffer.startswith(b'PUT '):
+            return buffer, b''
+        if len(buffer) <= body:
+            return b'', buffer
         with self._lock:
-            if not self._corrupt:
-                return buffer, b''
-            self._corrupt = False
+            corrupt, self._corrupt = self._corrupt, False
+            lose, self._lose_reply = self._lose_reply, False
+        if lose:
+            lost.set()
+        if not corrupt:
+            return buffer, b''
         damaged = bytearray(buffer)
         damaged[body] ^= 0xFF
         return bytes(damaged), b''
 
 
 def _reset(sock: socket.socket) -> None:
+    """Cut the connection now (a thread blocked reading it wakes up: shutdown first)."""
     with suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    with suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with suppress(OSError):
         sock.close()
 

@@ -45,7 +45,11 @@ if TYPE_CHECKING:
 
 PART_SIZE = 8 * 1024 * 1024  # multipart part size; a file up to this size is one PUT
 PART_CONCURRENCY = 8  # parts of one file in flight: at most 64 MiB of it in memory
+PUT_RETRY_DELAYS = (0.2, 1.0, None)  # a PUT that obstore did not try again: twice more
 UNREACHABLE_FOR_S = 10.0  # after retries gave up, later calls fail at once for this long
+# obstore's default cuts any request after 30 s, a streamed download of a large file too:
+# a stalled connection is detected by the read timeout instead
+CLIENT_OPTIONS = {'timeout': '6h', 'read_timeout': '120s', 'connect_timeout': '10s'}
 
 _MEMORY_STORES: dict[str, MemoryStore] = {}  # memory://name -> its store, in this process
 _MEMORY_LOCK = threading.Lock()
@@ -94,7 +98,9 @@ def store_config(location: StorageLocation, env: Mapping[str, str] | None = None
         retry['max_retries'] = int(location.option('max_retries') or 0)
     if location.option('retry_timeout') is not None:
         retry['retry_timeout'] = timedelta(seconds=float(location.option('retry_timeout') or 0))
-    options = {'allow_http': True} if endpoint and endpoint.startswith('http://') else {}
+    options: dict[str, Any] = dict(CLIENT_OPTIONS)
+    if endpoint and endpoint.startswith('http://'):
+        options['allow_http'] = True
     return StoreConfig(
         kind=scheme,
         bucket=location.netloc,
@@ -197,17 +203,14 @@ class ObjectStoreBlobs:
     def put(self, name: str, source: Reader) -> Digest:
         first = source.read(PART_SIZE)
         second = source.read(PART_SIZE) if len(first) == PART_SIZE else b''
-        with self._errors('uploading', name):
-            if not second:  # one part: a create-only PUT, whose ETag is the body's MD5 on S3
-                md5 = hashlib.md5(first, usedforsecurity=False).hexdigest()
-                result = obs.put(self.store, self._base + name, first, mode='create')
-                checked = (result.get('e_tag') or '').strip('"') == md5
-            else:  # parts checked by S3 itself (x-amz-checksum-sha256), then the size here
-                parts = _parts(first, second, source)
+        if not second:  # one part: a create-only PUT, whose ETag is the body's MD5 on S3
+            checked = self._put_once(name, first, source)
+        else:  # parts checked by S3 itself (x-amz-checksum-sha256), then the size here
+            with self._errors('uploading', name):
                 obs.put(
                     self.store,
                     self._base + name,
-                    parts,
+                    _parts(first, second, source),
                     chunk_size=PART_SIZE,
                     max_concurrency=PART_CONCURRENCY,
                 )
@@ -217,6 +220,28 @@ class ObjectStoreBlobs:
         elif not checked:  # an ETag that is not an MD5 (Azure, SSE-KMS): read it back
             self._verify_content(name, digest)
         return digest
+
+    def _put_once(self, name: str, body: bytes, source: Reader) -> bool:
+        """A create-only PUT; whether its ETag proved the content (else it is read back).
+
+        obstore does not send a PUT again once its request went out (it may have been
+        stored); a create-only PUT of a fresh name may be: a second try either stores it or
+        finds the first try's object, whose content then says whose it is."""
+        md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
+        with self._errors('uploading', name):
+            for delay in PUT_RETRY_DELAYS:
+                try:
+                    result = obs.put(self.store, self._base + name, body, mode='create')
+                    break
+                except AlreadyExistsError:
+                    if self.get(name, _Discard()) != source.digest:
+                        raise  # not ours (names are fresh uuids: someone wrote it by hand)
+                    return True
+                except obs.exceptions.GenericError as error:
+                    if delay is None or not _not_retried(error):
+                        raise
+                    time.sleep(delay)
+        return (result.get('e_tag') or '').strip('"') == md5
 
     def get(self, name: str, out: Writable) -> Digest:
         with self._errors('downloading', name, missing_ok=True):
@@ -336,6 +361,16 @@ _BAD_CREDENTIALS = (
 _WRONG_REGION = ('PermanentRedirect', 'AuthorizationHeaderMalformed', 'IllegalLocationConstraint')
 
 
+def _not_retried(error: BaseException) -> bool:
+    """obstore gave up at once (a request that was sent, then cut off), not after retries,
+    and not because the server refused it (4xx)."""
+    text = str(error)
+    return not re.search(r'after \d+ retries', text) and not _STATUS_4XX.search(text)
+
+
+_STATUS_4XX = re.compile(r'status code: 4\d\d')
+
+
 def _no_bucket(error: BaseException) -> bool:
     return any(code in str(error) for code in _NO_BUCKET)
 
@@ -398,9 +433,9 @@ def _reason(text: str, status: int, code: str) -> str:
         return f'HTTP {status}{" " + code if code else ""}'
     for needle, reason in (
         ('connection refused', 'connection refused'),
+        ('connection reset', 'connection reset'),
         ('timed out', 'timed out'),
-        ('timeout', 'timed out'),
-        ('reset', 'connection reset'),
+        ('operation timed out', 'timed out'),
         ('error sending request', 'cannot connect'),
     ):
         if needle in lowered:
