@@ -205,3 +205,23 @@ def test_storage_gc_on_the_default_folder_is_a_dry_run_by_default(cli: Cli, home
     assert not orphan.exists()
     bad = cli('storage', 'gc', '--older-than', 'soon')
     assert bad.returncode == 2 and '--older-than' in bad.stderr
+
+
+def test_the_readmes_s3_line_runs_as_written(
+    cli: Cli, aws: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """The README's quick start plugin, and its `--storage s3://` command (our bucket)."""
+    import shlex
+
+    from tests.test_readme import fenced, plugin_folder
+
+    workdir = tmp_path / 'cwd'  # where `cli` runs the command
+    plugin_folder(workdir)
+    (workdir / 'a.txt').write_text('hello', encoding='utf-8')
+    [line] = [line for line in fenced('bash')[1].splitlines() if '--storage s3://' in line]
+    command = shlex.split(line.replace('my-bucket', s3_bucket), comments=True)
+    done = cli(*command[1:])
+    assert done.returncode == 0, done.stderr
+    [stored] = keys(aws, s3_bucket)
+    run_id = json.loads(done.stdout)['run_id']
+    assert stored.startswith(f'uploads/blobs/{run_id}/')
