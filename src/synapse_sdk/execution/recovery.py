@@ -189,18 +189,14 @@ def resume_run(
             if r.status in UNDONE_WORK
         }
         if leftovers:
-            orchestrator = Orchestrator(
-                prepared.registry, context, listeners=[*ctx.listeners, listener]
+            listeners = [*ctx.listeners, listener]
+            _undo_partial_work(
+                journal,
+                run_id,
+                Orchestrator(prepared.registry, context, listeners=listeners),
+                leftovers,
+                ctx.client,
             )
-            with _pending_if_interrupted(journal, run_id):
-                errors = orchestrator.rollback(leftovers)
-                errors = errors or _discard_leftovers(ctx.client, run_id)
-            if errors:
-                journal.set_run_status(run_id, 'rollback_failed', '; '.join(errors))
-                raise RecoveryFailed(
-                    f"cannot resume run '{run_id}': undoing the partial work of "
-                    f'{", ".join(leftovers)} failed: {"; ".join(errors)}'
-                )
         journal.forget_steps_from(run_id, start)
         completed = {
             r.name: _result_of(journal, run_id, r) for r in records[:start] if r.status in DONE_STEP
@@ -209,6 +205,26 @@ def resume_run(
     result['run_id'] = run_id
     result['resumed_from'] = steps[start].name if start < len(steps) else None
     return result
+
+
+def _undo_partial_work(
+    journal: Journal,
+    run_id: str,
+    orchestrator: Orchestrator[Any],
+    leftovers: dict[str, StepResult],
+    client: Any,
+) -> None:
+    """Before a resume: roll back the steps to be run again, and remove what the run's
+    uploads left half-written; a failure leaves the run ``rollback_failed``."""
+    with _pending_if_interrupted(journal, run_id):
+        errors = orchestrator.rollback(leftovers)
+        errors = errors or _discard_leftovers(client, run_id)
+    if errors:
+        journal.set_run_status(run_id, 'rollback_failed', '; '.join(errors))
+        raise RecoveryFailed(
+            f"cannot resume run '{run_id}': undoing the partial work of "
+            f'{", ".join(leftovers)} failed: {"; ".join(errors)}'
+        )
 
 
 def _storage_of(run: RunRecord, given: str | None) -> str | None:
