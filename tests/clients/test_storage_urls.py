@@ -242,3 +242,19 @@ def test_sftp_without_asyncssh_names_the_sftp_extra(monkeypatch: pytest.MonkeyPa
     monkeypatch.delitem(sys.modules, 'synapse_sdk.clients._blobs.sftp', raising=False)
     with pytest.raises(StorageConfigError, match=r"pip install 'synapse-sdk\[sftp\]'$"):
         open_storage('sftp://host/path')
+
+
+def test_a_runtime_without_a_client_stores_where_synapse_storage_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synapse_sdk.execution import default_runtime
+    from synapse_sdk.runtime import RuntimeContext
+
+    monkeypatch.setenv('SYNAPSE_HOME', str(tmp_path / 'home'))
+    monkeypatch.setenv('SYNAPSE_STORAGE', 'memory://env-chosen/x')
+    client = RuntimeContext(logger=[], run_id='r1').client
+    assert (client.url, client.run_id) == ('memory://env-chosen/x', 'r1')
+    with default_runtime('r2', console=False) as ctx:
+        assert (ctx.client.url, ctx.client.run_id) == ('memory://env-chosen/x', 'r2')
+    with default_runtime('r3', console=False, storage=str(tmp_path / 's')) as ctx:
+        assert isinstance(ctx.client, LocalBackendClient)  # given beats the environment

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from synapse_sdk.clients import open_storage
+from synapse_sdk.clients import choose_storage, open_storage
 from synapse_sdk.journal import Journal, JournalError, JournalListener
 from synapse_sdk.paths import synapse_home
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
@@ -28,11 +28,11 @@ def default_runtime(
     storage: str | None = None,
 ) -> RuntimeContext:
     """Live display on stderr, a JSON-lines log under ``$SYNAPSE_HOME/logs``, and the
-    storage at ``storage`` (a folder path or URL; default ``$SYNAPSE_HOME/storage``),
-    its uploads kept apart per run (``client.for_run``)."""
+    storage at ``storage`` (a folder path or URL; default: ``SYNAPSE_STORAGE``, else
+    ``$SYNAPSE_HOME/storage``), its uploads kept apart per run (``client.for_run``)."""
     run_id = run_id or new_run_id()
     if client is None:
-        client = open_storage(storage, run_id=run_id)
+        client = open_storage(choose_storage(storage), run_id=run_id)
     loggers: list[Logger] = [ConsoleLogger()] if console else []
     loggers.append(JsonLinesLogger(synapse_home() / 'logs' / f'{run_id}.jsonl', run_id=run_id))
     return RuntimeContext(logger=loggers, client=client, run_id=run_id)
