@@ -447,13 +447,14 @@ class _Batch:
             self._fill()
             while self.running:
                 finished, _ = wait(self.running, return_when=FIRST_COMPLETED)
-                self._collect(finished)
-                self._fill()
+                stored = self._take(finished)
+                self._fill()  # the next uploads start before this round is committed
+                self._index(stored)
         except BaseException:  # interrupted: what has not started never will; what ran
             for future in self.running:  # is indexed, so nothing stored is left unlisted
                 future.cancel()
             with suppress(BaseException):
-                self._collect(wait(self.running).done)
+                self._index(self._take(wait(self.running).done))
             raise
         if self.failure is not None:
             raise self.failure
@@ -469,7 +470,9 @@ class _Batch:
             store = self.client._store_file
             self.running[self.pool.submit(store, self.sources[index], key, None)] = index
 
-    def _collect(self, finished: Iterable[Future[int | _Stored]]) -> None:
+    def _take(self, finished: Iterable[Future[int | _Stored]]) -> list[tuple[int, _Stored]]:
+        """The finished uploads' outcomes: ids of files stored before (recorded now), a
+        failure, or objects stored now (returned, to be indexed)."""
         stored: list[tuple[int, _Stored]] = []
         for future in finished:
             index = self.running.pop(future)
@@ -484,6 +487,9 @@ class _Batch:
                 stored.append((index, result))
             else:
                 self._done(index, result)
+        return stored
+
+    def _index(self, stored: list[tuple[int, _Stored]]) -> None:
         if stored:
             ids = self.client._index_stored([item for _, item in stored])
             for (index, _), file_id in zip(stored, ids, strict=True):
