@@ -72,6 +72,7 @@ def test_plugin_run_stores_in_s3_and_the_journal_records_the_url(
     assert len(stored) == 5
     assert all(k.startswith(f'team/uploads/blobs/{run_id}/') for k in stored)
     assert run_status(cli, run_id)['storage'] == url
+    assert f'storage  {url}' in cli('runs', 'show', run_id).stdout
     assert aws.secret_access_key not in done.stdout + done.stderr
 
 

@@ -328,6 +328,8 @@ def runs_show(
     out.print(f'action   {record.action or "-"} ({record.entrypoint})')
     if record.plugin_path:
         out.print(f'plugin   {record.plugin_path}')
+    if record.storage:
+        out.print(f'storage  {record.storage}', highlight=False)
     out.print(f'params   {json.dumps(record.params)}')
     out.print(f'started  {record.started_at}   ended {record.ended_at or "-"}')
     if record.error:
