@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -94,6 +95,14 @@ def start_moto(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
 # --- the workers (each in a fresh process) -----------------------------------------------
 
 
+CPU = [0.0]  # the client process's CPU seconds while the timed part ran
+
+
+def cpu_now() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_mib() -> float:
     found = re.search(r'VmHWM:\s+(\d+) kB', Path('/proc/self/status').read_text())
     return int(found.group(1)) / 1024 if found else float('nan')
@@ -116,13 +125,14 @@ def raw_small(endpoint: str, files: list[Path], concurrency: int, tag: str) -> f
     def put(path: Path) -> None:
         obstore.put(store, f'raw/{tag}/{path.name}', path)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_now()
     if concurrency == 1:
         for path in files:
             put(path)
     else:
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(put, files))
+    CPU[0] = cpu_now() - cpu
     return time.perf_counter() - started
 
 
@@ -131,7 +141,7 @@ def raw_large(endpoint: str, files: list[Path], tag: str) -> float:
 
     store = raw_store(endpoint)
     obstore.put(store, f'warm/{tag}', b'x')
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_now()
     for path in files:
         obstore.put(
             store,
@@ -140,6 +150,7 @@ def raw_large(endpoint: str, files: list[Path], tag: str) -> float:
             chunk_size=PART,
             max_concurrency=PART_CONCURRENCY,
         )
+    CPU[0] = cpu_now() - cpu
     return time.perf_counter() - started
 
 
@@ -186,9 +197,10 @@ def sdk_run(endpoint: str, files: list[Path], concurrency: int, large: bool, tag
     registry.register(Upload())
     context = BaseStepContext(runtime_ctx=RuntimeContext(logger=[], client=client, run_id=tag))
     orchestrator = Orchestrator(registry, context, listeners=[JournalListener(journal, tag)])
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_now()
     orchestrator.execute()
     elapsed = time.perf_counter() - started
+    CPU[0] = cpu_now() - cpu
     journal.close()
     shutil.rmtree(home, ignore_errors=True)
     return elapsed
@@ -204,7 +216,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         large = spec['kind'] == 'large'
         seconds = sdk_run(spec['endpoint'], files, spec['concurrency'], large, spec['tag'])
-    return {'seconds': seconds, 'peak_rss_mib': peak_rss_mib()}
+    return {'seconds': seconds, 'peak_rss_mib': peak_rss_mib(), 'cpu_s': CPU[0]}
 
 
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -341,6 +353,10 @@ def report(results: dict[str, list[Any]], args: argparse.Namespace) -> None:
         report_latency(results, args)
     if 'sdk large 8' in results:
         report_large(results, args)
+
+
+def cpu_per(results: dict[str, list[Any]], name: str, count: int) -> float:
+    return float(statistics.median(r['cpu_s'] for r in results[name])) / count * 1e6
 
 
 def med(results: dict[str, list[Any]], name: str) -> float:

@@ -22,9 +22,11 @@ from __future__ import annotations
 import errno
 import operator
 import os
+import queue
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -421,8 +423,12 @@ class _Stored:
 
 class _Batch:
     """The bounded pool of :meth:`StorageClient.upload_files`: at most ``limit`` uploads
-    in flight, each announced and submitted from the calling thread; the objects stored
-    meanwhile are indexed together (one commit for all that finished at once)."""
+    in flight, each announced and submitted from the calling thread. The objects stored
+    meanwhile are indexed together: every ``COMMIT_EVERY_S`` (or ``COMMIT_BATCH`` files),
+    one commit for all of them, since with a durable index each commit is an fsync."""
+
+    COMMIT_EVERY_S = 0.02
+    COMMIT_BATCH = 64
 
     def __init__(
         self,
@@ -438,26 +444,54 @@ class _Batch:
         self.client, self.pool, self.sources, self.keys, self.ids = client, pool, sources, keys, ids
         self.limit, self.progress, self.announce = limit, progress, announce
         self.running: dict[Future[int | _Stored], int] = {}
+        self.finished: queue.SimpleQueue[Future[int | _Stored]] = queue.SimpleQueue()
+        self.stored: list[tuple[int, _Stored]] = []  # stored, not yet indexed
         self.failure: BaseException | None = None
         self.next = 0
         self.done = 0
+        self.committed = time.monotonic()
 
     def run(self) -> None:
         try:
             self._fill()
-            while self.running:
-                finished, _ = wait(self.running, return_when=FIRST_COMPLETED)
-                stored = self._take(finished)
-                self._fill()  # the next uploads start before this round is committed
-                self._index(stored)
+            while self.running or self.stored:
+                self.stored += self._take(self._wait())
+                self._fill()  # the next uploads start before the finished ones are indexed
+                if self._due():
+                    self._index()
         except BaseException:  # interrupted: what has not started never will; what ran
             for future in self.running:  # is indexed, so nothing stored is left unlisted
                 future.cancel()
             with suppress(BaseException):
-                self._index(self._take(wait(self.running).done))
+                self.stored += self._take(wait(self.running).done)
+                self._index()
             raise
         if self.failure is not None:
             raise self.failure
+
+    def _wait(self) -> list[Future[int | _Stored]]:
+        """The uploads finished since the last call (at least one, unless the stored ones
+        are due to be indexed first); a queue their callbacks fill, not ``wait()``, which
+        costs a lock on every running upload at every call."""
+        if not self.running:
+            return []
+        timeout = None
+        if self.stored:  # wake up in time to index them
+            timeout = max(0.0, self.committed + self.COMMIT_EVERY_S - time.monotonic())
+        try:
+            done = [self.finished.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        with suppress(queue.Empty):
+            while True:
+                done.append(self.finished.get_nowait())
+        return done
+
+    def _due(self) -> bool:
+        if not self.stored:
+            return False
+        late = time.monotonic() - self.committed >= self.COMMIT_EVERY_S
+        return not self.running or late or len(self.stored) >= self.COMMIT_BATCH
 
     def _fill(self) -> None:
         while len(self.running) < self.limit and self.failure is None:
@@ -467,16 +501,17 @@ class _Batch:
             key = None if self.keys is None else self.keys[index]
             if self.announce is not None and key is not None:
                 self.announce(key)
-            store = self.client._store_file
-            self.running[self.pool.submit(store, self.sources[index], key, None)] = index
+            future = self.pool.submit(self.client._store_file, self.sources[index], key, None)
+            self.running[future] = index
+            future.add_done_callback(self.finished.put)
 
     def _take(self, finished: Iterable[Future[int | _Stored]]) -> list[tuple[int, _Stored]]:
         """The finished uploads' outcomes: ids of files stored before (recorded now), a
         failure, or objects stored now (returned, to be indexed)."""
         stored: list[tuple[int, _Stored]] = []
         for future in finished:
-            index = self.running.pop(future)
-            if future.cancelled():
+            index = self.running.pop(future, None)
+            if index is None or future.cancelled():  # taken already (after an interrupt)
                 continue
             try:
                 result = future.result()
@@ -489,7 +524,9 @@ class _Batch:
                 self._done(index, result)
         return stored
 
-    def _index(self, stored: list[tuple[int, _Stored]]) -> None:
+    def _index(self) -> None:
+        stored, self.stored = self.stored, []
+        self.committed = time.monotonic()
         if stored:
             ids = self.client._index_stored([item for _, item in stored])
             for (index, _), file_id in zip(stored, ids, strict=True):
