@@ -373,6 +373,10 @@ def report_small(results: dict[str, list[Any]], args: argparse.Namespace) -> Non
         f' raw (target <= {TARGETS["small"]}x: {verdict(small <= TARGETS["small"])})'
     )
     print(
+        f'  client CPU per file: SDK {cpu_per(results, "sdk small 16", args.small):.0f} µs, '
+        f'raw {cpu_per(results, "raw small 16", args.small):.0f} µs (moto: about 3 ms each)'
+    )
+    print(
         f'  one at a time: SDK {med(results, "sdk small 1"):.2f} s, raw '
         f'{med(results, "raw small 1"):.2f} s; concurrent is '
         f'{paired(results, "sdk small 1", "sdk small 16")} faster through the SDK, '
