@@ -226,3 +226,32 @@ def test_the_readmes_s3_line_runs_as_written(
     [stored] = keys(aws, s3_bucket)
     run_id = json.loads(done.stdout)['run_id']
     assert stored.startswith(f'uploads/blobs/{run_id}/')
+
+
+def test_the_example_uploads_to_azure_and_sftp_by_storage(
+    cli: Cli,
+    cli_env: dict[str, str],
+    azurite_server: object,
+    sftp_server: object,
+    example: Path,
+    source: Path,
+) -> None:
+    from tests.clients.conftest import azure_environment, sftp_url
+    from tests.services.azurite import AzuriteServer
+    from tests.services.sftp import SFTPServer
+
+    assert isinstance(azurite_server, AzuriteServer) and isinstance(sftp_server, SFTPServer)
+    cli_env.update(azure_environment(azurite_server))
+    container = azurite_server.create_container()
+    (sftp_server.root / 'example').mkdir(exist_ok=True)
+    params = json.dumps({'source_path': str(source)})
+    for url in (f'az://{container}/up', sftp_url(sftp_server, 'example')):
+        done = cli(
+            'plugin', 'run', 'upload', '--path', example, '--params', params, '--storage', url
+        )
+        assert done.returncode == 0, done.stderr
+        assert run_status(cli, json.loads(done.stdout)['run_id'])['storage'] == url
+    blobs = azurite_server.service_client().get_container_client(container).list_blobs()
+    assert len([b for b in blobs if b.name.startswith('up/blobs/')]) == 5
+    assert len([p for p in (sftp_server.root / 'example' / 'blobs').rglob('*') if p.is_file()]) == 5
+    assert azurite_server.account_key not in done.stdout + done.stderr
