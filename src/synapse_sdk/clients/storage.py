@@ -268,6 +268,13 @@ class StorageClient:
             raise
         return target
 
+    def close(self) -> None:
+        """Let go of what the store holds open (an SFTP connection); the client can be used
+        again, and opens it again. Also done when the client is garbage collected."""
+        close = getattr(self._store, 'close', None)
+        if close is not None:
+            close()
+
     def check(self) -> None:
         """Raise now (``StorageAccessError``, ``StorageUnavailableError``) if the storage
         cannot be used; creates nothing. One cheap request (a listing of one object)."""

@@ -21,6 +21,7 @@ import stat
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import Future
 from contextlib import suppress
@@ -59,6 +60,8 @@ class SFTPStore:
         self._lock = threading.Lock()
         self._conn: Any = None
         self._sftp: Any = None
+        self._open: dict[str, Any] = {}  # the connection, for the finalizer
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {'location': self.location}
@@ -179,11 +182,19 @@ class SFTPStore:
             loop = self._event_loop()
             if self._sftp is None:
                 self._conn, self._sftp = self._submit(loop, self._connect(), doing, name)
+                self._open['conn'] = self._conn
             return self._sftp
+
+    def close(self) -> None:
+        """Close the connection and stop the event loop (also done when the store is
+        garbage collected, and at exit: the server sees a clean logout)."""
+        if self._finalizer is not None:
+            self._finalizer()
 
     def _forget_connection(self) -> None:
         with self._lock:
             conn, self._conn, self._sftp = self._conn, None, None
+            self._open.pop('conn', None)
         if conn is not None:
             conn.close()
 
@@ -212,6 +223,10 @@ class SFTPStore:
             thread = threading.Thread(target=loop.run_forever, name='synapse-sftp', daemon=True)
             thread.start()
             self._loop, self._pid, self._conn, self._sftp = loop, os.getpid(), None, None
+            if self._finalizer is not None:  # the parent's: not for this process to run
+                self._finalizer.detach()
+            self._open = {}
+            self._finalizer = weakref.finalize(self, _shut_down, loop, self._open, os.getpid())
         return self._loop
 
     def _run(self, coroutine: Awaitable[T], doing: str, name: str) -> T:
@@ -260,6 +275,22 @@ class SFTPStore:
             f'{where}: {doing} failed ({type(error).__name__}: {error}); check the host and '
             'the network, then try again'
         )
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop, held: dict[str, Any], pid: int) -> None:
+    if os.getpid() != pid:  # a forked child: the loop's thread is in the parent
+        return
+    conn = held.pop('conn', None)
+    if conn is not None and loop.is_running():
+        closing = asyncio.run_coroutine_threadsafe(_close(conn), loop)
+        with suppress(Exception):
+            closing.result(5)
+    loop.call_soon_threadsafe(loop.stop)
+
+
+async def _close(conn: Any) -> None:
+    conn.close()
+    await conn.wait_closed()
 
 
 async def _awaiting(awaitable: Awaitable[T]) -> T:
