@@ -227,3 +227,12 @@ def test_the_url_a_client_reports_opens_the_same_storage(store: Store, files: Fi
     again = open_storage(client.url)
     assert again.url == client.url
     assert again.get_file(file_id) == client.get_file(file_id)
+
+
+def test_a_closed_client_opens_its_storage_again_on_use(store: Store, files: Files) -> None:
+    client = open_storage(store.url)
+    first = client.upload_file(files('a.txt', b'a'))
+    client.close()  # an SFTP connection is logged out; other stores hold none
+    client.close()  # harmless twice
+    second = client.upload_file(files('b.txt', b'b'))
+    assert [f['id'] for f in client.list_files()] == [first, second]

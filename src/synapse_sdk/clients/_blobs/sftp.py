@@ -188,8 +188,11 @@ class SFTPStore:
     def close(self) -> None:
         """Close the connection and stop the event loop (also done when the store is
         garbage collected, and at exit: the server sees a clean logout)."""
-        if self._finalizer is not None:
-            self._finalizer()
+        with self._lock:
+            finalizer, self._finalizer = self._finalizer, None
+            self._loop, self._conn, self._sftp = None, None, None
+        if finalizer is not None:
+            finalizer()
 
     def _forget_connection(self) -> None:
         with self._lock:
@@ -218,16 +221,22 @@ class SFTPStore:
             raise
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None or self._pid != os.getpid():  # a forked child makes its own
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name='synapse-sftp', daemon=True)
-            thread.start()
-            self._loop, self._pid, self._conn, self._sftp = loop, os.getpid(), None, None
-            if self._finalizer is not None:  # the parent's: not for this process to run
-                self._finalizer.detach()
-            self._open = {}
-            self._finalizer = weakref.finalize(self, _shut_down, loop, self._open, os.getpid())
-        return self._loop
+        """The store's event loop, running in its own thread; a new one in a forked child,
+        or if the thread is gone (a call on a loop that does not run would never return)."""
+        current = self._loop
+        if current is not None and self._pid == os.getpid() and current.is_running():
+            return current
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, name='synapse-sftp', daemon=True).start()
+        deadline = time.monotonic() + 10
+        while not loop.is_running() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        self._loop, self._pid, self._conn, self._sftp = loop, os.getpid(), None, None
+        if self._finalizer is not None:  # a forked child: the parent's is not ours to run
+            self._finalizer.detach()
+        self._open = {}
+        self._finalizer = weakref.finalize(self, _shut_down, loop, self._open, os.getpid())
+        return loop
 
     def _run(self, coroutine: Awaitable[T], doing: str, name: str) -> T:
         return self._submit(self._event_loop(), coroutine, doing, name)
