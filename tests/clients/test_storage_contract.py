@@ -147,14 +147,14 @@ def test_a_runs_leftovers_are_discarded_and_nothing_else(store: Store, files: Fi
     store.put_raw('blobs/r1/' + 'a' * 32, b'left by a killed upload of r1')
     store.put_raw('blobs/r2/' + 'b' * 32, b'left by r2, which may still run')
 
-    assert ours.discard_run_leftovers('r1') == ['blobs/r1/' + 'a' * 32]
+    assert ours.discard_partial('r1') == ['blobs/r1/' + 'a' * 32]
     assert sorted(store.objects().values()) == [
         b'a',
         b'b',
         b'left by r2, which may still run',
     ]
     assert ours.get_file(indexed)['name'] == 'a.txt'
-    assert ours.discard_run_leftovers('never-ran') == []
+    assert ours.discard_partial('never-ran') == []
 
 
 def test_many_files_concurrently_announced_before_each_upload(store: Store, files: Files) -> None:

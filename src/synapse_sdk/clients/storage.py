@@ -11,7 +11,7 @@
 * Upload by key is idempotent; deleting removes the row first, then the
   object, and an object that is gone already is not an error.
 * Orphans are found by listing ``blobs/``: :meth:`StorageClient.find_orphans`
-  (``synapse storage gc``), and :meth:`StorageClient.discard_run_leftovers`
+  (``synapse storage gc``), and :meth:`StorageClient.discard_partial`
   for what one killed run's uploads left (recovery calls it).
 * The client holds no connection: it pickles to Ray workers and subprocesses
   (by URL; credentials are found again there, from the provider's chain).
@@ -152,7 +152,7 @@ class StorageClient:
     def for_run(self, run_id: str) -> StorageClient:
         """The same storage, for the uploads of run ``run_id``: they go under their own
         folder (``blobs/<run>/``), so that recovery can remove what a killed run's uploads
-        left half-written (:meth:`discard_run_leftovers`)."""
+        left half-written (:meth:`discard_partial`)."""
         clone = object.__new__(type(self))
         clone.__setstate__({**self.__getstate__(), 'run_id': run_id})
         return clone
@@ -298,7 +298,7 @@ class StorageClient:
             self._store.delete(orphan.name)
         return removed
 
-    def discard_run_leftovers(self, run_id: str) -> list[str]:
+    def discard_partial(self, run_id: str) -> list[str]:
         """Remove what run ``run_id``'s uploads left without an index row (a partial temp
         file, or an object stored just before the process died); the names removed.
 

@@ -246,7 +246,7 @@ def _check_storage(client: Any) -> None:
 
 def _discard_leftovers(client: Any, run_id: str) -> list[str]:
     """Remove what the run's uploads left without an index row; the errors, if any."""
-    discard = getattr(client, 'discard_run_leftovers', None)
+    discard = getattr(client, 'discard_partial', None)
     if discard is None:
         return []
     try:
