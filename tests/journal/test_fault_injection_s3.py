@@ -29,7 +29,7 @@ from synapse_sdk.clients._index import StorageIndex
 
 from .conftest import EXAMPLE, SYNAPSE, journal_run_ids, make_files, peek_steps, run_cli
 from .conftest import subprocess_env as base_env
-from .test_fault_injection import MODES, Trial, kill_at, run_status
+from .test_fault_injection import Trial, draw_trials, kill_at, run_status, run_trials
 
 SEED = 4321
 TRIALS = 10
@@ -171,55 +171,26 @@ def test_sigkill_anywhere_then_rollback_or_resume_is_exact_in_s3(
 ) -> None:
     rng = random.Random(SEED)
     full = calibrate(s3_server, tmp_path / 'calibration')
-    recoveries = ['rollback', 'resume'] * (TRIALS // 2)
-    rng.shuffle(recoveries)
-    modes = rng.choices(list(MODES), weights=list(MODES.values()), k=TRIALS)
-    trials = []
-    for number, (mode, recovery) in enumerate(zip(modes, recoveries, strict=True)):
-        arg: float = 0
-        if mode == 'timer':
-            arg = round(rng.uniform(0.0, full), 3)
-        elif mode == 'items':
-            arg = rng.randint(1, FILES - 1)
-        trials.append(Trial(number, mode, arg, recovery, seed=rng.randrange(2**32)))
-
-    def attempt(trial: Trial) -> str | None:
-        try:
-            run_trial(s3_server, trial, tmp_path / f'trial{trial.number:02d}')
-        except Exception as error:  # keep going: every trial is evidence
-            first = (str(error).splitlines() or [''])[0]
-            return f'{trial}\n    {type(error).__name__}: {first}'
-        return None
-
-    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        failures = [f for f in pool.map(attempt, trials) if f is not None]
-    extra = 0
-    while not failures and extra < MAX_EXTRA_TRIALS and _missing(trials):
-        recovery = ('rollback', 'resume')[extra % 2]
-        trial = Trial(TRIALS + extra, 'items', FILES // 2, recovery, seed=rng.randrange(2**32))
-        trials.append(trial)
-        extra += 1
-        failure = attempt(trial)
-        if failure is not None:
-            failures.append(failure)
-
-    summary = '\n'.join(map(str, trials))
-    assert not failures, (
-        f'{len(failures)} of {len(trials)} trials failed:\n'
-        + '\n'.join(failures)
-        + f'\nall trials:\n{summary}'
+    trials = draw_trials(rng, full, TRIALS, FILES)
+    run_trials(
+        trials,
+        lambda trial: run_trial(s3_server, trial, tmp_path / f'trial{trial.number:02d}'),
+        rng,
+        _missing,
+        MAX_EXTRA_TRIALS,
     )
-    assert not _missing(trials), f'{Counter(t.outcome for t in trials)}\n{summary}'
 
 
-def _missing(trials: list[Trial]) -> bool:
-    """Too few kills in the middle of a run, or inside the upload with part of the files
-    stored, or not both recoveries among them."""
+def _missing(trials: list[Trial]) -> tuple[str, float] | None:
+    """A kill inside the upload, while too few trials killed the run in its middle, or
+    inside the upload with part of the files stored, or not both recoveries among them."""
     mid_run = [t for t in trials if t.outcome == 'mid-run']
     partial = [t for t in mid_run if 0 < t.leftovers < FILES]
     recoveries = {t.recovery for t in partial}
-    return (
+    if (
         len(mid_run) < MIN_MID_RUN_KILLS
         or len(partial) < MIN_PARTIAL_UPLOADS
         or recoveries != {'rollback', 'resume'}
-    )
+    ):
+        return 'items', FILES // 2
+    return None
