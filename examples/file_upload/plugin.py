@@ -180,19 +180,13 @@ class DurableUploadFilesStep(UploadFilesStep):
             found = context.client.find_file(key)
             if found is not None:
                 ids.add(found)
-        failures = []
         for file_id in sorted(ids):
             try:
                 context.client.delete_file(file_id)
             except FileNotFoundInStorageError:
                 pass  # already deleted by an earlier, interrupted rollback
-            except Exception as error:  # e.g. the storage is unreachable: try the others
-                failures.append(f'file {file_id}: {error}')
-        if failures:  # the run is then rollback_failed; `synapse runs rollback` retries
-            raise RuntimeError(
-                f'{len(failures)} of {len(ids)} uploaded files could not be deleted; '
-                f'first: {failures[0]}'
-            )
+            except Exception as error:
+                context.errors.append(f'failed to delete file {file_id}: {error}')
 
 
 class DurableFileUploadAction(FileUploadAction):

@@ -62,8 +62,3 @@ class LocalBackendClient(StorageClient):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._setup(StorageLocation('file', '', state['root']), state.get('run'))
-
-    def for_run(self, run_id: str) -> LocalBackendClient:
-        if self.run_id == run_id:
-            return self
-        return LocalBackendClient(self.root, run_id=run_id)

@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import operator
 import os
@@ -35,7 +36,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypedDict, runtime_checkable
+from typing import Any, BinaryIO, Protocol, Self, TypedDict, runtime_checkable
 
 from synapse_sdk._paths import synapse_home
 from synapse_sdk.clients._blobs import (
@@ -175,14 +176,14 @@ class StorageClient:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._setup(parse_storage(state['url']), state['run_id'])
 
-    def for_run(self, run_id: str) -> StorageClient:
+    def for_run(self, run_id: str) -> Self:
         """The same storage, with every upload and delete announced under ``run_id``
         first, so that :meth:`discard_partial` can remove what a kill left half-done."""
         if self.run_id == run_id:
             return self
-        clone = object.__new__(type(self))
-        clone.__setstate__({**self.__getstate__(), 'run_id': run_id})
-        return clone
+        bound = copy.copy(self)  # the same index and store (and connections), of any subclass
+        bound.run_id = run_id
+        return bound
 
     # ------------------------------------------------------------------ API
 
