@@ -194,3 +194,29 @@ def test_discarding_on_a_storage_never_used_creates_nothing(tmp_path: Path) -> N
     client = LocalBackendClient(tmp_path / 'never').for_run('run-a')
     assert client.discard_partial('run-a') == []
     assert not (tmp_path / 'never').exists()
+
+
+def test_a_batch_announces_ahead_and_takes_back_what_it_did_not_use(
+    client: LocalBackendClient, root: Path, tmp_path: Path
+) -> None:
+    """``upload_files`` announces the blobs of the next uploads in one commit; those a
+    file stored before did not need, and those never reached, are taken back."""
+    sources = []
+    for i in range(70):
+        path = tmp_path / f'f{i:02d}.bin'
+        path.write_bytes(os.urandom(100 + i))
+        sources.append(path)
+    bound = client.for_run('run-a')
+    keys = [f'k{i}' for i in range(70)]
+    first = bound.upload_files(sources[:5], keys=keys[:5])
+    ids = bound.upload_files(sources, keys=keys, concurrency=4)  # 5 stored already
+    assert ids[:5] == first and len(set(ids)) == 70
+    stored = snapshot(root)
+    assert stored['index.db:partial'] == '[]'
+    assert len([name for name in stored if name.startswith('blobs/')]) == 71  # + unrelated
+
+    sources[3] = tmp_path / 'missing.bin'  # the batch stops there: the rest never starts
+    with pytest.raises(FileNotFoundError):
+        bound.upload_files(sources, keys=[f'again{i}' for i in range(70)], concurrency=1)
+    assert bound.discard_partial('run-a') == []  # what it announced and never wrote
+    assert snapshot(root)['index.db:partial'] == '[]'

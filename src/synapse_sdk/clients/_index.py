@@ -267,6 +267,12 @@ class StorageIndex:
         with self.connect() as conn:
             self._announce(conn, blob, run_id)
 
+    def announce_many(self, blobs: list[str], run_id: str) -> None:
+        """Announcements of writes to come, in one commit."""
+        with self.connect() as conn, conn.transaction():
+            for blob in blobs:
+                self._announce(conn, blob, run_id)
+
     def _announce(self, conn: Connection, blob: str, run_id: str) -> None:
         conn.execute(
             'INSERT INTO partial (token, store, run_id, started_at) VALUES (?, ?, ?, ?)'
@@ -276,8 +282,13 @@ class StorageIndex:
 
     def settle(self, blob: str) -> None:
         """The write of ``blob`` is over (done, or cleaned up): forget its announcement."""
-        with self.connect() as conn:
-            conn.execute('DELETE FROM partial WHERE token = ?', (blob,))
+        self.settle_many([blob])
+
+    def settle_many(self, blobs: list[str]) -> None:
+        if not blobs:
+            return
+        with self.connect() as conn, conn.transaction():
+            conn.executemany('DELETE FROM partial WHERE token = ?', [(b,) for b in blobs])
 
     def partial(self, run_id: str) -> list[str]:
         """The blobs whose writes ``run_id`` announced and did not finish."""

@@ -349,9 +349,15 @@ class StorageClient:
     # ------------------------------------------------------------ internals
 
     def _store_file(
-        self, path: StrPath, key: str | None, progress: Progress | None
+        self,
+        path: StrPath,
+        key: str | None,
+        progress: Progress | None,
+        announced: str | None = None,
     ) -> int | _Stored:
-        """Store the file's object (verified); the id already stored under ``key``, if any."""
+        """Store the file's object (verified); the id already stored under ``key``, if any.
+        ``announced``: the blob to store it as, announced already (else one is made, and
+        announced for a bound client); unused when the key's file is there."""
         if key is not None:
             existing = self.find_file(key)
             if existing is not None:
@@ -360,8 +366,8 @@ class StorageClient:
         with _open_source(source) as (handle, size):
             name = stored_name(source)
             self._ensure_ready()
-            blob = new_blob()
-            if self.run_id is not None:
+            blob = announced or new_blob()
+            if announced is None and self.run_id is not None:
                 self._idx.announce(blob, self.run_id)
             try:
                 digest = self._store.put(object_name(blob), Reader(handle, source, size, progress))
@@ -485,7 +491,9 @@ class _Batch:
     """The bounded pool of :meth:`StorageClient.upload_files`: at most ``limit`` uploads
     in flight, each announced and submitted from the calling thread. The objects stored
     meanwhile are indexed together: every ``COMMIT_EVERY_S`` (or ``COMMIT_BATCH`` files),
-    one commit for all of them, since with a durable index each commit is an fsync."""
+    one commit for all of them, since with a durable index each commit is an fsync. For
+    the same reason a bound client announces the blobs of the next ``COMMIT_BATCH``
+    uploads in one commit, and takes back those it did not use at the end."""
 
     COMMIT_EVERY_S = 0.02
     COMMIT_BATCH = 64
@@ -510,6 +518,9 @@ class _Batch:
         self.next = 0
         self.done = 0
         self.committed = time.monotonic()
+        self.blobs: dict[Future[int | _Stored], str] = {}  # announced, per upload
+        self.reserve: list[str] = []  # announced, not given to an upload yet
+        self.unused: list[str] = []  # announced, and nothing was written under them
 
     def run(self) -> None:
         try:
@@ -526,8 +537,24 @@ class _Batch:
                 self.stored += self._take(wait(self.running).done)
                 self._index()
             raise
+        finally:
+            with suppress(Exception):  # if not, recovery finds nothing under them
+                self.client._idx.settle_many(self.unused + self.reserve)
         if self.failure is not None:
             raise self.failure
+
+    def _announced(self) -> str | None:
+        """The next announced blob (announcing the next ones, in one commit, if none is
+        left); None for a client not bound to a run."""
+        run_id = self.client.run_id
+        if run_id is None:
+            return None
+        if not self.reserve:
+            count = min(self.COMMIT_BATCH, len(self.sources) - self.next + 1)
+            self.client._ensure_ready()
+            self.reserve = [new_blob() for _ in range(count)]
+            self.client._idx.announce_many(self.reserve, run_id)
+        return self.reserve.pop()
 
     def _wait(self) -> list[Future[int | _Stored]]:
         """The uploads finished since the last call (at least one, unless the stored ones
@@ -561,8 +588,11 @@ class _Batch:
             key = None if self.keys is None else self.keys[index]
             if self.announce is not None and key is not None:
                 self.announce(key)
-            future = self.pool.submit(self.client._store_file, self.sources[index], key, None)
+            blob = self._announced()
+            future = self.pool.submit(self.client._store_file, self.sources[index], key, None, blob)
             self.running[future] = index
+            if blob is not None:
+                self.blobs[future] = blob
             future.add_done_callback(self.finished.put)
 
     def _take(self, finished: Iterable[Future[int | _Stored]]) -> list[tuple[int, _Stored]]:
@@ -571,17 +601,22 @@ class _Batch:
         stored: list[tuple[int, _Stored]] = []
         for future in finished:
             index = self.running.pop(future, None)
-            if index is None or future.cancelled():  # taken already (after an interrupt)
+            blob = self.blobs.pop(future, None)
+            if index is None or future.cancelled():  # taken already, or never started
+                if future.cancelled() and blob is not None:
+                    self.unused.append(blob)
                 continue
             try:
                 result = future.result()
-            except BaseException as error:
-                self.failure = self.failure or error
+            except BaseException as error:  # the upload's own failure path kept or took
+                self.failure = self.failure or error  # back its announcement
                 continue
             if isinstance(result, _Stored):
                 stored.append((index, result))
             else:
                 self._done(index, result)
+                if blob is not None:  # stored before: nothing written under it
+                    self.unused.append(blob)
         return stored
 
     def _index(self) -> None:
