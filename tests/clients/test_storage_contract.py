@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests.services.s3 import S3Server
 
 from synapse_sdk.clients import (
     FileNotFoundInStorageError,
@@ -26,7 +27,7 @@ from synapse_sdk.clients import (
     open_storage,
 )
 
-from .conftest import Store
+from .conftest import Store, s3_store
 
 MiB = 1024 * 1024
 Files = Callable[[str, bytes], Path]
@@ -244,3 +245,27 @@ def test_a_closed_client_opens_its_storage_again_on_use(store: Store, files: Fil
     client.close()  # harmless twice
     second = client.upload_file(files('b.txt', b'b'))
     assert [f['id'] for f in client.list_files()] == [first, second]
+
+
+@pytest.mark.usefixtures('index_database')
+def test_two_stores_in_one_index_on_either_database(
+    home: Path, s3_server: S3Server, s3_bucket: str, files: Files
+) -> None:
+    """Storages by URL share one index (SQLite under SYNAPSE_HOME, or PostgreSQL): each
+    sees its own files and keys, and its own run's announcements."""
+    ours = open_storage(f's3://{s3_bucket}/team/data').for_run('r')
+    theirs = open_storage(f's3://{s3_bucket}/other').for_run('r')
+    mine = ours.upload_file(files('a.txt', b'a'), key='k')
+    yours = theirs.upload_file(files('b.txt', b'b'), key='k')  # the same key, elsewhere
+    assert mine != yours
+    assert (ours.find_file('k'), theirs.find_file('k')) == (mine, yours)
+    assert [f['name'] for f in ours.list_files()] == ['a.txt']
+    with pytest.raises(FileNotFoundInStorageError):
+        theirs.get_file(mine)
+
+    ours._idx.announce('c' * 32, 'r')  # a killed upload of run r, in our store
+    s3_store(s3_server, s3_bucket).put_raw('blobs/' + 'c' * 32, b'never indexed')
+    assert theirs.discard_partial('r') == []
+    assert ours.discard_partial('r') == ['blobs/' + 'c' * 32]
+    ours.delete_file(mine)
+    assert ours.list_files() == [] and [f['id'] for f in theirs.list_files()] == [yours]

@@ -13,7 +13,6 @@ from pydantic import SecretBytes, SecretStr
 from synapse_sdk.clients import (
     PartialWrites,
     StorageUnavailableError,
-    choose_storage,
     parse_storage,
 )
 from synapse_sdk.journal import (
@@ -152,7 +151,8 @@ def _rollback(
     run = _recoverable(journal, run_id, allowed, 'rolled back')
     records = journal.steps(run_id)
     pending = [r for r in records if r.status in UNDONE_WORK]
-    ctx = ctx if ctx is not None else default_runtime(run_id, storage=storage_of(run, storage))
+    if ctx is None:  # the storage given, else the run's; (older runs) the default
+        ctx = default_runtime(run_id, storage=storage or run.storage)
     claim.watch(ctx)
     with ctx, where_it_ran(run, ctx, 'rollback'):
         errors = _undo_steps(journal, run, records, pending, ctx, secrets, claim) if pending else []
@@ -220,12 +220,6 @@ def where_it_ran(run: RunRecord, ctx: RuntimeContext, command: str) -> Iterator[
         yield
 
 
-def storage_of(run: RunRecord, given: str | None) -> str | None:
-    """The storage to recover against: the one given, else the run's (its journal
-    record), else ``SYNAPSE_STORAGE``, else the default folder."""
-    return given or run.storage or choose_storage(None)
-
-
 def _same_storage(url: str, recorded: str) -> bool:
     """The same storage, maybe reached with other options (retries, region)."""
     if url == recorded:
@@ -290,7 +284,8 @@ def _resume(
 ) -> dict[str, Any]:
     run = _recoverable(journal, run_id, RESUME_FROM, 'resumed')
     records = journal.steps(run_id)
-    ctx = ctx if ctx is not None else default_runtime(run_id, storage=storage_of(run, storage))
+    if ctx is None:  # the storage given, else the run's; (older runs) the default
+        ctx = default_runtime(run_id, storage=storage or run.storage)
     claim.watch(ctx)
     with ctx, where_it_ran(run, ctx, 'resume'):
         action = _build_action(run, ctx, secrets, resume_run)
