@@ -94,6 +94,23 @@ def test_report_render_measures_a_run_with_retries_and_rollbacks(
     assert all(figures[name] > 0 for name in ('journal rows', 'load_run', 'render_report'))
 
 
+def test_object_storage_runs_the_sdk_and_raw_obstore_against_moto(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.services._common import require_module
+
+    require_module('obstore', 'obstore')
+    require_module('moto.server', 'moto[server]')
+    module = importlib.import_module('object_storage')
+    argv = ['--small', '12', '--large', '1', '--large-mib', '9', '--latency-files', '5']
+    assert module.main(argv) == 0
+    out = capsys.readouterr().out
+    assert '12 x 4 KiB, concurrency 16:' in out
+    assert '5 x 4 KiB with 20 ms added per request' in out
+    assert '1 x 9 MiB, one after another:' in out
+    assert out.count('MET') >= 5  # a verdict for each target (MET or NOT MET)
+
+
 def test_detach_benchmark_plugin_has_its_steps_and_the_report_its_ratio(
     bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from synapse_sdk.clients import LocalBackendClient
+from synapse_sdk.clients import open_storage
 from synapse_sdk.execution import (
     Resources,
     action_resources,
@@ -95,9 +95,13 @@ def placement(
     shared_fs: bool,
     run_id: str | None,
     submitted_from: str | None,
+    journal: bool = True,
 ) -> Placement:
     """The options checked (bad input: ``BadInput``), with config.yaml's ``resources:``."""
     from .main import BadInput  # main registers this module's options: imported at call time
+
+    if detach and not journal:
+        raise BadInput('--detach needs the run journal (it is how a detached run is followed)')
 
     given: dict[str, object] = {'--detach': detach, '--num-cpus': num_cpus}
     given |= {'--num-gpus': num_gpus, '--memory': memory, '--shared-fs': shared_fs}
@@ -138,18 +142,17 @@ def submit(
     plugin: Plugin,
     action: str,
     values: dict[str, Any],
-    journal: bool,
     ray_address: str | None,
     log_format: str,
     placing: Placement,
+    storage: str | None,
 ) -> None:
-    """``--detach``: refuse what a cluster cannot reach, submit the job, say what it is."""
+    """``--detach``: refuse what a cluster cannot reach, submit the job, say what it is;
+    ``storage``: the run's (a URL or folder; None: the default folder)."""
     from synapse_sdk.execution import job_server_address, submit_detached
 
     from .main import BadInput, _print_json
 
-    if not journal:
-        raise BadInput('--detach needs the run journal (it is how a detached run is followed)')
     try:
         address = job_server_address(ray_address)
     except ValueError as error:
@@ -157,7 +160,8 @@ def submit(
     store = Journal()
     store.check()  # read it now: a bad journal is bad input, not a failed submission
     what = 'a detached run'
-    check_reachable(store, LocalBackendClient(), shared_fs=placing.shared_fs, what=what)
+    client = open_storage(storage)
+    check_reachable(store, client, shared_fs=placing.shared_fs, what=what)
     job = submit_detached(
         address,
         plugin,
@@ -167,6 +171,7 @@ def submit(
         run_id=placing.run_id,
         resources=placing.resources,
         shared_fs=placing.shared_fs,
+        storage=storage,
     )
     where = store.database.describe()  # a file, or a URL without its password
     _announce(log_format, job.run_id, job.job_id, address, where)

@@ -8,7 +8,7 @@ import sys
 import tempfile
 import traceback
 import warnings
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -19,7 +19,7 @@ from rich.text import Text
 
 from synapse_sdk import observe
 from synapse_sdk._paths import DATABASE_URL_VARIABLE, read_utf8, run_log_path
-from synapse_sdk.clients import index_database
+from synapse_sdk.clients import choose_storage, index_database, open_storage
 from synapse_sdk.db import Database, upgrade
 from synapse_sdk.errors import (
     ActionError,
@@ -66,7 +66,7 @@ from ._detach import (
     placement,
     submit,
 )
-from ._timespec import parse_moment
+from ._timespec import parse_duration, parse_moment
 
 # What went wrong -> the exit code: the one table (docs/errors.md). Every
 # error is reported by its kind (``SynapseError.kind``; see ``_kind_of``).
@@ -106,6 +106,24 @@ DatabaseOption = Annotated[
         help='Keep the run journal and the storage index in this database'
         ' (postgresql://user:password@host:port/db); default: $SYNAPSE_DATABASE_URL,'
         ' else SQLite files under $SYNAPSE_HOME.',
+    ),
+]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        '--storage',
+        metavar='URL',
+        help='Where files are stored: a folder or a URL (s3://, az://, gs://, sftp://); '
+        "default: $SYNAPSE_STORAGE, the plugin's config.yaml storage:, $SYNAPSE_HOME/storage.",
+    ),
+]
+RunStorageOption = Annotated[
+    str | None,
+    typer.Option(
+        '--storage',
+        metavar='URL',
+        help="The run's storage (default: the one its journal record names), e.g. with"
+        ' other options.',
     ),
 ]
 ModeOption = Annotated[str, typer.Option('--mode', help="'local' (this process) or 'ray'.")]
@@ -200,6 +218,7 @@ def run(
     log_format: LogFormatOption = 'auto',
     debug: RunDebugOption = False,
     database: DatabaseOption = None,
+    storage: StorageOption = None,
     detach: DetachOption = False,
     num_cpus: NumCpusOption = None,
     num_gpus: NumGpusOption = None,
@@ -218,13 +237,14 @@ def run(
     try:
         given = (params, params_file, submitted_from is not None)
         plugin, action_cls, values = _run_inputs(action, path, log_format, *given)
-        ray_options = (num_cpus, num_gpus, memory, shared_fs, run_id, submitted_from)
+        ray_options = (num_cpus, num_gpus, memory, shared_fs, run_id, submitted_from, journal)
         placing = placement(plugin, action, mode, detach, *ray_options)
+        storage = _checked_storage(storage, plugin)
         if detach:
-            return submit(plugin, action, values, journal, ray_address, log_format, placing)
+            return submit(plugin, action, values, ray_address, log_format, placing, storage)
         store = _checked_journal(journal)
         executor = _executor(mode, ray_address, store, placing)
-        runtime = _run_runtime(otel, plugin.config.code, action, log_format, debug, run_id)
+        runtime = _run_runtime(otel, plugin.config.code, action, log_format, debug, storage, run_id)
     except SynapseError as error:
         _fail_shown(log_format, None, _exit_code(error), str(error), debug)
     recorder = ResultRecorder()  # what the run did, to report it however it ends
@@ -332,12 +352,21 @@ def _executor(
     return RayExecutor(address, journal=store, **options)
 
 
+def _checked_storage(given: str | None, plugin: Plugin) -> str | None:
+    """The run's storage (``--storage``, ``SYNAPSE_STORAGE``, config.yaml's ``storage:``),
+    tried once: no such bucket, access denied, a missing extra are one line, exit 2."""
+    storage = choose_storage(given, plugin.config.storage, plugin_path=plugin.path)
+    open_storage(storage).check()
+    return storage
+
+
 def _run_runtime(
     otel: bool | None,
     plugin: str,
     action: str,
     log_format: str,
     debug: bool,
+    storage: str | None,
     run_id: str | None = None,
 ) -> RuntimeContext:
     """The default runtime; with a trace when asked (a missing extra or an exporter
@@ -352,6 +381,7 @@ def _run_runtime(
                 action=action,
                 log_format=log_format,
                 log_level='debug' if debug else 'info',
+                storage=storage,
             )
     except (ImportError, ValueError) as error:
         raise BadInput(str(error)) from error
@@ -722,6 +752,7 @@ def runs_rollback(
     finished: Annotated[
         bool, typer.Option('--finished', help='Undo a run that succeeded, too.')
     ] = False,
+    storage: RunStorageOption = None,
     debug: DebugOption = False,
     database: DatabaseOption = None,
 ) -> None:
@@ -732,7 +763,7 @@ def runs_rollback(
     try:
         journal.check()  # a damaged journal is refused before anything is undone
         run_id = journal.resolve_run_id(run_id)
-        report = rollback_run(journal, run_id, finished=finished)
+        report = rollback_run(journal, run_id, finished=finished, storage=storage)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
     except KeyboardInterrupt as error:
@@ -749,6 +780,7 @@ def runs_resume(
     run_id: RunIdArgument,
     mode: ModeOption = 'local',
     ray_address: RayAddressOption = None,
+    storage: RunStorageOption = None,
     debug: DebugOption = False,
     database: DatabaseOption = None,
 ) -> None:
@@ -759,9 +791,10 @@ def runs_resume(
         executor = _executor(mode, ray_address, journal)  # --mode and --ray-address checked
         journal.check()  # a damaged journal is refused before anything runs
         run_id = journal.resolve_run_id(run_id)
+        recorded = journal.get_run(run_id).storage  # None: SYNAPSE_STORAGE, or the default
+        runtime = default_runtime(run_id, storage=storage or recorded)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
-    runtime = default_runtime(run_id)
     recorder = ResultRecorder()  # reports the resumed run however it ends, as `plugin run`
     runtime.loggers.append(recorder)
     grace = None if mode == 'ray' else 10.0  # the Ray driver waits for the worker itself
@@ -885,6 +918,53 @@ def db_upgrade(database: DatabaseOption = None, debug: DebugOption = False) -> N
             Console().print(Text(f'{where}: schema {change}'), soft_wrap=True)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
+
+
+# storage -------------------------------------------------------------------
+
+storage_app = typer.Typer(help='The storage runs upload to.', no_args_is_help=True)
+app.add_typer(storage_app, name='storage')
+
+
+@storage_app.command('gc')
+def storage_gc(
+    storage: StorageOption = None,
+    older_than: Annotated[
+        str,
+        typer.Option('--older-than', help='Only objects older than this: 30m, 12h, 7d, 0.'),
+    ] = '1d',
+    delete: Annotated[
+        bool, typer.Option('--delete', help='Remove them (without it: only list them).')
+    ] = False,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+    database: DatabaseOption = None,
+) -> None:
+    """List objects that no stored file points at (what crashed uploads left); --delete
+    removes them. Younger ones may be uploads about to be indexed: keep --older-than
+    longer than an upload takes."""
+    _use_database(database)
+    try:
+        age = timedelta(0) if older_than.strip() == '0' else parse_duration(older_than)
+        if age is None:
+            raise BadInput(f'--older-than {older_than!r}: give a duration, e.g. 30m, 12h, 7d')
+        client = open_storage(choose_storage(storage))
+        orphans = client.find_orphans(age)
+        removed = client.remove_orphans(orphans) if delete else []
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), debug)
+    rows: list[dict[str, Any]] = [
+        {'name': o.name, 'size': o.size, 'modified': o.modified.isoformat()} for o in orphans
+    ]
+    if as_json:
+        _print_json({'storage': client.url, 'orphans': rows, 'removed': len(removed)})
+        return
+    out = Console()
+    for row in rows:
+        out.print(Text(f'{row["modified"][:19]}  {row["size"]:>12}  {row["name"]}'))
+    total = sum(o.size for o in orphans)
+    verb = f'removed {len(removed)}' if delete else 'dry run: rerun with --delete to remove them'
+    stderr.print(Text(f'{len(orphans)} orphan(s), {total} bytes, in {client.url}; {verb}'))
 
 
 _STATUS_STYLE = {

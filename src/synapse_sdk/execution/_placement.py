@@ -168,11 +168,12 @@ def plugin_requirements(plugin: Plugin) -> list[str]:
 
 
 def is_local_storage(client: Any) -> bool:
-    """The storage is a folder of this machine (its URL a ``file:`` one)."""
+    """The storage is a folder of this machine (its URL a ``file:`` one) or this
+    process's memory (``memory:``)."""
     if isinstance(client, LocalBackendClient):
         return True
     url = getattr(client, 'url', None)
-    return isinstance(url, str) and url.startswith('file:')
+    return isinstance(url, str) and url.startswith(('file:', 'memory:'))
 
 
 def check_reachable(journal: Journal, client: Any, *, shared_fs: bool, what: str) -> None:
@@ -189,9 +190,8 @@ def check_reachable(journal: Journal, client: Any, *, shared_fs: bool, what: str
         )
     if is_local_storage(client):
         where = getattr(client, 'root', None) or getattr(client, 'url', '')
-        problems.append(
-            f'its storage is the local folder {where}: give --storage (e.g. s3://bucket/prefix)'
-        )
+        kind = 'the memory store' if str(where).startswith('memory:') else 'the local folder'
+        problems.append(f'its storage is {kind} {where}: give --storage (e.g. s3://bucket/prefix)')
     if problems:
         raise SharedStateRequiredError(
             f'{what} needs a journal and a storage that every node reaches; '
