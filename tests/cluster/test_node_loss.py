@@ -1,7 +1,8 @@
 """The Ray worker running a detached run's step dies (SIGKILL of its process, on the
 worker node): the job's driver does not hang, the run is ``crashed`` once its lease has
 run out, nothing is undone behind the user's back, and from the submitting machine
-``synapse runs rollback`` undoes its upload, or ``synapse runs resume`` finishes it."""
+``synapse runs rollback`` undoes its upload to S3, or ``synapse runs resume`` finishes it.
+The journal is in PostgreSQL, the files in S3 (moto): nothing is on a shared path."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -76,27 +77,45 @@ UPLOAD = """
 """
 
 
+@dataclass
+class OnS3:
+    """The driver with its journal in PostgreSQL and its storage in an S3 bucket."""
+
+    driver: Driver
+    server: Any
+    bucket: str
+
+    @property
+    def storage(self) -> str:
+        return f's3://{self.bucket}/runs'
+
+    def stored(self) -> list[str]:
+        listed = self.server.client().list_objects_v2(Bucket=self.bucket)
+        return sorted(o['Key'] for o in listed.get('Contents', []))
+
+
 @pytest.fixture
-def shared(cluster: Cluster, driver: Driver, postgres_db: Any, tmp_path: Path) -> Driver:
-    """The driver with the journal in PostgreSQL and SYNAPSE_HOME (the local storage) on a
-    path every node sees: ``--shared-fs`` holds."""
-    home = cluster.root / 'shared' / tmp_path.name
-    home.mkdir(parents=True)
-    driver.env['SYNAPSE_HOME'] = str(home)
+def on_s3(driver: Driver, postgres_db: Any, s3_server: Any, s3_bucket: str) -> OnS3:
     driver.env['SYNAPSE_DATABASE_URL'] = postgres_db.url
-    return driver
+    driver.env.update({k: v for k, v in os.environ.items() if k.startswith('AWS_')})
+    return OnS3(driver, s3_server, s3_bucket)
 
 
-def killed_mid_step(cluster: Cluster, driver: Driver, journal: Journal) -> tuple[str, str]:
-    """Submit the upload, kill its worker once the upload is recorded; the run and job ids."""
-    folder = driver.plugin('upload', UPLOAD, resources={WORKER_RESOURCE: 1})
-    done = driver.synapse(
+def submitted(cluster: Cluster, on_s3: OnS3) -> tuple[str, str]:
+    """The upload submitted as a detached run, its step on the worker node; run, job ids."""
+    folder = on_s3.driver.plugin('upload', UPLOAD, resources={WORKER_RESOURCE: 1})
+    done = on_s3.driver.synapse(
         'plugin', 'run', 'run', '--path', str(folder), '--mode', 'ray',
-        '--ray-address', cluster.dashboard, '--detach', '--shared-fs',
+        '--ray-address', cluster.dashboard, '--detach', '--storage', on_s3.storage,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     submitted = json.loads(done.stdout)
-    run_id, job_id = submitted['run_id'], submitted['ray_job_id']
+    return submitted['run_id'], submitted['ray_job_id']
+
+
+def killed_mid_step(cluster: Cluster, on_s3: OnS3, journal: Journal) -> tuple[str, str]:
+    """Submit the upload, kill its worker once the upload is recorded; the run and job ids."""
+    run_id, job_id = submitted(cluster, on_s3)
     kill_the_step(journal, run_id, lambda: cluster.job_logs(job_id))
     return run_id, job_id
 
@@ -122,16 +141,11 @@ def kill_the_step(
     return int(pid)
 
 
-def stored(home: Path) -> list[Path]:
-    blobs = home / 'storage'
-    return [p for p in blobs.rglob('*') if p.is_file() and 'index' not in p.name]
-
-
 def test_a_killed_worker_leaves_the_run_crashed_and_rollback_undoes_its_upload(
-    cluster: Cluster, shared: Driver, postgres_db: Any
+    cluster: Cluster, on_s3: OnS3, postgres_db: Any
 ) -> None:
     journal = Journal(postgres_db.url)
-    run_id, job_id = killed_mid_step(cluster, shared, journal)
+    run_id, job_id = killed_mid_step(cluster, on_s3, journal)
     info = cluster.wait_job(job_id, timeout=60)  # the job's driver does not hang
     assert info['status'] == 'FAILED'
     logs = cluster.job_logs(job_id)
@@ -139,41 +153,41 @@ def test_a_killed_worker_leaves_the_run_crashed_and_rollback_undoes_its_upload(
     assert journal.get_run(run_id).status == 'crashed'
     [step] = journal.steps(run_id)
     assert journal.rollback_data_of(run_id, step)['keys'] == [f'{run_id}/only']
-    assert len(stored(shared.home)) == 1  # the upload is still there
+    assert len(on_s3.stored()) == 1  # the upload is still there
 
-    undone = shared.synapse('runs', 'rollback', run_id)  # from the submitting machine
+    undone = on_s3.driver.synapse('runs', 'rollback', run_id)  # from the submitting machine
     assert undone.returncode == 0, undone.stderr
     assert json.loads(undone.stdout)['errors'] == []
-    assert stored(shared.home) == []
+    assert on_s3.stored() == []
     assert journal.get_run(run_id).status == 'rolled_back'
 
 
 def test_a_killed_worker_leaves_the_run_crashed_and_resume_finishes_it(
-    cluster: Cluster, shared: Driver, postgres_db: Any
+    cluster: Cluster, on_s3: OnS3, postgres_db: Any
 ) -> None:
     journal = Journal(postgres_db.url)
-    run_id, job_id = killed_mid_step(cluster, shared, journal)
+    run_id, job_id = killed_mid_step(cluster, on_s3, journal)
     assert wait_run(journal, run_id, timeout=60) == 'crashed'
-    resumed = shared.synapse('runs', 'resume', run_id)
+    resumed = on_s3.driver.synapse('runs', 'resume', run_id)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)['success'] is True
     assert journal.get_run(run_id).status == 'succeeded'
-    assert len(stored(shared.home)) == 1  # the cut-off upload undone, then done once
+    assert len(on_s3.stored()) == 1  # the cut-off upload undone, then done once
     assert cluster.wait_job(job_id, timeout=60)['status'] == 'FAILED'
 
 
 def test_a_foreground_driver_rolls_back_a_run_whose_worker_node_process_died(
-    cluster: Cluster, shared: Driver, postgres_db: Any
+    cluster: Cluster, on_s3: OnS3, postgres_db: Any
 ) -> None:
     journal = Journal(postgres_db.url)
-    folder = shared.plugin('upload', UPLOAD, resources={WORKER_RESOURCE: 1})
+    folder = on_s3.driver.plugin('upload', UPLOAD, resources={WORKER_RESOURCE: 1})
     run_id = 'foreground1'
     driver = subprocess.Popen(
         [str(VENV_BIN / 'synapse'), 'plugin', 'run', 'run', '--path', str(folder),
-         '--mode', 'ray', '--ray-address', cluster.address, '--shared-fs',
+         '--mode', 'ray', '--ray-address', cluster.address, '--storage', on_s3.storage,
          '--log-format', 'plain', '--run-id', run_id],
-        env=shared.env, cwd=shared.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        env=on_s3.driver.env, cwd=on_s3.driver.folder, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         kill_the_step(journal, run_id, lambda: '(a foreground run: see its stderr)')
@@ -185,4 +199,4 @@ def test_a_foreground_driver_rolls_back_a_run_whose_worker_node_process_died(
     assert "Step 'upload' failed: the Ray worker died while running it" in err
     assert json.loads(out)['success'] is False
     assert journal.get_run(run_id).status == 'rolled_back'  # undone here, from the journal
-    assert stored(shared.home) == []
+    assert on_s3.stored() == []
