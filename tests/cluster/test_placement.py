@@ -197,3 +197,14 @@ def test_secret_params_leave_the_command_line_for_the_environment(
     monkeypatch.setenv('SYNAPSE_RUN_SECRETS', '[1]')
     with pytest.raises(ValueError, match='not a JSON object'):
         secrets_from_environment(plain)
+
+
+def test_a_memory_store_is_refused_and_object_storage_is_not(tmp_path: Path) -> None:
+    from synapse_sdk.clients import open_storage
+
+    journal = Journal(tmp_path / 'runs.db')
+    with pytest.raises(SharedStateRequiredError, match='its storage is the memory store memory:'):
+        check_reachable(journal, open_storage('memory://x'), shared_fs=False, what='a run')
+    with pytest.raises(SharedStateRequiredError) as caught:
+        check_reachable(journal, open_storage('s3://bucket/p'), shared_fs=False, what='a run')
+    assert 'SQLite file' in str(caught.value) and 'its storage' not in str(caught.value)
