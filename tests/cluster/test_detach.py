@@ -86,14 +86,17 @@ def pg_driver(driver: Driver, postgres_db: Any) -> Driver:
 
 
 def test_a_detached_run_returns_at_once_and_runs_its_step_on_the_worker_node(
-    cluster: Cluster, pg_driver: Driver, postgres_db: Any
+    cluster: Cluster, pg_driver: Driver, postgres_db: Any, s3_bucket: str
 ) -> None:
+    pg_driver.env.update({k: v for k, v in os.environ.items() if k.startswith('AWS_')})
+    storage = f's3://{s3_bucket}/runs'
     folder = pg_driver.plugin('where', WHERE, resources={WORKER_RESOURCE: 1, 'num_cpus': 0.5})
     params = json.dumps({'driver_folder': str(pg_driver.folder)})
     started = time.monotonic()
     done = pg_driver.synapse(
         'plugin', 'run', 'run', '--path', str(folder), '--params', params, '--mode', 'ray',
-        '--ray-address', cluster.dashboard, '--detach', '--shared-fs', '--memory', '64MiB',
+        '--ray-address', cluster.dashboard, '--detach', '--storage', storage,
+        '--memory', '64MiB',
     )  # fmt: skip
     returned = time.monotonic() - started
     assert done.returncode == 0, done.stderr
@@ -122,6 +125,7 @@ def test_a_detached_run_returns_at_once_and_runs_its_step_on_the_worker_node(
     record = journal.get_run(run_id)
     assert record.plugin_path == str(folder)  # recovery from the submitting machine acts here
     assert record.cwd == str(pg_driver.folder)
+    assert record.storage == storage  # the job was given the storage
 
 
 def test_the_password_stays_out_of_what_ray_shows_of_the_job(
