@@ -160,7 +160,8 @@ def test_db_status_and_upgrade_on_postgresql(home: Path, postgres_db: PostgresDS
     done = run_cli(home, 'db', 'upgrade', '--database', url)
     assert done.returncode == 0, done.stderr
     assert (
-        f'run journal at postgresql://{postgres_db.user}@{where}: schema none -> 2' in done.stdout
+        f'run journal at postgresql://{postgres_db.user}@{where}: schema none -> {SCHEMA_VERSION}'
+        in done.stdout
     )
     assert 'storage index at' in done.stdout and 'schema none -> 2' in done.stdout
     assert postgres_db.password not in done.stdout
