@@ -9,10 +9,13 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from synapse_sdk import observe
 from synapse_sdk.errors import ErrorKind, SynapseError
 from synapse_sdk.execution import (
+    LOG_FORMATS,
     SIGNAL_EXIT_CODES,
     cancel_run,
+    display,
     end_kind,
     stopped_by_sigterm,
     wait_for_end,
@@ -22,9 +25,11 @@ from synapse_sdk.journal import Journal, RunRecord
 from .main import (
     EXIT_CODES,
     DatabaseOption,
+    LogFormatOption,
     RunIdArgument,
     _exit_code,
     _fail,
+    _get_run,
     _journal,
     _use_database,
     runs_app,
@@ -117,3 +122,62 @@ def exit_code_of(record: RunRecord) -> int:
     if stopped_by_sigterm(record):
         return SIGNAL_EXIT_CODES['SIGTERM']
     return EXIT_CODES[kind]
+
+
+IntervalOption = Annotated[
+    float, typer.Option('--interval', help='Seconds between reads of the journal.', min=0.05)
+]
+
+
+@runs_app.command('watch')
+def runs_watch(
+    run_id: RunIdArgument,
+    interval: IntervalOption = 0.3,
+    log_format: LogFormatOption = 'auto',
+    level: Annotated[
+        str, typer.Option('--level', help='Show log() events at this level or above.')
+    ] = 'info',
+    database: DatabaseOption = None,
+) -> None:
+    """Follow a run live from the journal (this machine's, a Ray worker's, a detached job's):
+    the same display as `plugin run`. Ctrl-C stops watching, not the run.
+
+    Exits as `plugin run` would have: 0 succeeded, 1 failed, 130 (143) cancelled.
+    """
+    _use_database(database)
+    journal = _journal()
+    record = _get_run(journal, run_id)
+    if log_format not in LOG_FORMATS or level not in observe.LEVELS:
+        message = (
+            f'--log-format must be one of {", ".join(LOG_FORMATS)}'
+            if (log_format not in LOG_FORMATS)
+            else f'--level must be one of {", ".join(observe.LEVELS)}'
+        )
+        _fail(EXIT_CODES[ErrorKind.BAD_INPUT], message, False)
+    if not record.active:  # nothing to follow: how it ended, at once
+        _end(record, 'already ended')
+    logger = display(log_format, level=level, run_id=record.id)
+    follower = observe.RunFollower(journal, record.id, logger)
+    try:
+        ended = follower.follow(interval)
+    except KeyboardInterrupt as error:
+        logger.close()
+        message = f'stopped watching; run {record.id} goes on (`synapse runs cancel {record.id}`)'
+        _fail(_exit_code(error), message, False)
+    except SynapseError as error:
+        logger.close()
+        _fail(_exit_code(error), str(error), False)
+    logger.close()
+    if follower.missed:
+        stderr.print(Text(f'({follower.missed} log lines were not kept in the journal)'))
+    _end(ended, 'ended')
+
+
+def _end(record: RunRecord, verb: str) -> None:
+    """The run's end in one line (stderr); exits with the code ``plugin run`` would have."""
+    why = f' ({record.error})' if record.error else ''
+    hint = ''
+    if record.status == 'crashed':
+        hint = f'; `synapse runs rollback {record.id}` undoes what it did'
+    stderr.print(Text(f'run {record.id} {verb}: {record.status}{why}{hint}'), soft_wrap=True)
+    raise typer.Exit(exit_code_of(record))

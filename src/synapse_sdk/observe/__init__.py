@@ -21,10 +21,12 @@ from ._report import render_report
 from ._terminal import gantt, show
 from ._timeline import Span, spans_of
 from ._view import Attempt, RunView, load_run
+from ._watch import RunFollower
 
 __all__ = [
     'LEVELS',
     'Attempt',
+    'RunFollower',
     'RunView',
     'Span',
     'at_least',
