@@ -133,19 +133,24 @@ class LogLineBuffer:
                 texts, self._pending = self._pending, []
             if not texts:
                 return
+            # more than are kept: the older ones would be deleted at once, so are never
+            # written (a short run's lines all arrive at its end, in one batch)
+            skipped = max(0, len(texts) - self.keep)
+            self._follow_steps(texts[:skipped])
             try:
-                self._write(db, self._rows(texts))
+                self._write(db, self._rows(texts[skipped:]), skipped)
             except BaseException:
                 with self._lock:  # tried again at the next flush
                     self._pending[:0] = texts
                 raise
 
-    def _write(self, db: Connection, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, db: Connection, rows: list[tuple[Any, ...]], skipped: int) -> None:
         with db.transaction() as tx:
             last = self._last
             if last is None:
                 row = tx.fetchone('SELECT MAX(seq) FROM log_lines WHERE run_id = ?', (self.run_id,))
                 last = int(row[0]) if row is not None and row[0] is not None else 0
+            last += skipped
             tx.executemany(
                 'INSERT INTO log_lines (run_id, seq, at, level, step, message, record)'
                 ' VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -158,6 +163,15 @@ class LogLineBuffer:
                     (self.run_id, last - self.keep),
                 )
         self._last = last  # committed
+
+    def _follow_steps(self, texts: list[str]) -> None:
+        """The step running after ``texts`` (lines not written): its last start or end."""
+        for text in reversed(texts):
+            if '"type": "step_' in text or '"type": "run_end"' in text:
+                record = _decode(text)
+                if record.get('type') in ('step_start', 'step_end', 'run_end'):
+                    self._rows([text])
+                    return
 
     def _rows(self, texts: list[str]) -> list[tuple[Any, ...]]:
         """``(at, level, step, message, record)`` per line; of the progress lines of one
