@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from synapse_sdk.errors import ErrorKind, RunCancelledError
-from synapse_sdk.execution import cancel_run, run_action
+from synapse_sdk.execution import cancel_on_signals, cancel_run, run_action
 from synapse_sdk.journal import POLL_S, Journal, RunAlreadyEndedError, UnknownRunError
-from synapse_sdk.plugins.steps import StepResult
+from synapse_sdk.plugins.steps import CancelToken, StepResult
 from synapse_sdk.runtime import MemoryLogger, RuntimeContext
 
 from .conftest import (
@@ -242,3 +242,17 @@ def test_no_wait_returns_at_once(
         running.kill()
     assert running.returncode == 130
     assert journal.get_run(run_id).status == 'cancelled'
+
+
+@pytest.mark.sqlite_only
+def test_a_cancel_from_elsewhere_gets_the_grace_a_signal_gets() -> None:
+    """Under ``synapse plugin run`` (``cancel_on_signals``), a step that never checks is
+    interrupted after the grace, whoever cancelled: here a thread, as the heartbeat does."""
+    token = CancelToken()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), cancel_on_signals(token, grace=0.3) as state:
+        threading.Timer(0.05, token.cancel, args=('cancel requested by h:1',)).start()
+        while time.monotonic() - started < 20:  # a step that does not check
+            sum(range(100))
+    assert 0.3 <= time.monotonic() - started < 10
+    assert state.first is None and state.exit_code == 130  # no signal: SIGINT's code

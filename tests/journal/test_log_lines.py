@@ -104,6 +104,18 @@ def test_progress_lines_of_a_batch_are_folded_into_the_latest(journal: Journal) 
     assert page.dropped == 0
 
 
+def test_lines_never_flushed_are_capped_and_counted_as_dropped(journal: Journal) -> None:
+    journal.start_run('c', entrypoint='tests:x', params={})
+    buffer = LogLineBuffer('c', keep=10)
+    lines = JournalLogLines(journal, 'c', buffer)
+    for i in range(95):  # the journal was away: nothing flushed meanwhile
+        lines.log('n', {'i': i}, None, 'info')
+    lines.flush()
+    page = journal.log_lines('c')
+    assert [line.record['data']['i'] for line in page.lines] == list(range(85, 95))
+    assert page.dropped == 85 and page.last_seq == 95
+
+
 def test_a_resumed_run_numbers_its_lines_on(journal: Journal) -> None:
     journal.start_run('q', entrypoint='tests:x', params={})
     first = JournalLogLines(journal, 'q')

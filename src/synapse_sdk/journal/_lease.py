@@ -329,6 +329,7 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
         self._last_renewal = monotonic()
         self._failing = False
+        self._log_failing = False
 
     def __enter__(self) -> Heartbeat:
         self.start()
@@ -370,8 +371,7 @@ class Heartbeat:
         request: CancelRequest | None = None
         try:
             db = self._connect()
-            if self._log is not None:
-                self._log.flush(db)
+            self._write_log(db)
             if sent - self._last_renewal >= self.interval - self.tick / 2:
                 request = renew(db, self.run_id, self.holder, self.seconds, recovery=self.recovery)
                 if request is None:
@@ -386,6 +386,20 @@ class Heartbeat:
         if request is not None and request.at is not None:
             self._cancel_asked(request)
         return self.tick
+
+    def _write_log(self, db: Connection) -> None:
+        """The pending log lines; a failure is logged, never the lease's concern (a
+        database that is away fails the renewal next, on its own)."""
+        if self._log is None:
+            return
+        try:
+            self._log.flush(db)
+        except Exception as error:
+            if not self._log_failing:
+                log.warning('cannot write log lines of run %s: %s', self.run_id, error)
+            self._log_failing = True
+        else:
+            self._log_failing = False
 
     def _not_renewed(self, db: Connection) -> None:
         if self._stopped.is_set():

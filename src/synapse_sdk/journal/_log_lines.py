@@ -116,12 +116,15 @@ class LogLineBuffer:
         self._flushing = threading.Lock()
         self._last: int | None = None  # the run's last seq in the journal, once read
         self._step: str | None = None  # the step running as of the last line taken
+        self._unsent = 0  # lines let go unwritten (the buffer was full): they count as dropped
 
     def write(self, text: str) -> int:
         with self._lock:
             self._pending.append(text)
-            if len(self._pending) > 4 * self.keep:  # the journal is away: keep the newest
-                del self._pending[: len(self._pending) - 2 * self.keep]
+            if len(self._pending) > 4 * self.keep:  # not flushed for long: keep the newest
+                surplus = len(self._pending) - 2 * self.keep
+                del self._pending[:surplus]
+                self._unsent += surplus  # counted as dropped all the same
         return len(text)
 
     def flush(self, db: Connection | None = None) -> None:
@@ -131,6 +134,7 @@ class LogLineBuffer:
         with self._flushing:
             with self._lock:
                 texts, self._pending = self._pending, []
+                unsent, self._unsent = self._unsent, 0
             if not texts:
                 return
             # more than are kept: the older ones would be deleted at once, so are never
@@ -138,10 +142,11 @@ class LogLineBuffer:
             skipped = max(0, len(texts) - self.keep)
             self._follow_steps(texts[:skipped])
             try:
-                self._write(db, self._rows(texts[skipped:]), skipped)
+                self._write(db, self._rows(texts[skipped:]), unsent + skipped)
             except BaseException:
                 with self._lock:  # tried again at the next flush
                     self._pending[:0] = texts
+                    self._unsent += unsent
                 raise
 
     def _write(self, db: Connection, rows: list[tuple[Any, ...]], skipped: int) -> None:
