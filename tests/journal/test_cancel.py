@@ -101,6 +101,8 @@ def test_a_local_run_is_cancelled_from_another_process_and_rolled_back(
     assert run.cancel_requested_at is not None
     assert {s.name: s.status for s in journal.steps(run_id)}['store'] == 'rolled_back'
     assert stored(home) == []  # what it stored is gone again
+    shown = run_cli(home, 'runs', 'show', run_id).stdout
+    assert f'requested by {run.cancel_requested_by} at {run.cancel_requested_at}' in shown
 
 
 def test_the_run_notices_the_request_within_a_poll(journal: Journal) -> None:

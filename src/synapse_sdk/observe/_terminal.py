@@ -63,6 +63,8 @@ def record_lines(view: RunView) -> RenderableType:
         ('attempts', _attempts_line(view)),
         ('log', _log_source(view)),
     ]
+    if r.cancel_requested_at:
+        rows.append(('cancel', f'requested by {r.cancel_requested_by} at {r.cancel_requested_at}'))
     if r.error:
         rows.append(('error', r.error))
     table = Table.grid(padding=(0, 2))
