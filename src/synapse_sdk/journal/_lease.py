@@ -365,13 +365,12 @@ class Heartbeat:
             self._close()
 
     def _beat(self) -> float | None:
-        """One tick: the log lines written, the lease renewed when due (else the cancel
-        request read); the delay until the next, or None to stop renewing."""
+        """One tick: the lease renewed when due (else the cancel request read), the log
+        lines written; the delay until the next, or None to stop renewing."""
         sent = monotonic()
         request: CancelRequest | None = None
         try:
             db = self._connect()
-            self._write_log(db)
             if sent - self._last_renewal >= self.interval - self.tick / 2:
                 request = renew(db, self.run_id, self.holder, self.seconds, recovery=self.recovery)
                 if request is None:
@@ -383,6 +382,7 @@ class Heartbeat:
         except Exception as error:  # the database is away: keep trying while the lease lasts
             self._close()
             return self._failed(error)
+        self._write_log(db)  # after the lease: what matters first
         if request is not None and request.at is not None:
             self._cancel_asked(request)
         return self.tick
