@@ -12,6 +12,7 @@ import pytest
 from synapse_sdk.execution import JournalLogLines, run_action
 from synapse_sdk.journal import KEEP_LOG_LINES, SCHEMA_VERSION, Journal, LogLineBuffer
 from synapse_sdk.journal import _schema as journal_schema
+from synapse_sdk.observe import follow_journal
 from synapse_sdk.plugins.steps import RunEnded, RunEvent, RunListener
 from synapse_sdk.runtime import MemoryLogger, RuntimeContext
 
@@ -114,6 +115,25 @@ def test_lines_never_flushed_are_capped_and_counted_as_dropped(journal: Journal)
     page = journal.log_lines('c')
     assert [line.record['data']['i'] for line in page.lines] == list(range(85, 95))
     assert page.dropped == 85 and page.last_seq == 95
+
+
+def test_following_from_the_journal_yields_each_line_once_until_the_end(
+    journal: Journal,
+) -> None:
+    journal.start_run('f', entrypoint='tests:x', params={})
+    lines = JournalLogLines(journal, 'f')
+    polls = iter([True, True, True, False])
+    written = iter(range(3))
+
+    def running() -> bool:  # the run writes a line between polls, then ends
+        i = next(written, None)
+        if i is not None:
+            lines.log('n', {'i': i}, None, 'info')
+            lines.flush()
+        return next(polls)
+
+    seen = [r['data']['i'] for r in follow_journal(journal, 'f', running, interval=0.01)]
+    assert seen == [0, 1, 2]
 
 
 def test_a_resumed_run_numbers_its_lines_on(journal: Journal) -> None:
