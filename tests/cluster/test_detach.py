@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from synapse_sdk.journal import Journal
 
-from .conftest import ISOLATED, WORKER_RESOURCE, Cluster, Driver
+from .conftest import ISOLATED, VENV_BIN, WORKER_RESOURCE, Cluster, Driver
 
 WHERE = """
     import os
@@ -195,3 +196,75 @@ def test_a_foreground_run_on_a_cluster_of_two_nodes_refuses_the_embedded_journal
     [run] = Journal(driver.home / 'runs.db').list_runs()
     assert run.status == 'failed'  # nothing ran; the run id was announced, so it says why
     assert Journal(driver.home / 'runs.db').steps(run.id) == []
+
+
+WAIT = """
+    import time
+
+    from dataclasses import dataclass
+    from pydantic import BaseModel
+    from synapse_sdk.plugins import BaseUploadAction
+    from synapse_sdk.plugins.pipelines.steps import (
+        BaseStep, BaseStepContext, StepRegistry, StepResult,
+    )
+
+
+    class Params(BaseModel):
+        pass
+
+
+    @dataclass
+    class Ctx(BaseStepContext):
+        pass
+
+
+    class Wait(BaseStep[Ctx]):
+        name, progress_weight = 'wait', 1.0
+
+        def execute(self, context: Ctx) -> StepResult:
+            context.log('waiting', {}, level='info')
+            while True:  # until cancelled
+                context.raise_if_cancelled()
+                time.sleep(0.05)
+
+
+    class Action(BaseUploadAction[Params]):
+        def setup_steps(self, registry: StepRegistry[Ctx]) -> None:
+            registry.register(Wait())
+
+        def create_context(self) -> Ctx:
+            return Ctx(runtime_ctx=self.ctx)
+"""
+
+
+def test_a_detached_run_is_watched_and_cancelled_from_the_submitting_machine(
+    cluster: Cluster, pg_driver: Driver, postgres_db: Any
+) -> None:
+    folder = pg_driver.plugin('wait', WAIT, resources={WORKER_RESOURCE: 1})
+    done = pg_driver.synapse(
+        'plugin', 'run', 'run', '--path', str(folder), '--mode', 'ray',
+        '--ray-address', cluster.dashboard, '--detach', '--shared-fs',
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run_id, job_id = json.loads(done.stdout)['run_id'], json.loads(done.stdout)['ray_job_id']
+    watcher = subprocess.Popen(
+        [str(VENV_BIN / 'synapse'), 'runs', 'watch', run_id, '--log-format', 'plain'],
+        env=pg_driver.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip  # from the moment it was submitted: it waits for the run to start
+    try:
+        journal = Journal(postgres_db.url)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            steps = journal.steps(run_id) if journal.get_run(run_id).status == 'running' else []
+            if steps and steps[0].status == 'started':
+                break
+            time.sleep(0.1)
+        cancelled = pg_driver.synapse('runs', 'cancel', run_id)
+        assert cancelled.returncode == 0, cancelled.stderr
+        _, watched = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 130, watched  # as plugin run would have exited
+    assert journal.get_run(run_id).status == 'cancelled'
+    assert cluster.wait_job(job_id, timeout=60)['status'] == 'FAILED'  # its driver exited 130

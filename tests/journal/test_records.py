@@ -303,3 +303,15 @@ def test_a_submitted_run_is_taken_over_by_the_process_that_starts_it(journal: Jo
     with pytest.raises(JournalError, match="a run 'sub1' is already in the journal"):
         journal.start_run('sub1', entrypoint='m:A', params={})  # only a submitted one is
     assert journal.get_run('sub1').lease_owner == 'me'
+
+
+def test_a_cancel_asked_of_a_submitted_run_is_kept_for_the_process_that_starts_it(
+    journal: Journal,
+) -> None:
+    journal.start_run('sub2', entrypoint='m:A', params={}, status='submitted')
+    asked = journal.request_cancel('sub2', by='me')
+    assert asked.status == 'submitted'
+    journal.start_run('sub2', entrypoint='m:A', params={}, lease_owner='worker')
+    started = journal.get_run('sub2')
+    assert started.status == 'running'
+    assert started.cancel_requested_by == 'me' and started.cancel_requested_at is not None

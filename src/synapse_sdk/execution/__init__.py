@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from synapse_sdk.journal import RunAlreadyEndedError  # what cancel_run raises
+
+from ._cancel import cancel_run, end_kind, stopped_by_sigterm, wait_for_end
 from ._errors import RayUnavailableError, SharedStateRequiredError
+from ._journal_log import JournalLogLines
 from ._local import LOG_FORMATS, LocalExecutor, default_runtime, display, new_run_id, run_action
 from ._placement import (
     Resources,
@@ -32,6 +36,7 @@ __all__ = [
     'LOG_FORMATS',
     'SIGNAL_EXIT_CODES',
     'DetachedJob',
+    'JournalLogLines',
     'LocalExecutor',
     'RayExecutor',
     'RayMapBackend',
@@ -39,14 +44,17 @@ __all__ = [
     'RecoveryError',
     'RecoveryFailed',
     'Resources',
+    'RunAlreadyEndedError',
     'SharedStateRequiredError',
     'SignalState',
     'action_resources',
     'cancel_on_signals',
+    'cancel_run',
     'check_ray_address',
     'check_reachable',
     'default_runtime',
     'display',
+    'end_kind',
     'job_server_address',
     'load_action_class',
     'new_run_id',
@@ -56,7 +64,9 @@ __all__ = [
     'rollback_run',
     'run_action',
     'secrets_from_environment',
+    'stopped_by_sigterm',
     'submit_detached',
+    'wait_for_end',
 ]
 
 

@@ -11,23 +11,37 @@ from ._errors import (
     JournalUnavailableError,
     JournalVersionError,
     RecoveryInProgressError,
+    RunAlreadyEndedError,
     SnapshotError,
     UnknownRunError,
 )
-from ._lease import LEASE_MARGIN_S, Heartbeat, Holder
+from ._lease import LEASE_MARGIN_S, POLL_S, CancelRequest, Heartbeat, Holder
 from ._listener import JournalListener
+from ._log_lines import (
+    KEEP_LOG_LINES,
+    LEVELS,
+    LogLine,
+    LogLineBuffer,
+    LogLines,
+    describe_line,
+    level_of,
+)
 from ._records import DONE_STEP, RUN_STATUSES, STEP_STATUSES, UNDONE_WORK, RunRecord, StepRecord
 from ._schema import SCHEMA_VERSION
 from ._store import Journal, Pruned
 
 __all__ = [
     'DONE_STEP',
+    'KEEP_LOG_LINES',
     'LEASE_MARGIN_S',
+    'LEVELS',
+    'POLL_S',
     'RUN_STATUSES',
     'SCHEMA_VERSION',
     'SNAPSHOT',
     'STEP_STATUSES',
     'UNDONE_WORK',
+    'CancelRequest',
     'Heartbeat',
     'Holder',
     'Journal',
@@ -36,12 +50,18 @@ __all__ = [
     'JournalListener',
     'JournalUnavailableError',
     'JournalVersionError',
+    'LogLine',
+    'LogLineBuffer',
+    'LogLines',
     'Pruned',
     'RecoveryInProgressError',
+    'RunAlreadyEndedError',
     'RunRecord',
     'SnapshotError',
     'StepRecord',
     'UnknownRunError',
+    'describe_line',
+    'level_of',
     'restore',
     'snapshot',
 ]
