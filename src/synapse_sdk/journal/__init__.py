@@ -16,6 +16,7 @@ from ._errors import (
 )
 from ._lease import LEASE_MARGIN_S, Heartbeat, Holder
 from ._listener import JournalListener
+from ._pages import RunPage
 from ._records import DONE_STEP, RUN_STATUSES, STEP_STATUSES, UNDONE_WORK, RunRecord, StepRecord
 from ._schema import SCHEMA_VERSION
 from ._store import Journal, Pruned
@@ -38,6 +39,7 @@ __all__ = [
     'JournalVersionError',
     'Pruned',
     'RecoveryInProgressError',
+    'RunPage',
     'RunRecord',
     'SnapshotError',
     'StepRecord',

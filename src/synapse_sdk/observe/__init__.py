@@ -6,7 +6,7 @@ and as SVG in the report.
 """
 
 from ._log import LEVELS, at_least, describe_line, follow, level_of, log_path, read_log
-from ._report import render_report
+from ._report import render_report, report_sections
 from ._terminal import gantt, show
 from ._timeline import Span, spans_of
 from ._view import Attempt, RunView, load_run
@@ -25,6 +25,7 @@ __all__ = [
     'log_path',
     'read_log',
     'render_report',
+    'report_sections',
     'show',
     'spans_of',
 ]
