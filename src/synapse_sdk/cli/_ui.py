@@ -47,7 +47,7 @@ def ui_command(
     try:
         from synapse_sdk import ui
     except ImportError as error:
-        if error.name not in ('starlette', 'uvicorn'):
+        if (error.name or '').partition('.')[0] not in ('starlette', 'uvicorn'):
             raise
         _fail(EXIT_CODES[ErrorKind.BAD_INPUT], EXTRA, False)
     try:
