@@ -124,10 +124,14 @@ def plugin_dir(tmp_path: Path) -> Path:
 
 
 def start_upload(
-    home: Path, plugin_dir: Path, source: Path, delay: float, **env: str
+    home: Path, plugin_dir: Path, source: Path, delay: float, secret: bool = False, **env: str
 ) -> subprocess.Popen[str]:
-    """``synapse plugin run slow_upload`` in the background; its process."""
-    params = json.dumps({'source_path': str(source), 'delay': delay, 'api_key': 'hunter2-secret'})
+    """``synapse plugin run slow_upload`` in the background (``secret``: with a secret
+    param, which a resume must be given again); its process."""
+    values: dict[str, Any] = {'source_path': str(source), 'delay': delay}
+    if secret:
+        values['api_key'] = 'hunter2-secret'
+    params = json.dumps(values)
     return subprocess.Popen(
         [*SYNAPSE, 'plugin', 'run', 'slow_upload', '--path', str(plugin_dir), '--params', params],
         stdout=subprocess.PIPE,
@@ -138,10 +142,10 @@ def start_upload(
     )
 
 
-def upload(home: Path, plugin_dir: Path, source: Path, **env: str) -> str:
+def upload(home: Path, plugin_dir: Path, source: Path, secret: bool = False, **env: str) -> str:
     """A finished run of ``slow_upload`` (no delay); its id."""
     before = set(journal_run_ids(home))
-    process = start_upload(home, plugin_dir, source, 0.0, **env)
+    process = start_upload(home, plugin_dir, source, 0.0, secret, **env)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     (run_id,) = set(journal_run_ids(home)) - before

@@ -30,7 +30,7 @@ def test_a_finished_run_has_its_page(
     ui: UiServer, home: Path, plugin_dir: Path, tmp_path: Path
 ) -> None:
     make_files(tmp_path / 'src', 3, seed=1)
-    run_id = upload(home, plugin_dir, tmp_path / 'src')
+    run_id = upload(home, plugin_dir, tmp_path / 'src', secret=True)
     listed = ui.get('/')
     assert listed.status == 200 and f'href="/runs/{run_id}"' in listed.text
 
