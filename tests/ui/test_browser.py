@@ -105,7 +105,10 @@ def test_a_running_run_moves_on_its_page_and_shows_how_it_ended(
     chromium_page.wait_for_selector('main[data-live="0"]')  # reloaded: the whole record
     assert chromium_page.inner_text(STATUS) == 'succeeded' and percent(chromium_page) == 100
     assert chromium_page.locator('button.cancel').count() == 0
-    assert chromium_page.locator('svg.gantt rect.bar').count() == 3
+    bars = chromium_page.locator('svg.gantt rect.bar')
+    assert bars.count() == 3
+    widths = [bars.nth(i).bounding_box()['width'] for i in range(3)]  # drawn to scale
+    assert widths[1] > 200 and widths[1] > 20 * max(widths[0], widths[2]), widths
     assert 'run succeeded' in chromium_page.inner_text('#log')
     assert problems == []
 

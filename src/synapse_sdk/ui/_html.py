@@ -53,7 +53,7 @@ def badge(status: str) -> str:
 def bar(percent: int, element_id: str = '') -> str:
     ident = f' id="{element_id}"' if element_id else ''
     return (
-        f'<span class="bar"{ident} data-percent="{percent}"><span class="fill" '
+        f'<span class="meter"{ident} data-percent="{percent}"><span class="fill" '
         f'style="width:{max(0, min(100, percent))}%"></span>'
         f'<span class="pct">{percent}%</span></span>'
     )
