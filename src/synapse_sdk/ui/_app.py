@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -67,12 +68,37 @@ def create_app(database: str | os.PathLike[str] | None = None, token: str | None
             Route('/runs/{run_id}/{verb}', run_action, methods=['POST']),
             Mount('/static', StaticFiles(directory=STATIC), name='static'),
         ],
-        middleware=[Middleware(TokenMiddleware, token=token)],
+        middleware=[Middleware(ServerTiming), Middleware(TokenMiddleware, token=token)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     app.state.journals = Journals(database)
     app.state.jobs = Jobs()
     return app
+
+
+class ServerTiming:
+    """Says in a ``Server-Timing`` header how long the server took to start answering (a
+    browser's developer tools show it; docs/benchmarks.md reads it)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope['type'] != 'http':
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed(message: Any) -> None:
+            if message['type'] == 'http.response.start':
+                took = f'app;dur={(time.perf_counter() - start) * 1000:.2f}'.encode()
+                message = {
+                    **message,
+                    'headers': [*message.get('headers', []), (b'server-timing', took)],
+                }
+            await send(message)
+
+        await self.app(scope, receive, timed)
 
 
 class TokenMiddleware(BaseHTTPMiddleware):
