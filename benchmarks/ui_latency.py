@@ -35,10 +35,35 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.journal.test_load import _BULK, MANY  # noqa: E402
-
 from synapse_sdk.journal import Journal  # noqa: E402
 from synapse_sdk.ui import bind, server  # noqa: E402
+
+MANY = 100_000
+
+# one statement: run i started i seconds after 2024-01-01, every 10th failed
+BULK = {
+    'sqlite': """
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+INSERT INTO runs (id, entrypoint, params, status, started_at, ended_at, host, pid)
+SELECT printf('run-%06d', i), 'bulk:Action', '{}',
+       CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'succeeded' END,
+       strftime('%Y-%m-%dT%H:%M:%S+00:00', '2024-01-01', '+' || i || ' seconds'),
+       strftime('%Y-%m-%dT%H:%M:%S+00:00', '2024-01-01', '+' || (i + 1) || ' seconds'),
+       'bulk-host', 1
+FROM n
+""",
+    'postgresql': """
+INSERT INTO runs (id, entrypoint, params, status, started_at, ended_at, host, pid)
+SELECT 'run-' || lpad(i::text, 6, '0'), 'bulk:Action', '{}',
+       CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'succeeded' END,
+       to_char(timestamp '2024-01-01' + i * interval '1 second', 'YYYY-MM-DD"T"HH24:MI:SS')
+           || '+00:00',
+       to_char(timestamp '2024-01-01' + (i + 1) * interval '1 second', 'YYYY-MM-DD"T"HH24:MI:SS')
+           || '+00:00',
+       'bulk-host', 1
+FROM generate_series(1, ?) AS i
+""",
+}
 
 TARGET_MS = 200.0
 TARGET_DELAY_S = 1.0
@@ -86,7 +111,7 @@ def list_times(label: str, database: str, samples: int) -> None:
     journal = Journal(database)
     db = journal.db
     with journal.transaction():
-        db.execute(_BULK[db.dialect], (MANY,))
+        db.execute(BULK[db.dialect], (MANY,))
     if db.dialect == 'postgresql':
         db.execute('ANALYZE runs')
     journal.close()
