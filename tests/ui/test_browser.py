@@ -87,10 +87,10 @@ def test_a_running_run_moves_on_its_page_and_shows_how_it_ended(
         chromium_page.evaluate("window.samePage = 'yes'")  # gone if the page reloads
         start = percent(chromium_page)
         chromium_page.wait_for_function(
-            f"+document.getElementById('progress')?.dataset.percent > {start} + 10"
+            f"() => +document.getElementById('progress')?.dataset.percent > {start} + 10"
         )
         chromium_page.wait_for_function(
-            "document.getElementById('log')?.textContent.includes('uploaded')"
+            "() => document.getElementById('log')?.textContent.includes('uploaded')"
         )
         assert chromium_page.evaluate('window.samePage') == 'yes'  # moved without a reload
         assert chromium_page.locator('button.cancel').count() == 1
@@ -99,7 +99,7 @@ def test_a_running_run_moves_on_its_page_and_shows_how_it_ended(
         if process.poll() is None:
             process.kill()
     chromium_page.wait_for_function(
-        "document.querySelector('#status .badge')?.textContent === 'succeeded'"
+        "() => document.querySelector('#status .badge')?.textContent === 'succeeded'"
     )
     chromium_page.wait_for_load_state()
     chromium_page.wait_for_selector('main[data-live="0"]')  # reloaded: the whole record
@@ -128,9 +128,11 @@ def test_resume_a_crashed_run_from_its_page(
     chromium_page.wait_for_selector('main[data-live="1"]')  # the resume is running
     assert 'synapse runs resume' in chromium_page.inner_text('#job')
     chromium_page.wait_for_function(
-        "document.querySelector('#status .badge')?.textContent === 'running'"
+        "() => document.querySelector('#status .badge')?.textContent === 'running'"
     )
-    chromium_page.wait_for_function("+document.getElementById('progress')?.dataset.percent > 40")
+    chromium_page.wait_for_function(
+        "() => +document.getElementById('progress')?.dataset.percent > 40"
+    )
     chromium_page.wait_for_selector('main[data-live="0"]', timeout=60_000)
     assert chromium_page.inner_text(STATUS) == 'succeeded'
     assert 'done' in chromium_page.inner_text('#job')
@@ -149,7 +151,7 @@ def test_a_button_whose_command_refuses_shows_its_error_line(
     chromium_page.goto(f'{ui.url}/runs/{run_id}')
     chromium_page.click('button.resume')  # a secret param: the CLI needs it given again
     chromium_page.wait_for_function(
-        "document.getElementById('job')?.textContent.includes('exit code 2')"
+        "() => document.getElementById('job')?.textContent.includes('exit code 2')"
     )
     chromium_page.wait_for_selector('main[data-live="0"]')
     job = chromium_page.inner_text('#job')
@@ -174,7 +176,8 @@ def test_roll_back_a_finished_run_after_confirming(
     chromium_page.click('button.danger')
     chromium_page.wait_for_url(f'**/runs/{run_id}')
     chromium_page.wait_for_function(
-        "document.querySelector('#status .badge')?.textContent === 'rolled_back'", timeout=60_000
+        "() => document.querySelector('#status .badge')?.textContent === 'rolled_back'",
+        timeout=60_000,
     )
     chromium_page.wait_for_selector('main[data-live="0"]')
     assert chromium_page.inner_text(STATUS) == 'rolled_back'
@@ -195,7 +198,9 @@ def test_cancel_a_running_run_from_its_page(
     try:
         run_id = new_run(home, set())
         chromium_page.goto(f'{ui.url}/runs/{run_id}')
-        chromium_page.wait_for_function("+document.getElementById('progress')?.dataset.percent > 5")
+        chromium_page.wait_for_function(
+            "() => +document.getElementById('progress')?.dataset.percent > 5"
+        )
         chromium_page.click('button.cancel')
         chromium_page.wait_for_selector('main[data-live="0"]', timeout=60_000)
         process.wait(timeout=60)

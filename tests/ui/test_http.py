@@ -190,6 +190,21 @@ def test_a_taken_port_is_one_line(ui: UiServer, home: Path) -> None:
     assert line.startswith(f'error: cannot listen on 127.0.0.1:{port}') and '--port' in line
 
 
+def test_pages_come_with_headers_that_keep_them_to_themselves(ui: UiServer) -> None:
+    page = ui.get('/')
+    policy = page.headers['content-security-policy']
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers['x-frame-options'] == 'DENY'
+    assert page.headers['referrer-policy'] == 'no-referrer'  # a ?token= never leaves in one
+    assert float(page.headers['server-timing'].split('dur=')[1]) > 0
+
+
+def test_a_name_rebound_to_loopback_gets_nothing(ui: UiServer) -> None:
+    """DNS rebinding: a page of evil.example whose name now points at 127.0.0.1."""
+    assert ui.get('/', {'Host': 'evil.example:8265'}).status == 400
+    assert ui.get('/', {'Host': 'localhost'}).status == 200
+
+
 def test_request_helper_reports_a_server_that_is_gone() -> None:
     with pytest.raises(OSError):
         request('http://127.0.0.1:9/')  # the discard port: nothing listens

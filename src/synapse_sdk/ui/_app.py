@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -23,7 +24,7 @@ from synapse_sdk.journal import Journal, JournalError, UnknownRunError
 
 from ._actions import Jobs
 from ._html import error_page, run_link
-from ._listing import BadQuery, fetch, parse_query, render_list
+from ._listing import fetch, parse_query, render_list
 from ._live import Progress, read_lines, state
 from ._run_page import render_confirm, render_run
 from ._security import (
@@ -55,9 +56,18 @@ class Journals:
         return journal
 
 
-def create_app(database: str | os.PathLike[str] | None = None, token: str | None = None) -> Any:
+LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '::1', '[::1]']
+
+
+def create_app(
+    database: str | os.PathLike[str] | None = None,
+    token: str | None = None,
+    hosts: list[str] | None = None,
+) -> Any:
     """The Starlette application serving the journal at ``database`` (default: the one
-    ``Journal()`` opens); with ``token``, every request must carry it."""
+    ``Journal()`` opens); with ``token``, every request must carry it. ``hosts``: the
+    names a request may address the server by (default: loopback ones), so that a web
+    page whose name was rebound to 127.0.0.1 (DNS rebinding) gets nothing."""
     app = Starlette(
         routes=[
             Route('/', runs_list),
@@ -68,7 +78,11 @@ def create_app(database: str | os.PathLike[str] | None = None, token: str | None
             Route('/runs/{run_id}/{verb}', run_action, methods=['POST']),
             Mount('/static', StaticFiles(directory=STATIC), name='static'),
         ],
-        middleware=[Middleware(ServerTiming), Middleware(TokenMiddleware, token=token)],
+        middleware=[
+            Middleware(ServerTiming),
+            Middleware(TrustedHostMiddleware, allowed_hosts=hosts or LOOPBACK_NAMES),
+            Middleware(TokenMiddleware, token=token),
+        ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     app.state.journals = Journals(database)
@@ -76,9 +90,23 @@ def create_app(database: str | os.PathLike[str] | None = None, token: str | None
     return app
 
 
+HEADERS = [
+    # the page's own script and stylesheet only (the report's parts style a few elements
+    # inline); never in a frame; no Referer, so a ?token= never leaves in one
+    (
+        b'content-security-policy',
+        b"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+        b" frame-ancestors 'none'; form-action 'self'",
+    ),
+    (b'x-frame-options', b'DENY'),
+    (b'x-content-type-options', b'nosniff'),
+    (b'referrer-policy', b'no-referrer'),
+]
+
+
 class ServerTiming:
     """Says in a ``Server-Timing`` header how long the server took to start answering (a
-    browser's developer tools show it; docs/benchmarks.md reads it)."""
+    browser's developer tools show it; docs/benchmarks.md reads it); adds ``HEADERS``."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -94,7 +122,7 @@ class ServerTiming:
                 took = f'app;dur={(time.perf_counter() - start) * 1000:.2f}'.encode()
                 message = {
                     **message,
-                    'headers': [*message.get('headers', []), (b'server-timing', took)],
+                    'headers': [*message.get('headers', []), *HEADERS, (b'server-timing', took)],
                 }
             await send(message)
 
@@ -168,7 +196,7 @@ def runs_list(request: Request) -> Response:
         wanted = parse_query(request.query_params)
         journal = _journal(request)
         page, total = fetch(journal, wanted)
-    except BadQuery as error:
+    except ValueError as error:  # a parameter the list cannot take
         raise HTTPException(422, str(error)) from error
     except JournalError as error:  # a cursor this journal never made
         raise HTTPException(422, str(error)) from error
@@ -181,7 +209,7 @@ def run_page(request: Request) -> Response:
     if isinstance(run_id, RedirectResponse):
         return run_id
     view = observe.load_run(_journal(request), run_id)
-    lines, offset = read_lines(view.log_path, 0)
+    lines, offset = read_lines(view.log_path, 0, None)
     job = request.app.state.jobs.latest(run_id)
     return _html(request, render_run, view, lines, offset, job)
 
@@ -193,7 +221,7 @@ def run_state(request: Request) -> Response:
         return run_id
     journal = _journal(request)
     record, steps = journal.get_run(run_id), journal.steps(run_id)
-    lines, _ = read_lines(observe.log_path(run_id), 0)
+    lines, _ = read_lines(observe.log_path(run_id), 0, None)
     progress = Progress()
     progress.read(lines)
     return JSONResponse(state(record, steps, progress, request.app.state.jobs.latest(run_id)))

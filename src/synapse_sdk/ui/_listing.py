@@ -16,10 +16,6 @@ MAX_LIMIT = 500
 MAX_TEXT = 200
 
 
-class BadQuery(ValueError):
-    """A query parameter the runs list cannot take: a 422 page that names it."""
-
-
 @dataclass(frozen=True)
 class ListQuery:
     status: str | None = None
@@ -40,16 +36,19 @@ class ListQuery:
 
 
 def parse_query(params: Mapping[str, str]) -> ListQuery:
-    """The list's query parameters, checked; ``BadQuery`` names the one at fault."""
+    """The list's query parameters, checked: a ``ValueError`` (a 422 page) names the one at
+    fault."""
     text = {k: params.get(k, '').strip() for k in params}
     for name, value in text.items():
         if len(value) > MAX_TEXT:
-            raise BadQuery(f'{name}: longer than {MAX_TEXT} characters')
+            raise ValueError(f'{name}: longer than {MAX_TEXT} characters')
     status = text.get('status') or None
     if status is not None and status not in RUN_STATUSES:
-        raise BadQuery(f'status: {status!r} is not a run status; one of {", ".join(RUN_STATUSES)}')
+        raise ValueError(
+            f'status: {status!r} is not a run status; one of {", ".join(RUN_STATUSES)}'
+        )
     if text.get('before') and text.get('after'):
-        raise BadQuery('give before or after (a page cursor), not both')
+        raise ValueError('give before or after (a page cursor), not both')
     return ListQuery(
         status=status,
         plugin=text.get('plugin') or None,
@@ -70,7 +69,7 @@ def _moment(value: str | None, name: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise BadQuery(f'{name}: {value!r} is not a date or time (2026-12-07T09:30)') from None
+        raise ValueError(f'{name}: {value!r} is not a date or time (2026-12-07T09:30)') from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
@@ -80,9 +79,9 @@ def _limit(value: str | None) -> int:
     try:
         limit = int(value)
     except ValueError:
-        raise BadQuery(f'limit: {value!r} is not a whole number') from None
+        raise ValueError(f'limit: {value!r} is not a whole number') from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise BadQuery(f'limit: {limit} is not between 1 and {MAX_LIMIT}')
+        raise ValueError(f'limit: {limit} is not between 1 and {MAX_LIMIT}')
     return limit
 
 

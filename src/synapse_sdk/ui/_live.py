@@ -22,13 +22,15 @@ OVERALL = 'overall'  # the runtime's category for the run's own progress
 MAX_CHUNK = 1 << 20  # at most this much of the log per read
 
 
-def read_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """The complete lines of the log from byte ``offset`` on, and the offset after them
-    (a line still being written waits for its end)."""
+def read_lines(
+    path: Path, offset: int, most: int | None = MAX_CHUNK
+) -> tuple[list[dict[str, Any]], int]:
+    """The complete lines of the log from byte ``offset`` on (at most ``most`` bytes of
+    them; None: all), and the offset after them (a line being written waits for its end)."""
     try:
         with path.open('rb') as handle:
             handle.seek(offset)
-            chunk = handle.read(MAX_CHUNK)
+            chunk = handle.read(-1 if most is None else most)
     except FileNotFoundError:
         return [], offset
     end = chunk.rfind(b'\n')

@@ -10,7 +10,7 @@ from typing import Any
 import uvicorn
 
 from ._app import create_app
-from ._security import access_token
+from ._security import access_token, is_loopback
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -37,7 +37,8 @@ def server(
     """A uvicorn server for ``sock`` (``.run(sockets=[sock])`` serves until stopped;
     ``should_exit = True`` stops it)."""
     host, port = sock.getsockname()[:2]
-    app: Any = create_app(database, token)
+    hosts = None if is_loopback(host) else ['*']  # elsewhere the token guards it
+    app: Any = create_app(database, token, hosts)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
     return uvicorn.Server(config)
 
