@@ -18,7 +18,7 @@ from tests.journal.conftest import (
 from synapse_sdk import execution
 from synapse_sdk.journal import Journal
 
-from .conftest import UiServer, new_run, start_upload, upload, wait_for
+from .conftest import UiServer, new_run, start_upload, upload
 from .test_list import fill
 
 if TYPE_CHECKING:
@@ -193,21 +193,27 @@ def test_cancel_a_running_run_from_its_page(
     ui: UiServer, home: Path, plugin_dir: Path, tmp_path: Path, chromium_page: Page
 ) -> None:
     make_files(tmp_path / 'src', 20, seed=6)
-    before = storage_snapshot(home) if (home / 'storage').exists() else None
+    upload(home, plugin_dir, tmp_path / 'src')  # another run's files stay
+    before = storage_snapshot(home)
+    runs = set(journal_run_ids(home))
     process = start_upload(home, plugin_dir, tmp_path / 'src', 0.3)
     try:
-        run_id = new_run(home, set())
+        run_id = new_run(home, runs)
         chromium_page.goto(f'{ui.url}/runs/{run_id}')
         chromium_page.wait_for_function(
-            "() => +document.getElementById('progress')?.dataset.percent > 5"
+            "() => +document.getElementById('progress')?.dataset.percent > 20"
         )
+        assert storage_snapshot(home) != before  # it stored some already
         chromium_page.click('button.cancel')
-        chromium_page.wait_for_selector('main[data-live="0"]', timeout=60_000)
-        process.wait(timeout=60)
+        chromium_page.wait_for_url(f'**/runs/{run_id}')
+        assert 'synapse runs cancel' in chromium_page.inner_text('#job')
+        chromium_page.wait_for_selector('main[data-live="0"]', timeout=60_000)  # it ended
+        assert process.wait(timeout=60) == 130  # as if Ctrl-C had stopped it
     finally:
         if process.poll() is None:
             process.kill()
-    assert chromium_page.inner_text(STATUS) in ('cancelled', 'rolled_back')
-    assert wait_for(lambda: stored(home) == [], what='the uploads undone') is not None or True
-    if before is not None:
-        assert storage_snapshot(home) == before
+    assert chromium_page.inner_text(STATUS) == 'cancelled'
+    assert peek_run(home / 'runs.db', run_id)['status'] == 'cancelled'
+    assert chromium_page.locator('button.cancel').count() == 0
+    assert 'rolled back' in chromium_page.inner_text('#rollback')
+    assert storage_snapshot(home) == before  # every file it stored is gone again
