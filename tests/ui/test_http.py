@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tests.journal.conftest import make_files, peek_run, subprocess_env
+from tests.journal.conftest import journal_run_ids, make_files, peek_run, subprocess_env
 
 from synapse_sdk.ui import TOKEN_VARIABLE, access_token, is_loopback
 
-from .conftest import SYNAPSE, UiServer, request, start_ui, stop, upload
+from .conftest import SYNAPSE, UiServer, request, start_ui, start_upload, stop, upload, wait_for
 
 TOKEN = 's3cret-token-for-tests'
 
@@ -208,3 +209,57 @@ def test_a_name_rebound_to_loopback_gets_nothing(ui: UiServer) -> None:
 def test_request_helper_reports_a_server_that_is_gone() -> None:
     with pytest.raises(OSError):
         request('http://127.0.0.1:9/')  # the discard port: nothing listens
+
+
+def test_a_journal_it_cannot_open_is_one_line(home: Path) -> None:
+    home.mkdir(parents=True)
+    (home / 'runs.db').write_bytes(b'this is not a database' * 100)
+    done = subprocess.run(
+        [*SYNAPSE, 'ui', '--port', '0'],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(home),
+        timeout=60,
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith('error: ') and 'runs.db is not an SQLite database' in line
+    unreachable = subprocess.run(
+        [*SYNAPSE, 'ui', '--port', '0', '--database', 'postgresql://nobody:pw@127.0.0.1:9/none'],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(home),
+        timeout=60,
+    )
+    assert unreachable.returncode == 2
+    [line] = unreachable.stderr.strip().splitlines()
+    assert line.startswith('error: ') and 'pw' not in line.replace('postgresql', '')
+
+
+def test_one_command_at_a_time_per_run(
+    ui: UiServer, home: Path, plugin_dir: Path, tmp_path: Path
+) -> None:
+    make_files(tmp_path / 'src', 8, seed=8)
+    process = start_upload(home, plugin_dir, tmp_path / 'src', 0.4, UI_CRASH_AFTER='2')
+    process.communicate(timeout=60)
+    (run_id,) = journal_run_ids(home)
+    page = ui.get(f'/runs/{run_id}')
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    cookie = {'Cookie': f'synapse_ui_csrf={csrf}'}
+    started = ui.post(f'/runs/{run_id}/resume', f'csrf={csrf}', cookie)
+    assert started.status == 303 and started.headers['location'] == f'/runs/{run_id}'
+    again = ui.post(f'/runs/{run_id}/rollback', f'csrf={csrf}&confirm=yes', cookie)
+    assert_error_page(again, 409, f'synapse runs resume {run_id}` is still at work')
+    state = wait_for(
+        lambda: (
+            (s := json.loads(ui.get(f'/runs/{run_id}/state').text))['job']['running'] is False and s
+        ),
+        timeout=60,
+        what='the resume to end',
+    )
+    assert state['status'] == 'succeeded' and state['job']['exit_code'] == 0
+    assert state['progress'] == 100 and [s['status'] for s in state['steps']] == [
+        'reused',  # prepare, from the first attempt
+        'succeeded',
+        'succeeded',
+    ]
