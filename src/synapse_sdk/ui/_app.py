@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -228,7 +229,7 @@ def run_state(request: Request) -> Response:
 
 
 async def run_stream(request: Request) -> Response:
-    run_id = _resolve(request)
+    run_id = await run_in_threadpool(_resolve, request)  # the journal: off the event loop
     if isinstance(run_id, RedirectResponse):
         return run_id
     return run_events(request, _journal, run_id)
@@ -250,14 +251,15 @@ async def run_action(request: Request) -> Response:
     if not same(fields.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE) or '\0'):
         detail = "the form did not carry this session's CSRF token; reload the page and try again"
         raise HTTPException(403, detail)
-    run_id = _resolve(request)
+    run_id = await run_in_threadpool(_resolve, request)
     if isinstance(run_id, RedirectResponse):
         return run_id
     link = run_link(run_id)
     if verb == 'rollback' and fields.get('confirm') != 'yes':
         return RedirectResponse(f'{link}/rollback', status_code=303)
+    finished = fields.get('finished') == '1'
     try:
-        request.app.state.jobs.start(run_id, verb, finished=fields.get('finished') == '1')
+        await run_in_threadpool(request.app.state.jobs.start, run_id, verb, finished=finished)
     except RuntimeError as error:
         raise HTTPException(409, str(error)) from error
     return RedirectResponse(link, status_code=303)
