@@ -56,6 +56,8 @@ def test_a_finished_run_has_its_page(
     events = ui.get(f'/runs/{run_id}/events?offset={offset}')  # ended: its state, the end
     assert events.headers['content-type'].startswith('text/event-stream')
     assert re.findall(r'^event: (\w+)$', events.text, re.M) == ['sections', 'state', 'end']
+    resumed = ui.get(f'/runs/{run_id}/events', {'Last-Event-ID': offset})  # a reconnect
+    assert re.findall(r'^event: (\w+)$', resumed.text, re.M) == ['sections', 'state', 'end']
     everything = ui.get(f'/runs/{run_id}/events')  # from the log's start: its lines first
     assert re.findall(r'^event: (\w+)$', everything.text, re.M)[0] == 'log'
     assert 'run succeeded' in everything.text
