@@ -113,6 +113,29 @@ def test_a_running_run_moves_on_its_page_and_shows_how_it_ended(
     assert problems == []
 
 
+def test_the_list_follows_a_running_run(
+    ui: UiServer, home: Path, plugin_dir: Path, tmp_path: Path, chromium_page: Page
+) -> None:
+    make_files(tmp_path / 'src', 8, seed=9)
+    process = start_upload(home, plugin_dir, tmp_path / 'src', 0.3)
+    try:
+        run_id = new_run(home, set())
+        chromium_page.goto(ui.url + '/')
+        assert chromium_page.get_attribute('main', 'data-refresh') == '1'
+        chromium_page.evaluate("window.samePage = 'yes'")
+        row = f'tr[data-run="{run_id}"] .badge'
+        assert chromium_page.inner_text(row) == 'running'
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    chromium_page.wait_for_function(
+        f"() => document.querySelector('{row}')?.textContent === 'succeeded'"
+    )
+    assert chromium_page.evaluate('window.samePage') == 'yes'  # the table, not the page
+    assert '100%' in chromium_page.inner_text(f'tr[data-run="{run_id}"]')
+
+
 def test_resume_a_crashed_run_from_its_page(
     ui: UiServer, home: Path, plugin_dir: Path, tmp_path: Path, chromium_page: Page
 ) -> None:

@@ -120,7 +120,8 @@ def render_list(wanted: ListQuery, page: RunPage, total: int, where: str) -> str
         f'<p class="where">journal: {escape(where)}</p>'
         f'{_filter_form(wanted)}{table}{_pager(wanted, page)}'
     )
-    return layout('synapse runs', body)
+    refresh = ' data-refresh="1"' if any(r.active for r in page.runs) else ''
+    return layout('synapse runs', body, live=refresh)
 
 
 def _row(r: RunRecord) -> str:

@@ -1,6 +1,20 @@
 // synapse ui: a running run's page follows the run (server-sent events); nothing else.
 'use strict';
 (function () {
+  // the runs list, while some run on it is running: its table again every 2 s
+  const list = document.querySelector('main[data-refresh]');
+  if (!list) return;
+  const timer = window.setInterval(async function () {
+    const answer = await fetch(window.location.href, {credentials: 'same-origin'});
+    if (!answer.ok) return;
+    const fresh = new DOMParser().parseFromString(await answer.text(), 'text/html');
+    const table = fresh.querySelector('table.runs');
+    const old = document.querySelector('table.runs');
+    if (table && old) old.replaceWith(table);
+    if (!fresh.querySelector('main[data-refresh]')) window.clearInterval(timer);
+  }, 2000);
+})();
+(function () {
   const main = document.querySelector('main[data-run]');
   if (!main || main.dataset.live !== '1') return;
   const run = main.dataset.run;
