@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,17 @@ from tests.journal.conftest import journal_run_ids, make_files, peek_run, subpro
 
 from synapse_sdk.ui import TOKEN_VARIABLE, access_token, is_loopback
 
-from .conftest import SYNAPSE, UiServer, request, start_ui, start_upload, stop, upload, wait_for
+from .conftest import (
+    SYNAPSE,
+    UiServer,
+    new_run,
+    request,
+    start_ui,
+    start_upload,
+    stop,
+    upload,
+    wait_for,
+)
 
 TOKEN = 's3cret-token-for-tests'
 
@@ -265,3 +278,25 @@ def test_one_command_at_a_time_per_run(
         'succeeded',
         'succeeded',
     ]
+
+
+def test_ctrl_c_stops_at_once_with_a_page_following_a_run(
+    home: Path, plugin_dir: Path, tmp_path: Path, journal_database: str
+) -> None:
+    make_files(tmp_path / 'src', 6, seed=10)
+    server = start_ui(home)
+    process = start_upload(home, plugin_dir, tmp_path / 'src', 1.0)
+    try:
+        run_id = new_run(home, set())
+        stream = urllib.request.urlopen(f'{server.url}/runs/{run_id}/events', timeout=30)
+        assert stream.readline().startswith(b'id: ')  # it is streaming
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(timeout=10) in (0, 130)  # uvicorn re-raises SIGINT: 130
+        assert time.monotonic() - started < 2.5  # the stream ended, nothing was cut off
+        assert 'Traceback' not in server.process.stderr.read()
+        stream.close()
+    finally:
+        stop(server)
+        process.kill()
+        process.wait()

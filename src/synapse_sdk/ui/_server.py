@@ -39,8 +39,17 @@ def server(
     host, port = sock.getsockname()[:2]
     hosts = None if is_loopback(host) else ['*']  # elsewhere the token guards it
     app: Any = create_app(database, token, hosts)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
-    return uvicorn.Server(config)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=3,  # a page's open stream does not hold Ctrl-C up
+    )
+    served = uvicorn.Server(config)
+    app.state.server = served  # its streams end when it stops (see _stream)
+    return served
 
 
 def serve(

@@ -88,9 +88,11 @@ def run_events(
         raise HTTPException(422, f'offset: {given!r} is not a log position (a whole number)')
     watch = Watch(run_id, int(given), request.app.state.jobs)
 
+    served = getattr(request.app.state, 'server', None)  # uvicorn's, when serve() made it
+
     async def events() -> AsyncIterator[str]:
         quiet_since = time.monotonic()
-        while True:
+        while served is None or not served.should_exit:  # Ctrl-C: end, the page reconnects
             sent, ended = await run_in_threadpool(lambda: watch.poll(journal_of(request)))
             for item in sent:
                 yield item
