@@ -119,3 +119,20 @@ def test_ui_latency_times_the_list_and_finds_the_delays(
     seen = [[10, start + 1.3], [40, start + 2.25]]
     assert [round(d, 2) for d in module.delays(log, seen, start)] == [0.3, 0.25]
     assert module.delays(log, seen, start + 1.5) == [pytest.approx(0.25)]  # after opening
+
+
+def test_object_storage_runs_the_sdk_and_raw_obstore_against_moto(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.services._common import require_module
+
+    require_module('obstore', 'obstore')
+    require_module('moto.server', 'moto[server]')
+    module = importlib.import_module('object_storage')
+    argv = ['--small', '12', '--large', '1', '--large-mib', '9', '--latency-files', '5']
+    assert module.main(argv) == 0
+    out = capsys.readouterr().out
+    assert '12 x 4 KiB, concurrency 16:' in out
+    assert '5 x 4 KiB with 20 ms added per request' in out
+    assert '1 x 9 MiB, one after another:' in out
+    assert out.count('MET') >= 5  # a verdict for each target (MET or NOT MET)

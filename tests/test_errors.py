@@ -35,6 +35,9 @@ TREE: dict[str, tuple[str, type[BaseException], ErrorKind]] = {
     'SourceFileError': ('ClientError', FileNotFoundError, FAILED),
     'StorageIntegrityError': ('ClientError', Exception, FAILED),
     'StorageIndexError': ('ClientError', Exception, BAD_INPUT),  # the file is at fault
+    'StorageConfigError': ('ClientError', ValueError, BAD_INPUT),
+    'StorageAccessError': ('ClientError', Exception, BAD_INPUT),  # retrying cannot help
+    'StorageUnavailableError': ('ClientError', ConnectionError, FAILED),  # retry later
     'RecoveryFailed': ('SynapseError', RuntimeError, FAILED),
     'RayUnavailableError': ('SynapseError', ConnectionError, FAILED),
     'ActionError': ('SynapseError', Exception, BAD_INPUT),

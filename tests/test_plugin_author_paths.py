@@ -143,18 +143,18 @@ def test_an_upload_interrupted_mid_copy_leaves_nothing_behind(
 ) -> None:
     """Ctrl-C (or a step timeout's forced stop) while the blob is being written: no temp
     file, no blob, no row."""
-    import synapse_sdk.clients._local as local
+    import synapse_sdk.clients._files as files
 
     source = tmp_path / 'a.bin'
     source.write_bytes(b'z' * 1000)
     client = LocalBackendClient(tmp_path / 'storage')
     client.list_files()  # the root exists
 
-    def interrupted_copy(src: Any, out: Any, *, source: str | None = None) -> tuple[int, str]:
+    def interrupted_copy(src: Any, out: Any) -> None:
         out.write(src.read(100))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(local, '_copy', interrupted_copy)
+    monkeypatch.setattr(files, '_copy', interrupted_copy)
     with pytest.raises(KeyboardInterrupt):
         client.upload_file(source)
     monkeypatch.undo()

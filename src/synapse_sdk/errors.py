@@ -16,7 +16,10 @@ Each also keeps the built-in base its callers rely on (the spec's
     │   ├── FileNotFoundInStorageError           KeyError           no file with that id
     │   ├── SourceFileError                      FileNotFoundError  a file to upload is unusable
     │   ├── StorageIntegrityError                                   a blob is missing or damaged
-    │   └── StorageIndexError          bad input                    its index file is unusable
+    │   ├── StorageIndexError          bad input                    its index file is unusable
+    │   ├── StorageConfigError         bad input ValueError         a storage URL it cannot use
+    │   ├── StorageAccessError         bad input                    no such bucket, access denied
+    │   └── StorageUnavailableError    failed    ConnectionError    unreachable after retries
     ├── RecoveryFailed                 failed    RuntimeError       rollback/resume of a run failed
     ├── RayUnavailableError            failed    ConnectionError    Ray cannot be started or reached
     ├── ActionError                    bad input                    before any step ran:
@@ -66,8 +69,11 @@ if TYPE_CHECKING:
         ClientError,
         FileNotFoundInStorageError,
         SourceFileError,
+        StorageAccessError,
+        StorageConfigError,
         StorageIndexError,
         StorageIntegrityError,
+        StorageUnavailableError,
     )
     from synapse_sdk.execution._errors import RayUnavailableError
     from synapse_sdk.execution._recovery import RecoveryError, RecoveryFailed
@@ -92,8 +98,11 @@ _LAZY = {
     'ClientError': 'synapse_sdk.clients._errors',
     'FileNotFoundInStorageError': 'synapse_sdk.clients._errors',
     'SourceFileError': 'synapse_sdk.clients._errors',
+    'StorageAccessError': 'synapse_sdk.clients._errors',
+    'StorageConfigError': 'synapse_sdk.clients._errors',
     'StorageIndexError': 'synapse_sdk.clients._errors',
     'StorageIntegrityError': 'synapse_sdk.clients._errors',
+    'StorageUnavailableError': 'synapse_sdk.clients._errors',
     'RecoveryError': 'synapse_sdk.execution._recovery',
     'RecoveryFailed': 'synapse_sdk.execution._recovery',
     'JournalDamagedError': 'synapse_sdk.journal._errors',
@@ -135,8 +144,11 @@ __all__ = [
     'StepExecutionError',
     'StepInterrupted',
     'StepTimeoutError',
+    'StorageAccessError',
+    'StorageConfigError',
     'StorageIndexError',
     'StorageIntegrityError',
+    'StorageUnavailableError',
     'SynapseError',
     'UnknownRunError',
     'UnreadableTextError',

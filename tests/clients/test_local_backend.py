@@ -25,6 +25,7 @@ from synapse_sdk.clients import (
     LocalBackendClient,
     SourceFileError,
     StorageIntegrityError,
+    stored_name,
 )
 from synapse_sdk.testing import FakeBackend
 
@@ -293,8 +294,8 @@ def test_a_non_utf8_name_is_stored_and_downloaded_with_its_bad_bytes_escaped(
     file_id = client.upload_file(source)
     assert client.get_file(file_id)['name'] == 'caf\\xe9.txt'
     assert [f['name'] for f in client.list_files()] == ['caf\\xe9.txt']
-    assert local_module.stored_name(source) == 'caf\\xe9.txt'
-    assert local_module.stored_name(str(tmp_path / 'ünïcødé.txt')) == 'ünïcødé.txt'
+    assert stored_name(source) == 'caf\\xe9.txt'
+    assert stored_name(str(tmp_path / 'ünïcødé.txt')) == 'ünïcødé.txt'
     out = tmp_path / 'out'
     out.mkdir()
     # Into a directory: under the stored name, backslash and all, not split on it.
@@ -374,7 +375,7 @@ def test_upload_unreadable_source(
     # chmod 000 does not stop root (CI runs as root), so refuse the open itself.
     import builtins
 
-    import synapse_sdk.clients._local as local
+    import synapse_sdk.clients._storage as storage
 
     src = make_file(tmp_path, 'secret', b'x')
     real_open = builtins.open
@@ -384,7 +385,7 @@ def test_upload_unreadable_source(
             raise PermissionError(13, 'Permission denied', str(src))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(local, 'open', refusing_open, raising=False)
+    monkeypatch.setattr(storage, 'open', refusing_open, raising=False)
     with pytest.raises(SourceFileError) as excinfo:
         client.upload_file(src)
     assert str(src) in str(excinfo.value)

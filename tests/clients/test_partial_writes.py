@@ -21,16 +21,16 @@ from pathlib import Path
 
 import pytest
 
-import synapse_sdk.clients._local as local_module
+import synapse_sdk.clients._files as files_module
 from synapse_sdk.clients import LocalBackendClient, PartialWrites
 
-SRC_DIR = Path(local_module.__file__).resolve().parents[2]
+SRC_DIR = Path(files_module.__file__).resolve().parents[2]
 
 # The child unpickles a client from stdin and does one operation, killing itself
 # (SIGKILL) at the named moment: a crash there, not a simulated one.
 CHILD = """\
 import os, pickle, signal, sys
-import synapse_sdk.clients._local as local
+import synapse_sdk.clients._files as files
 
 where, op, arg = sys.argv[1], sys.argv[2], sys.argv[3]
 client = pickle.loads(sys.stdin.buffer.read())
@@ -39,19 +39,18 @@ def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 if where == 'writing':  # the temp file exists, half written
-    real_copy = local._copy
-    def _copy(src, out, source=None):
-        out.write(src.read(3)); out.flush(); die()
-    local._copy = _copy
+    def _copy(source, out):
+        out.write(source.read(3)); out.flush(); die()
+    files._copy = _copy
 elif where == 'renamed':  # the blob is in place, no row refers to it yet
-    local._fsync_dir = die
+    files._fsync_dir = die
 elif where == 'unlinking':  # the row is deleted, the blob not yet
-    real_unlink = local.Path.unlink
+    real_unlink = files.Path.unlink
     def unlink(self, missing_ok=False):
         if self.parent.name == 'blobs':
             die()
         return real_unlink(self, missing_ok=missing_ok)
-    local.Path.unlink = unlink
+    files.Path.unlink = unlink
 if op == 'upload':
     client.upload_file(arg, key='k')
 else:
@@ -115,7 +114,7 @@ def client(root: Path, tmp_path: Path) -> LocalBackendClient:
 
 @pytest.mark.parametrize(
     ('where', 'left'),
-    [('writing', r'\.upload-[0-9a-f]{32}\.tmp'), ('renamed', r'blobs/[0-9a-f]{32}')],
+    [('writing', r'blobs/\.upload-[0-9a-f]{32}\.tmp'), ('renamed', r'blobs/[0-9a-f]{32}')],
 )
 def test_a_killed_upload_leaves_what_discard_partial_removes(
     client: LocalBackendClient, root: Path, source: Path, where: str, left: str
@@ -195,3 +194,29 @@ def test_discarding_on_a_storage_never_used_creates_nothing(tmp_path: Path) -> N
     client = LocalBackendClient(tmp_path / 'never').for_run('run-a')
     assert client.discard_partial('run-a') == []
     assert not (tmp_path / 'never').exists()
+
+
+def test_a_batch_announces_ahead_and_takes_back_what_it_did_not_use(
+    client: LocalBackendClient, root: Path, tmp_path: Path
+) -> None:
+    """``upload_files`` announces the blobs of the next uploads in one commit; those a
+    file stored before did not need, and those never reached, are taken back."""
+    sources = []
+    for i in range(70):
+        path = tmp_path / f'f{i:02d}.bin'
+        path.write_bytes(os.urandom(100 + i))
+        sources.append(path)
+    bound = client.for_run('run-a')
+    keys = [f'k{i}' for i in range(70)]
+    first = bound.upload_files(sources[:5], keys=keys[:5])
+    ids = bound.upload_files(sources, keys=keys, concurrency=4)  # 5 stored already
+    assert ids[:5] == first and len(set(ids)) == 70
+    stored = snapshot(root)
+    assert stored['index.db:partial'] == '[]'
+    assert len([name for name in stored if name.startswith('blobs/')]) == 71  # + unrelated
+
+    sources[3] = tmp_path / 'missing.bin'  # the batch stops there: the rest never starts
+    with pytest.raises(FileNotFoundError):
+        bound.upload_files(sources, keys=[f'again{i}' for i in range(70)], concurrency=1)
+    assert bound.discard_partial('run-a') == []  # what it announced and never wrote
+    assert snapshot(root)['index.db:partial'] == '[]'

@@ -35,6 +35,7 @@ import sqlite3
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,46 +255,66 @@ def run_trial(trial: Trial, workdir: Path) -> None:
 def test_sigkill_anywhere_then_rollback_or_resume_is_exact(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     full = calibrate(tmp_path / 'calibration')
+    trials = draw_trials(rng, full, TRIALS, FILES)
+    run_trials(
+        trials,
+        lambda trial: run_trial(trial, tmp_path / f'trial{trial.number:02d}'),
+        rng,
+        _missing_coverage,
+        MAX_EXTRA_TRIALS,
+    )
 
-    recoveries = ['rollback', 'resume'] * (TRIALS // 2)
+
+def draw_trials(rng: random.Random, full: float, count: int, files: int) -> list[Trial]:
+    """``count`` kill points drawn by ``rng`` (a run takes ``full`` seconds, uploads
+    ``files`` files), half of them recovered by rollback, half by resume."""
+    recoveries = ['rollback', 'resume'] * (count // 2)
     rng.shuffle(recoveries)
-    modes = rng.choices(list(MODES), weights=list(MODES.values()), k=TRIALS)
+    modes = rng.choices(list(MODES), weights=list(MODES.values()), k=count)
     trials = []
     for number, (mode, recovery) in enumerate(zip(modes, recoveries, strict=True)):
+        arg: float = 0
         if mode == 'timer':
             arg = round(rng.uniform(0.0, full), 3)
         elif mode == 'items':
-            arg = rng.randint(1, FILES - 1)
-        else:
-            arg = 0
+            arg = rng.randint(1, files - 1)
         trials.append(Trial(number, mode, arg, recovery, seed=rng.randrange(2**32)))
+    return trials
+
+
+def run_trials(
+    trials: list[Trial],
+    run_one: Callable[[Trial], None],
+    rng: random.Random,
+    missing: Callable[[list[Trial]], tuple[str, float] | None],
+    max_extra: int,
+) -> None:
+    """Run the trials (PARALLEL at once, each in its own home: the kill points are
+    observed, not assumed, so the parallelism only shortens the wall time), every one
+    to its end; then assert that none failed and that they covered what ``missing`` asks.
+
+    Where a kill lands depends on timing (a loaded machine is slower to notice a kill
+    point): when the drawn trials missed a kind of place, more trials aimed at it are
+    run, each checked like the others, rather than the coverage left to luck."""
 
     def attempt(trial: Trial) -> str | None:
         try:
-            run_trial(trial, tmp_path / f'trial{trial.number:02d}')
+            run_one(trial)
         except Exception as error:  # keep going: every trial is evidence
             first = (str(error).splitlines() or [''])[0]
             return f'{trial}\n    {type(error).__name__}: {first}'
         return None
 
-    # Two trials at a time (each in its own home): the kill points are observed, not
-    # assumed, so the parallelism only shortens the wall time.
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         failures = [f for f in pool.map(attempt, trials) if f is not None]
-
-    # Where a kill lands depends on timing (a loaded machine is slower to notice a kill
-    # point): when the drawn trials missed a kind of place, more trials aimed at it are
-    # run, each checked like the others, rather than the coverage left to luck.
-    extra = 0
-    while not failures and extra < MAX_EXTRA_TRIALS:
-        missing = _missing_coverage(trials)
-        if missing is None:
+    count = len(trials)
+    while not failures and len(trials) - count < max_extra:
+        wanted = missing(trials)
+        if wanted is None:
             break
-        mode, arg = missing
-        recovery = ('rollback', 'resume')[extra % 2]
-        trial = Trial(TRIALS + extra, mode, arg, recovery, seed=rng.randrange(2**32))
+        recovery = ('rollback', 'resume')[(len(trials) - count) % 2]
+        trial = Trial(len(trials), *wanted, recovery, seed=rng.randrange(2**32))
         trials.append(trial)
-        extra += 1
         failure = attempt(trial)
         if failure is not None:
             failures.append(failure)
@@ -304,7 +325,7 @@ def test_sigkill_anywhere_then_rollback_or_resume_is_exact(tmp_path: Path) -> No
         + '\n'.join(failures)
         + f'\nall trials:\n{summary}'
     )
-    assert _missing_coverage(trials) is None, f'{Counter(t.outcome for t in trials)}\n{summary}'
+    assert missing(trials) is None, f'{Counter(t.outcome for t in trials)}\n{summary}'
 
 
 MAX_EXTRA_TRIALS = 12

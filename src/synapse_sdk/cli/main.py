@@ -8,7 +8,7 @@ import sys
 import tempfile
 import traceback
 import warnings
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -19,7 +19,7 @@ from rich.text import Text
 
 from synapse_sdk import observe
 from synapse_sdk._paths import DATABASE_URL_VARIABLE, read_utf8, run_log_path
-from synapse_sdk.clients import index_database
+from synapse_sdk.clients import choose_storage, index_database, open_storage
 from synapse_sdk.db import Database, upgrade
 from synapse_sdk.errors import (
     ActionError,
@@ -54,7 +54,7 @@ from synapse_sdk.plugins.scaffold import CATEGORIES, create_plugin
 from synapse_sdk.plugins.steps.support import describe_exception
 from synapse_sdk.runtime import JsonLinesLogger, LineLogger, ResultRecorder, RuntimeContext
 
-from ._timespec import parse_moment
+from ._timespec import parse_duration, parse_moment
 from ._ui import ui_command
 
 # What went wrong -> the exit code: the one table (docs/errors.md). Every
@@ -96,6 +96,24 @@ DatabaseOption = Annotated[
         help='Keep the run journal and the storage index in this database'
         ' (postgresql://user:password@host:port/db); default: $SYNAPSE_DATABASE_URL,'
         ' else SQLite files under $SYNAPSE_HOME.',
+    ),
+]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        '--storage',
+        metavar='URL',
+        help='Where files are stored: a folder or a URL (s3://, az://, gs://, sftp://); '
+        "default: $SYNAPSE_STORAGE, the plugin's config.yaml storage:, $SYNAPSE_HOME/storage.",
+    ),
+]
+RunStorageOption = Annotated[
+    str | None,
+    typer.Option(
+        '--storage',
+        metavar='URL',
+        help="The run's storage (default: the one its journal record names), e.g. with"
+        ' other options.',
     ),
 ]
 ModeOption = Annotated[str, typer.Option('--mode', help="'local' (this process) or 'ray'.")]
@@ -190,6 +208,7 @@ def run(
     log_format: LogFormatOption = 'auto',
     debug: RunDebugOption = False,
     database: DatabaseOption = None,
+    storage: StorageOption = None,
 ) -> None:
     """Run ACTION of the plugin; progress on stderr, the result as JSON on stdout.
 
@@ -211,7 +230,8 @@ def run(
         if store is not None:
             store.check()  # read it now: a bad journal is bad input, not a failed run
         executor = _executor(mode, ray_address, store)
-        runtime = _run_runtime(otel, plugin.config.code, action, log_format, debug)
+        storage = _checked_storage(storage, plugin)
+        runtime = _run_runtime(otel, plugin.config.code, action, log_format, debug, storage)
     except SynapseError as error:
         _fail_shown(log_format, None, _exit_code(error), str(error), debug)
     recorder = ResultRecorder()  # what the run did, to report it however it ends
@@ -283,8 +303,21 @@ def _executor(mode: str, address: str | None, store: Journal | None) -> Any:
     return RayExecutor(address, journal=store)
 
 
+def _checked_storage(given: str | None, plugin: Plugin) -> str | None:
+    """The run's storage (``--storage``, ``SYNAPSE_STORAGE``, config.yaml's ``storage:``),
+    tried once: no such bucket, access denied, a missing extra are one line, exit 2."""
+    storage = choose_storage(given, plugin.config.storage, plugin_path=plugin.path)
+    open_storage(storage).check()
+    return storage
+
+
 def _run_runtime(
-    otel: bool | None, plugin: str, action: str, log_format: str, debug: bool
+    otel: bool | None,
+    plugin: str,
+    action: str,
+    log_format: str,
+    debug: bool,
+    storage: str | None,
 ) -> RuntimeContext:
     """The default runtime; with a trace when asked (a missing extra or an exporter
     the ``OTEL_*`` variables misname is bad input, said in one line)."""
@@ -297,6 +330,7 @@ def _run_runtime(
                 action=action,
                 log_format=log_format,
                 log_level='debug' if debug else 'info',
+                storage=storage,
             )
     except (ImportError, ValueError) as error:
         raise BadInput(str(error)) from error
@@ -667,6 +701,7 @@ def runs_rollback(
     finished: Annotated[
         bool, typer.Option('--finished', help='Undo a run that succeeded, too.')
     ] = False,
+    storage: RunStorageOption = None,
     debug: DebugOption = False,
     database: DatabaseOption = None,
 ) -> None:
@@ -677,7 +712,7 @@ def runs_rollback(
     try:
         journal.check()  # a damaged journal is refused before anything is undone
         run_id = journal.resolve_run_id(run_id)
-        report = rollback_run(journal, run_id, finished=finished)
+        report = rollback_run(journal, run_id, finished=finished, storage=storage)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
     except KeyboardInterrupt as error:
@@ -694,6 +729,7 @@ def runs_resume(
     run_id: RunIdArgument,
     mode: ModeOption = 'local',
     ray_address: RayAddressOption = None,
+    storage: RunStorageOption = None,
     debug: DebugOption = False,
     database: DatabaseOption = None,
 ) -> None:
@@ -704,9 +740,10 @@ def runs_resume(
         executor = _executor(mode, ray_address, journal)  # --mode and --ray-address checked
         journal.check()  # a damaged journal is refused before anything runs
         run_id = journal.resolve_run_id(run_id)
+        recorded = journal.get_run(run_id).storage  # None: SYNAPSE_STORAGE, or the default
+        runtime = default_runtime(run_id, storage=storage or recorded)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
-    runtime = default_runtime(run_id)
     recorder = ResultRecorder()  # reports the resumed run however it ends, as `plugin run`
     runtime.loggers.append(recorder)
     grace = None if mode == 'ray' else 10.0  # the Ray driver waits for the worker itself
@@ -830,6 +867,53 @@ def db_upgrade(database: DatabaseOption = None, debug: DebugOption = False) -> N
             Console().print(Text(f'{where}: schema {change}'), soft_wrap=True)
     except SynapseError as error:
         _fail(_exit_code(error), str(error), debug)
+
+
+# storage -------------------------------------------------------------------
+
+storage_app = typer.Typer(help='The storage runs upload to.', no_args_is_help=True)
+app.add_typer(storage_app, name='storage')
+
+
+@storage_app.command('gc')
+def storage_gc(
+    storage: StorageOption = None,
+    older_than: Annotated[
+        str,
+        typer.Option('--older-than', help='Only objects older than this: 30m, 12h, 7d, 0.'),
+    ] = '1d',
+    delete: Annotated[
+        bool, typer.Option('--delete', help='Remove them (without it: only list them).')
+    ] = False,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+    database: DatabaseOption = None,
+) -> None:
+    """List objects that no stored file points at (what crashed uploads left); --delete
+    removes them. Younger ones may be uploads about to be indexed: keep --older-than
+    longer than an upload takes."""
+    _use_database(database)
+    try:
+        age = timedelta(0) if older_than.strip() == '0' else parse_duration(older_than)
+        if age is None:
+            raise BadInput(f'--older-than {older_than!r}: give a duration, e.g. 30m, 12h, 7d')
+        client = open_storage(choose_storage(storage))
+        orphans = client.find_orphans(age)
+        removed = client.remove_orphans(orphans) if delete else []
+    except SynapseError as error:
+        _fail(_exit_code(error), str(error), debug)
+    rows: list[dict[str, Any]] = [
+        {'name': o.name, 'size': o.size, 'modified': o.modified.isoformat()} for o in orphans
+    ]
+    if as_json:
+        _print_json({'storage': client.url, 'orphans': rows, 'removed': len(removed)})
+        return
+    out = Console()
+    for row in rows:
+        out.print(Text(f'{row["modified"][:19]}  {row["size"]:>12}  {row["name"]}'))
+    total = sum(o.size for o in orphans)
+    verb = f'removed {len(removed)}' if delete else 'dry run: rerun with --delete to remove them'
+    stderr.print(Text(f'{len(orphans)} orphan(s), {total} bytes, in {client.url}; {verb}'))
 
 
 _STATUS_STYLE = {

@@ -17,8 +17,11 @@ __all__ = [
     'ClientError',
     'FileNotFoundInStorageError',
     'SourceFileError',
+    'StorageAccessError',
+    'StorageConfigError',
     'StorageIndexError',
     'StorageIntegrityError',
+    'StorageUnavailableError',
 ]
 
 
@@ -75,3 +78,26 @@ class StorageIndexError(ClientError):
     is); the message names it and what to do."""
 
     kind = ErrorKind.BAD_INPUT
+
+
+class StorageConfigError(ClientError, ValueError):
+    """A storage URL that cannot be used as written: an unknown scheme or option, a
+    credential in the URL, or the extra its provider needs is not installed. Nothing was
+    sent anywhere; the message says what to write or install instead."""
+
+    kind = ErrorKind.BAD_INPUT
+
+
+class StorageAccessError(ClientError):
+    """The storage answered, and will not do it: no such bucket or container, access
+    denied, credentials refused, an endpoint that is not a storage service. Retrying the
+    same thing cannot help; the message names the storage (without secrets) and the fix."""
+
+    kind = ErrorKind.BAD_INPUT
+
+
+class StorageUnavailableError(ClientError, ConnectionError):
+    """The storage could not be reached, or kept failing (5xx, throttling, resets), after
+    the client's own retries with backoff. A ``ConnectionError``, so a step's
+    ``RetryPolicy(retry_on=(ConnectionError,))`` tries again later; a rollback that meets it
+    leaves the run ``rollback_failed``, to be retried with ``synapse runs rollback``."""

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from synapse_sdk._paths import run_log_path
-from synapse_sdk.clients import LocalBackendClient, PartialWrites
+from synapse_sdk.clients import PartialWrites, choose_storage, open_storage
 from synapse_sdk.journal import Heartbeat, Holder, Journal, JournalError, JournalListener
 from synapse_sdk.otel import joined_trace, otel_requested
 from synapse_sdk.plugins.actions import ActionOrigin, BaseAction
@@ -60,9 +60,12 @@ def default_runtime(
     action: str | None = None,
     log_format: str = 'auto',
     log_level: str = 'info',
+    storage: str | None = None,
 ) -> RuntimeContext:
     """The run shown on stderr (``console``; see :func:`display`), a JSON-lines log under
-    ``$SYNAPSE_HOME/logs``, local storage; an OpenTelemetry trace of the run when
+    ``$SYNAPSE_HOME/logs``, the storage at ``storage`` (a folder path or URL; default:
+    ``SYNAPSE_STORAGE``, else ``$SYNAPSE_HOME/storage``) unless ``client`` is given, its
+    writes announced under the run (``for_run``); an OpenTelemetry trace of the run when
     ``otel`` (None: when the ``OTEL_*`` variables ask for one, see
     :func:`synapse_sdk.otel.otel_requested`), named by ``plugin``/``action``.
 
@@ -70,17 +73,15 @@ def default_runtime(
     extra); asked for by the environment only, it is a warning and the run goes on.
     """
     run_id = run_id or new_run_id()
+    if client is None:
+        client = open_storage(choose_storage(storage), run_id=run_id)
     shown = display(log_format, level=log_level, run_id=run_id)
     loggers: list[Logger] = [shown] if console else []
     loggers.append(JsonLinesLogger(run_log_path(run_id), run_id=run_id))
     tracer = _otel_listener(otel, plugin, action)
     if tracer is not None:
         loggers.append(tracer)
-    return RuntimeContext(
-        logger=loggers,
-        client=client if client is not None else LocalBackendClient(),
-        run_id=run_id,
-    )
+    return RuntimeContext(logger=loggers, client=client, run_id=run_id)
 
 
 def _otel_listener(otel: bool | None, plugin: str | None, action: str | None) -> Logger | None:

@@ -613,7 +613,8 @@ class RayExecutor:
         from the journal, as in :meth:`run`. An unknown run is refused before Ray starts.
         """
         run = self.journal.get_run(run_id)
-        ctx = ctx if ctx is not None else default_runtime(run_id, console=self.console)
+        if ctx is None:  # on the run's own storage, as recorded
+            ctx = default_runtime(run_id, console=self.console, storage=run.storage)
         ensure_ray(self.address, num_cpus=self.num_cpus, working_dir=run.plugin_path)
         host = RunHost.remote()  # type: ignore[attr-defined]
         with ctx:

@@ -10,7 +10,11 @@ from typing import Any, get_args
 
 from pydantic import SecretBytes, SecretStr
 
-from synapse_sdk.clients import PartialWrites
+from synapse_sdk.clients import (
+    PartialWrites,
+    StorageUnavailableError,
+    parse_storage,
+)
 from synapse_sdk.journal import (
     DONE_STEP,
     UNDONE_WORK,
@@ -111,11 +115,14 @@ def rollback_run(
     *,
     secrets: Mapping[str, Any] | None = None,
     finished: bool = False,
+    storage: str | None = None,
 ) -> dict[str, Any]:
     """Undo every step of the run whose work stands, newest first; harmless to repeat.
 
-    It runs where the run ran (its working directory, its storage) and then
-    removes what the run's interrupted writes left in the storage. The run is
+    It runs where the run ran (its working directory, its storage: the one its
+    journal record names, or ``storage``, which must be the same storage, reached
+    with other options if need be) and then removes what the run's interrupted
+    writes left in the storage. The run is
     ``rolled_back`` only if every rollback succeeded; else ``rollback_failed``,
     and running this again retries what is left.
 
@@ -128,7 +135,7 @@ def rollback_run(
     and does nothing.
     """
     with _claimed(journal, run_id) as claim:
-        return _rollback(journal, run_id, ctx, secrets, claim, finished)
+        return _rollback(journal, run_id, ctx, secrets, claim, finished, storage)
 
 
 def _rollback(
@@ -138,12 +145,14 @@ def _rollback(
     secrets: Mapping[str, Any] | None,
     claim: _Claim,
     finished: bool,
+    storage: str | None,
 ) -> dict[str, Any]:
     allowed = (*ROLLBACK_FROM, 'succeeded') if finished else ROLLBACK_FROM
     run = _recoverable(journal, run_id, allowed, 'rolled back')
     records = journal.steps(run_id)
     pending = [r for r in records if r.status in UNDONE_WORK]
-    ctx = ctx if ctx is not None else default_runtime(run_id)
+    if ctx is None:  # the storage given, else the run's; (older runs) the default
+        ctx = default_runtime(run_id, storage=storage or run.storage)
     claim.watch(ctx)
     with ctx, where_it_ran(run, ctx, 'rollback'):
         errors = _undo_steps(journal, run, records, pending, ctx, secrets, claim) if pending else []
@@ -188,14 +197,16 @@ def _undo_steps(
 def where_it_ran(run: RunRecord, ctx: RuntimeContext, command: str) -> Iterator[None]:
     """Recovery acts where the run acted: in its working directory (relative paths in its
     params mean files there) and on its storage, with ``ctx.client`` bound to the run.
-    Checked before anything changes; the caller's directory is back afterwards."""
+    Checked before anything changes (a storage that will not work as configured, such
+    as a missing bucket, is refused too); the caller's directory is back afterwards."""
     url = bind_storage(ctx)
-    if run.storage is not None and url is not None and url != run.storage:
+    if run.storage is not None and url is not None and not _same_storage(url, run.storage):
         raise RecoveryError(
             f"cannot {command} run '{run.id}': it ran on the storage {run.storage}, but this"
             f' one is {url}; nothing was changed: recover it with the same storage (the local'
             ' one is under the SYNAPSE_HOME the run had)'
         )
+    _check_storage(ctx.client)
     if run.cwd is None:  # journaled before the journal kept it: the caller's directory
         yield
         return
@@ -207,6 +218,26 @@ def where_it_ran(run: RunRecord, ctx: RuntimeContext, command: str) -> Iterator[
         )
     with chdir(run.cwd):
         yield
+
+
+def _same_storage(url: str, recorded: str) -> bool:
+    """The same storage, maybe reached with other options (retries, region)."""
+    if url == recorded:
+        return True
+    try:
+        return parse_storage(url).namespace == parse_storage(recorded).namespace
+    except SynapseError:
+        return False
+
+
+def _check_storage(client: Any) -> None:
+    """A storage that will not work as configured (no such bucket, access denied) is bad
+    input, refused before the run is touched. One that is unreachable is not: the
+    rollback then fails, and leaves the run ``rollback_failed``, to be retried."""
+    check = getattr(client, 'check', None)
+    if callable(check):
+        with suppress(StorageUnavailableError):
+            check()
 
 
 def _discard_partial(ctx: RuntimeContext, run_id: str) -> list[str]:
@@ -229,16 +260,18 @@ def resume_run(
     ctx: RuntimeContext | None = None,
     *,
     secrets: Mapping[str, Any] | None = None,
+    storage: str | None = None,
 ) -> dict[str, Any]:
     """Run again from the first step that did not succeed, reusing the earlier steps' results.
 
     Partial work of the steps to be run again (the one that failed or was cut
-    off) is rolled back first, so nothing is done twice. A step that declares
-    itself not resumable is run again, and so is everything after it. Claims
-    the run's recovery first, as ``rollback_run`` does.
+    off) is rolled back first, and what the run's interrupted writes left in its
+    storage removed (``storage``: as for ``rollback_run``), so nothing is done
+    twice. A step that declares itself not resumable is run again, and so is
+    everything after it. Claims the run's recovery first, as ``rollback_run`` does.
     """
     with _claimed(journal, run_id) as claim:
-        return _resume(journal, run_id, ctx, secrets, claim)
+        return _resume(journal, run_id, ctx, secrets, claim, storage)
 
 
 def _resume(
@@ -247,10 +280,12 @@ def _resume(
     ctx: RuntimeContext | None,
     secrets: Mapping[str, Any] | None,
     claim: _Claim,
+    storage: str | None,
 ) -> dict[str, Any]:
     run = _recoverable(journal, run_id, RESUME_FROM, 'resumed')
     records = journal.steps(run_id)
-    ctx = ctx if ctx is not None else default_runtime(run_id)
+    if ctx is None:  # the storage given, else the run's; (older runs) the default
+        ctx = default_runtime(run_id, storage=storage or run.storage)
     claim.watch(ctx)
     with ctx, where_it_ran(run, ctx, 'resume'):
         action = _build_action(run, ctx, secrets, resume_run)

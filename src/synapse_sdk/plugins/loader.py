@@ -81,6 +81,7 @@ class PluginConfig(BaseModel):
     category: str
     description: str = ''
     actions: dict[str, ActionConfig] = Field(min_length=1)
+    storage: str | None = None  # where runs store files (a folder or URL; docs/storage.md)
 
     @field_validator('version', mode='before')
     @classmethod

@@ -20,9 +20,9 @@ class RuntimeContext:
 
     Every argument is optional: by default events and progress go to the
     terminal, the client is a :class:`~synapse_sdk.clients.LocalBackendClient`
-    under ``$SYNAPSE_HOME`` (created on first use), ``env`` is a copy of the
-    process environment and ``run_id`` a fresh random id (the journal, the logs and
-    the result name the run by it).
+    under ``$SYNAPSE_HOME`` (or the storage ``SYNAPSE_STORAGE`` names; created on
+    first use), ``env`` is a copy of the process environment and ``run_id`` a
+    fresh random id (the journal, the logs and the result name the run by it).
     """
 
     def __init__(
@@ -66,10 +66,10 @@ class RuntimeContext:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            from synapse_sdk.clients import LocalBackendClient
+        if self._client is None:  # its writes announced under the run (for_run)
+            from synapse_sdk.clients import choose_storage, open_storage
 
-            self._client = LocalBackendClient()
+            self._client = open_storage(choose_storage(None), run_id=self.run_id)
         return self._client
 
     @client.setter

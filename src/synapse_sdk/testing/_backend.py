@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,13 @@ class FakeBackend:
         self._uploads = 0
         self._next_id = 1
 
-    def upload_file(self, path: str | os.PathLike[str], *, key: str | None = None) -> int:
+    def upload_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        key: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
         self.calls.append(('upload_file', os.fspath(path)))
         self._uploads += 1
         if self._uploads in self.fail_upload_at:
@@ -68,7 +75,33 @@ class FakeBackend:
         }
         if key is not None:
             self.keys[key] = file_id
+        if progress is not None and content:
+            progress(len(content), len(content))
         return file_id
+
+    def upload_files(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        keys: Sequence[str] | None = None,
+        concurrency: int = 16,
+        progress: Callable[[int, int], None] | None = None,
+        announce: Callable[[str], None] | None = None,
+    ) -> list[int]:
+        """One after another (``concurrency`` is accepted, not used): each key announced
+        before its upload, as the real client does."""
+        sources = list(paths)
+        names = list(keys) if keys is not None else [None] * len(sources)
+        if len(names) != len(sources):
+            raise ValueError(f'upload_files: {len(sources)} paths but {len(names)} keys')
+        ids = []
+        for done, (path, key) in enumerate(zip(sources, names, strict=True), 1):
+            if announce is not None and key is not None:
+                announce(key)
+            ids.append(self.upload_file(path, key=key))
+            if progress is not None:
+                progress(done, len(sources))
+        return ids
 
     def find_file(self, key: str) -> int | None:
         return self.keys.get(key)

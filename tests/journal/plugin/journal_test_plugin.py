@@ -163,7 +163,7 @@ def _kill_in_upload(switch: str | None) -> None:
     """SIGKILL in the middle of the client's N-th upload (a real kill, at a chosen moment)."""
     if not switch:
         return
-    import synapse_sdk.clients._local as local
+    import synapse_sdk.clients._files as local
 
     number, moment = switch.split(':')
     calls = {'n': 0}
