@@ -70,6 +70,19 @@ def test_journal_overhead_on_postgresql_and_with_concurrent_writers(
     assert module.writers_throughput(postgres_db.url, writers=2, steps=5) > 0
 
 
+def test_cancel_latency_cancels_a_run_and_measures_the_log_lines(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = importlib.import_module('cancel_latency')
+    from synapse_sdk.journal import Journal
+
+    interrupted, ended = module.cancel_once(Journal(tmp_path / 'runs.db'))
+    assert 0 < interrupted <= ended < 10
+    monkeypatch.setattr(module, 'STEPS', 10)
+    monkeypatch.setattr(module, 'LOGS', 10)
+    module.overhead(tmp_path, 1)
+
+
 def test_console_progress_runs_with_and_without_reports(bench: ModuleType) -> None:
     module = importlib.import_module('console_progress')
     assert module.run_once(50, False, 0.1) > 0

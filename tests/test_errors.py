@@ -53,6 +53,7 @@ TREE: dict[str, tuple[str, type[BaseException], ErrorKind]] = {
     'SnapshotError': ('JournalError', TypeError, BAD_INPUT),
     'RecoveryError': ('JournalError', Exception, BAD_INPUT),
     'RecoveryInProgressError': ('JournalError', Exception, BAD_INPUT),
+    'RunAlreadyEndedError': ('JournalError', Exception, BAD_INPUT),
 }
 
 

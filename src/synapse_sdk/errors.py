@@ -34,7 +34,8 @@ Each also keeps the built-in base its callers rely on (the spec's
         ├── JournalUnavailableError                                 its server cannot be reached
         ├── SnapshotError                        TypeError          a context value it cannot keep
         ├── RecoveryError                                           cannot roll back/resume that run
-        └── RecoveryInProgressError                                 another process is recovering it
+        ├── RecoveryInProgressError                                 another process is recovering it
+        └── RunAlreadyEndedError                                    cannot cancel: it is not running
 
 A subclass has its parent's kind unless shown. The command line's own
 ``BadInput`` (bad JSON in ``--params``, ...) is a ``SynapseError`` of kind
@@ -83,6 +84,7 @@ if TYPE_CHECKING:
         JournalUnavailableError,
         JournalVersionError,
         RecoveryInProgressError,
+        RunAlreadyEndedError,
         SnapshotError,
         UnknownRunError,
     )
@@ -116,6 +118,7 @@ _LAZY = {
     'ParamsValidationError': 'synapse_sdk.plugins.actions._errors',
     'RayUnavailableError': 'synapse_sdk.execution._errors',
     'RecoveryInProgressError': 'synapse_sdk.journal._errors',
+    'RunAlreadyEndedError': 'synapse_sdk.journal._errors',
     'JournalUnavailableError': 'synapse_sdk.journal._errors',
     'PluginError': 'synapse_sdk.plugins.loader',
 }
@@ -137,6 +140,7 @@ __all__ = [
     'RecoveryError',
     'RecoveryFailed',
     'RecoveryInProgressError',
+    'RunAlreadyEndedError',
     'RunCancelledError',
     'SnapshotError',
     'SourceFileError',

@@ -77,6 +77,8 @@ RUN_COLUMNS = {
     'lease_until',
     'recoverer',
     'recoverer_until',
+    'cancel_requested_at',
+    'cancel_requested_by',
 }
 STEP_COLUMNS = {
     'index',
@@ -337,6 +339,7 @@ TEST_PLUGIN_SWITCHES = (
     'JT_ROLLBACK_GATE',
     'JT_DELETE_LOG',
     'JT_CRASH_ROLLBACK_AFTER',
+    'JT_SLOW',
 )
 
 

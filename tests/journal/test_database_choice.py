@@ -160,7 +160,8 @@ def test_db_status_and_upgrade_on_postgresql(home: Path, postgres_db: PostgresDS
     done = run_cli(home, 'db', 'upgrade', '--database', url)
     assert done.returncode == 0, done.stderr
     assert (
-        f'run journal at postgresql://{postgres_db.user}@{where}: schema none -> 2' in done.stdout
+        f'run journal at postgresql://{postgres_db.user}@{where}: schema none -> {SCHEMA_VERSION}'
+        in done.stdout
     )
     [index_line] = [line for line in done.stdout.splitlines() if 'storage index at' in line]
     assert index_line.endswith('schema none -> 3')
@@ -173,10 +174,16 @@ def test_db_status_and_upgrade_on_postgresql(home: Path, postgres_db: PostgresDS
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE synapse_schema SET version = 9 WHERE name = 'run journal'")
-    assert 'newer than this synapse-sdk reads (2)' in status(home, '--database', url)[0]
+    assert (
+        f'newer than this synapse-sdk reads ({SCHEMA_VERSION})'
+        in status(home, '--database', url)[0]
+    )
     for command in (('db', 'upgrade'), ('runs', 'list')):
         line = one_line_error(run_cli(home, *command, '--database', url))
-        assert 'newer synapse-sdk (run journal schema 9; this one reads up to 2)' in line
+        assert (
+            f'newer synapse-sdk (run journal schema 9; this one reads up to {SCHEMA_VERSION})'
+            in line
+        )
 
 
 def test_db_upgrade_migrates_an_old_sqlite_journal(home: Path) -> None:

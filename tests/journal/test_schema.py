@@ -44,9 +44,9 @@ V = SCHEMA_VERSION  # the tests below pretend versions after it
 
 
 def test_a_new_journal_gets_the_current_version(runs_db: Path) -> None:
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     assert user_version(runs_db) == SCHEMA_VERSION
-    assert {'runs', 'steps', 'rollback_items'} <= {
+    assert {'runs', 'steps', 'rollback_items', 'log_lines'} <= {
         row[0] for row in peek(runs_db, "SELECT name FROM sqlite_master WHERE type='table'")
     }
 
@@ -247,5 +247,5 @@ def test_a_version_1_journal_gains_where_runs_ran_and_their_leases(home: Path) -
         assert (new.cwd, new.storage) == ('/w', 'file:///s')
     finally:
         journal.close()
-    assert user_version(path) == 2
+    assert user_version(path) == SCHEMA_VERSION  # through 2, on to the current version
     assert {'cwd', 'plugin', 'storage', 'lease_until', 'recoverer'} <= set(columns(path, 'runs'))

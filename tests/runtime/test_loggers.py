@@ -232,7 +232,7 @@ def test_jsonl_step_lifecycle_of_a_failed_run(tmp_path: Path) -> None:
     durations: list[Any] = []
     records = strip_common(read_lines(path), 'r2', durations)
     plan = [
-        {'step': name, 'index': i, 'weight': 1.0}
+        {'step': name, 'index': i, 'weight': 1.0, 'can_rollback': True}
         for i, name in enumerate(['prepare', 'optional', 'store'])
     ]
     assert [r for r in records if r['type'] != 'progress'] == [

@@ -613,7 +613,8 @@ def runs_logs(
     ] = 'info',
     database: DatabaseOption = None,
 ) -> None:
-    """The run's log lines (from $SYNAPSE_HOME/logs/RUN_ID.jsonl)."""
+    """The run's log lines (from $SYNAPSE_HOME/logs/RUN_ID.jsonl; from the journal, which
+    keeps the last ones, when that file is not on this machine)."""
     _use_database(database)
     journal = _journal()
     try:
@@ -623,12 +624,15 @@ def runs_logs(
     record = _get_run(journal, run_id)
     run_id = record.id
     path = observe.log_path(run_id)
-    if follow:
-        lines = observe.follow(path, lambda: _get_run(journal, run_id).active)
+    running = lambda: _get_run(journal, run_id).active  # noqa: E731
+    if path.exists():
+        lines = observe.follow(path, running) if follow else iter(observe.read_log(path))
     else:
-        lines = iter(observe.read_log(path))
-        if not path.exists():
-            stderr.print(Text(f'run {record.id} has no log at {path}', style='dim'))
+        lines = observe.follow_journal(journal, run_id, running if follow else lambda: False)
+        dropped = journal.log_lines(run_id, limit=0).dropped
+        note = f'; {dropped} older lines were not kept' if dropped else ''
+        shown = f'run {record.id} has no log at {path}: its last lines from the journal{note}'
+        stderr.print(Text(shown, style='dim'))
     for line in lines:
         if keep(line):
             sys.stdout.write(_log_line(line))
@@ -931,6 +935,10 @@ _STATUS_STYLE = {
 def _status(status: str) -> str:
     style = _STATUS_STYLE.get(status)
     return f'[{style}]{status}[/{style}]' if style else status
+
+
+# runs cancel, runs watch: in their own module, registered on runs_app when it loads
+from . import _runs_live  # noqa: E402, F401
 
 
 def main() -> None:

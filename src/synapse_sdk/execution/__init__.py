@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from synapse_sdk.journal import RunAlreadyEndedError  # what cancel_run raises
+
+from ._cancel import cancel_run, end_kind, stopped_by_sigterm, wait_for_end
 from ._errors import RayUnavailableError
+from ._journal_log import JournalLogLines
 from ._local import LOG_FORMATS, LocalExecutor, default_runtime, display, new_run_id, run_action
 from ._recovery import RecoveryError, RecoveryFailed, load_action_class, resume_run, rollback_run
 from ._signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
@@ -18,22 +22,28 @@ if TYPE_CHECKING:
 __all__ = [
     'LOG_FORMATS',
     'SIGNAL_EXIT_CODES',
+    'JournalLogLines',
     'LocalExecutor',
     'RayExecutor',
     'RayMapBackend',
     'RayUnavailableError',
     'RecoveryError',
     'RecoveryFailed',
+    'RunAlreadyEndedError',
     'SignalState',
     'cancel_on_signals',
+    'cancel_run',
     'check_ray_address',
     'default_runtime',
     'display',
+    'end_kind',
     'load_action_class',
     'new_run_id',
     'resume_run',
     'rollback_run',
     'run_action',
+    'stopped_by_sigterm',
+    'wait_for_end',
 ]
 
 

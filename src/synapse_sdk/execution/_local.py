@@ -28,6 +28,8 @@ from synapse_sdk.plugins.steps import (
 from synapse_sdk.plugins.steps.support import describe_exception
 from synapse_sdk.runtime import ConsoleLogger, JsonLinesLogger, LineLogger, Logger, RuntimeContext
 
+from ._journal_log import JournalLogLines, logging_to_journal
+
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
@@ -133,7 +135,9 @@ def _run_journaled(
 
     The run holds a lease from its first record on, renewed by a heartbeat
     thread until it ends; a lease that cannot be renewed cancels the run
-    (another machine may recover it now: see ``journal.lease``).
+    (another machine may recover it now: see ``journal.lease``), and so does a
+    cancel request in the journal (``cancel_run``), which the same thread reads.
+    That thread also writes the run's log lines to the journal (``JournalLogLines``).
     """
     run_id = action.ctx.run_id
     storage = bind_storage(action.ctx)
@@ -149,16 +153,22 @@ def _run_journaled(
         storage=storage,
         lease_owner=holder,
     )
-    with Heartbeat(journal, run_id, holder, on_lost=action.ctx.cancel):
-        with _ends_run_if_raising(journal, run_id):
-            prepared = action.prepare_run()
-        if not prepared.plain:  # the steps' listener records the rest, the run's end included
-            reports = RollbackReports(journal, run_id, prepared.context)
-            listening = [*listeners, JournalListener(journal, run_id), reports]
-            return prepared.run(listeners=listening)
-        with _ends_run_if_raising(journal, run_id):
-            result = prepared.run()
-        journal.set_run_status(run_id, 'succeeded')
+    ctx = action.ctx
+    with logging_to_journal(ctx, journal) as lines:
+        beat = Heartbeat(
+            journal, run_id, holder, on_lost=ctx.cancel, on_cancel=ctx.cancel, log=lines.buffer
+        )
+        with beat:
+            with _ends_run_if_raising(journal, run_id, lines):
+                prepared = action.prepare_run()
+            if not prepared.plain:  # the steps' listener records the rest, the run's end too
+                reports = RollbackReports(journal, run_id, prepared.context)
+                listening = [*listeners, JournalListener(journal, run_id), reports]
+                return prepared.run(listeners=listening)
+            with _ends_run_if_raising(journal, run_id, lines):
+                result = prepared.run()
+            lines.flush()  # before the end: who sees the run ended has seen its lines
+            journal.set_run_status(run_id, 'succeeded')
     return result
 
 
@@ -214,10 +224,11 @@ def plugin_code(origin: ActionOrigin | None) -> str | None:
 
 
 @contextmanager
-def _ends_run_if_raising(journal: Journal, run_id: str) -> Iterator[None]:
+def _ends_run_if_raising(journal: Journal, run_id: str, lines: JournalLogLines) -> Iterator[None]:
     try:
         yield
     except BaseException as error:
+        lines.flush()  # before the end: who sees the run ended has seen its lines
         status = 'failed' if isinstance(error, Exception) else 'cancelled'
         journal.set_run_status(run_id, status, describe_exception(error))
         raise

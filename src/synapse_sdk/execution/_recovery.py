@@ -22,6 +22,7 @@ from synapse_sdk.journal import (
     Journal,
     JournalError,
     JournalListener,
+    LogLineBuffer,
     RunRecord,
     StepRecord,
     restore,
@@ -38,6 +39,7 @@ from synapse_sdk.plugins.steps import (
 from synapse_sdk.plugins.steps.support import describe_exception
 from synapse_sdk.runtime import RuntimeContext
 
+from ._journal_log import logging_to_journal
 from ._local import RollbackReports, bind_storage, default_runtime
 
 ROLLBACK_FROM = ('crashed', 'failed', 'cancelled', 'rollback_failed', 'rolled_back')
@@ -287,7 +289,7 @@ def _resume(
     if ctx is None:  # the storage given, else the run's; (older runs) the default
         ctx = default_runtime(run_id, storage=storage or run.storage)
     claim.watch(ctx)
-    with ctx, where_it_ran(run, ctx, 'resume'):
+    with ctx, where_it_ran(run, ctx, 'resume'), logging_to_journal(ctx, journal, claim.lines):
         action = _build_action(run, ctx, secrets, resume_run)
         prepared, context = _prepare(action, run, records)
         steps = prepared.steps
@@ -344,30 +346,47 @@ def _resume_start(
 
 class _Claim:
     """This process's hold on a run's recovery; losing it (``journal.lease.Heartbeat``)
-    cancels the work: another process may be recovering the run by then."""
+    cancels the work: another process may be recovering the run by then. A resumed
+    run cancelled from elsewhere (``runs cancel``) is stopped the same way; its log
+    lines go to the journal through ``lines``."""
 
-    def __init__(self, holder: str) -> None:
+    def __init__(self, holder: str, run_id: str) -> None:
         self.holder = holder
         self.lost: str | None = None
+        self.lines = LogLineBuffer(run_id)
+        self._cancelled: str | None = None
         self._ctx: RuntimeContext | None = None
 
     def lose(self, reason: str) -> None:  # from the heartbeat's thread
         self.lost = reason
+        self.cancel(reason)
+
+    def cancel(self, reason: str) -> None:  # from the heartbeat's thread
+        self._cancelled = reason
         if self._ctx is not None:
             self._ctx.cancel(reason)
 
     def watch(self, ctx: RuntimeContext) -> None:
         self._ctx = ctx
-        if self.lost is not None:
-            ctx.cancel(self.lost)
+        if self._cancelled is not None:
+            ctx.cancel(self._cancelled)
 
 
 @contextmanager
 def _claimed(journal: Journal, run_id: str) -> Iterator[_Claim]:
     """Hold the run's recovery (renewed from a thread) for the ``with`` block."""
-    claim = _Claim(journal.claim_recovery(run_id))
+    claim = _Claim(journal.claim_recovery(run_id), run_id)
+    beat = Heartbeat(
+        journal,
+        run_id,
+        claim.holder,
+        on_lost=claim.lose,
+        on_cancel=claim.cancel,
+        log=claim.lines,
+        recovery=True,
+    )
     try:
-        with Heartbeat(journal, run_id, claim.holder, on_lost=claim.lose, recovery=True):
+        with beat:
             yield claim
     finally:
         with suppress(Exception):  # the database is away: the claim runs out by itself

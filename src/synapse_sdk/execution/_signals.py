@@ -39,27 +39,35 @@ def cancel_on_signals(token: CancelToken, *, grace: float | None = 10.0) -> Iter
     second Ctrl-C during rollback stops it at once (the run journal then keeps
     the rest of the rollback for ``synapse runs rollback``). ``grace=None``: no
     forced stop (a Ray driver waits for its worker's rollback by itself).
+
+    A cancel that comes another way while the block runs (``synapse runs cancel``
+    through the journal, a lost lease) gets the same grace; a signal after it
+    stops at once, as a second Ctrl-C does.
     """
     state = SignalState()
     timers: list[threading.Timer] = []
 
+    def arm(reason: str) -> None:  # the token's first cancel, whoever made it
+        if grace is not None:
+            timer = threading.Timer(grace, _thread.interrupt_main)
+            timer.daemon = True
+            timers.append(timer)
+            timer.start()
+
     def handler(signum: int, frame: FrameType | None) -> None:
-        if state.first is None:
+        if state.first is None and not token.cancelled:
             state.first = signal.Signals(signum).name
             token.cancel(state.first)
-            if grace is not None:
-                timer = threading.Timer(grace, _thread.interrupt_main)
-                timer.daemon = True
-                timers.append(timer)
-                timer.start()
             return
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     watched = (signal.SIGINT, signal.SIGTERM)
     previous = {s: signal.signal(s, handler) for s in watched}
+    token.subscribe(arm)
     try:
         yield state
     finally:
+        token.unsubscribe(arm)
         for timer in timers:
             timer.cancel()
         for s, old in previous.items():

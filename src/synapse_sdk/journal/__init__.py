@@ -11,11 +11,21 @@ from ._errors import (
     JournalUnavailableError,
     JournalVersionError,
     RecoveryInProgressError,
+    RunAlreadyEndedError,
     SnapshotError,
     UnknownRunError,
 )
-from ._lease import LEASE_MARGIN_S, Heartbeat, Holder
+from ._lease import LEASE_MARGIN_S, POLL_S, CancelRequest, Heartbeat, Holder
 from ._listener import JournalListener
+from ._log_lines import (
+    KEEP_LOG_LINES,
+    LEVELS,
+    LogLine,
+    LogLineBuffer,
+    LogLines,
+    describe_line,
+    level_of,
+)
 from ._pages import RunPage
 from ._records import DONE_STEP, RUN_STATUSES, STEP_STATUSES, UNDONE_WORK, RunRecord, StepRecord
 from ._schema import SCHEMA_VERSION
@@ -23,12 +33,16 @@ from ._store import Journal, Pruned
 
 __all__ = [
     'DONE_STEP',
+    'KEEP_LOG_LINES',
     'LEASE_MARGIN_S',
+    'LEVELS',
+    'POLL_S',
     'RUN_STATUSES',
     'SCHEMA_VERSION',
     'SNAPSHOT',
     'STEP_STATUSES',
     'UNDONE_WORK',
+    'CancelRequest',
     'Heartbeat',
     'Holder',
     'Journal',
@@ -37,13 +51,19 @@ __all__ = [
     'JournalListener',
     'JournalUnavailableError',
     'JournalVersionError',
+    'LogLine',
+    'LogLineBuffer',
+    'LogLines',
     'Pruned',
     'RecoveryInProgressError',
+    'RunAlreadyEndedError',
     'RunPage',
     'RunRecord',
     'SnapshotError',
     'StepRecord',
     'UnknownRunError',
+    'describe_line',
+    'level_of',
     'restore',
     'snapshot',
 ]

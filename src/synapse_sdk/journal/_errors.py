@@ -42,3 +42,12 @@ class SnapshotError(JournalError, TypeError):
 class RecoveryInProgressError(JournalError):
     """Another process holds the run's recovery (rollback or resume); the message says
     who, since when, and when its lease expires if that process is gone."""
+
+
+class RunAlreadyEndedError(JournalError):
+    """A cancel asked of a run that is no longer running; ``status`` says how it ended
+    (the message, one line, says so too, and what to do about a crashed run)."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -38,14 +38,18 @@ from ._process import Owner
 from ._records import ACTIVE
 
 if TYPE_CHECKING:
+    from ._log_lines import LogLineBuffer
     from ._store import Journal
 
 __all__ = [
     'DEFAULT_LEASE_SECONDS',
     'LEASE_ENV',
     'LEASE_MARGIN_S',
+    'POLL_S',
+    'CancelRequest',
     'Heartbeat',
     'Holder',
+    'cancel_request',
     'claim_recovery',
     'clock_sql',
     'lease_seconds',
@@ -56,6 +60,7 @@ LEASE_ENV = 'SYNAPSE_LEASE_SECONDS'
 DEFAULT_LEASE_SECONDS = 30.0
 LEASE_MARGIN_S = 1.0  # a lease counts as expired this long after its end (commit latency)
 RETRY_S = 1.0  # after a failed renewal, try again this soon (at most)
+POLL_S = 0.5  # a running run looks for a cancel request (and flushes its log lines) this often
 
 # dialect -> the database's clock, in epoch seconds (a float)
 CLOCK = {
@@ -135,6 +140,26 @@ class Holder:
         return f'{self.process} since {self.since} #{self.token}'
 
 
+@dataclass(frozen=True)
+class CancelRequest:
+    """``runs.cancel_requested_at`` / ``_by``: when and by whom the run was asked to stop."""
+
+    at: str | None
+    by: str | None
+
+    @property
+    def reason(self) -> str:
+        """What the run's cancel says (``the run was cancelled (<reason>)``)."""
+        return f'cancel requested by {self.by or "another process"}'
+
+
+# A request counts for the holder of a running run only: a recoverer sees none until its
+# resume has claimed the run (``claim_run``, which forgets an earlier request), and a
+# rollback (its run ``failed``) none at all.
+_CANCEL_COLUMNS = (
+    "CASE WHEN status = 'running' AND lease_owner = :me THEN cancel_requested_at END,"
+    ' cancel_requested_by'
+)
 _HOLDER = re.compile(r'(?P<host>.+):(?P<pid>\d+) since (?P<since>.+) #(?P<token>\w+)')
 
 
@@ -191,8 +216,11 @@ def release_recovery(db: Connection, run_id: str, holder: str) -> None:
 
 
 # renewal ------------------------------------------------------------------------------
-def renew(db: Connection, run_id: str, holder: str, seconds: float, *, recovery: bool) -> bool:
-    """Push the lease ``seconds`` past the database's clock; False if it is no longer ours.
+def renew(
+    db: Connection, run_id: str, holder: str, seconds: float, *, recovery: bool
+) -> CancelRequest | None:
+    """Push the lease ``seconds`` past the database's clock; None if it is no longer ours,
+    else the run's cancel request as it stands (one round trip: ``RETURNING``).
 
     A recoverer renews its recovery claim, and the run's lease while it owns
     the run (``claim_run``) and the run has not ended.
@@ -211,8 +239,19 @@ def renew(db: Connection, run_id: str, holder: str, seconds: float, *, recovery:
             f" AND lease_owner = :me AND ended_at IS NULL AND status IN ('{ACTIVE[0]}',"
             f" '{ACTIVE[1]}')"
         )
-    cursor = db.execute(sql, {'seconds': seconds, 'me': holder, 'run': run_id})
-    return cursor.rowcount == 1
+    # fetchall, not fetchone: SQLite applies the statement fully only once it is read out
+    rows = db.fetchall(
+        f'{sql} RETURNING {_CANCEL_COLUMNS}', {'seconds': seconds, 'me': holder, 'run': run_id}
+    )
+    return CancelRequest(*rows[0]) if rows else None
+
+
+def cancel_request(db: Connection, run_id: str, holder: str) -> CancelRequest:
+    """The run's cancel request as it stands (a read: no lock taken)."""
+    row = db.fetchone(
+        f'SELECT {_CANCEL_COLUMNS} FROM runs WHERE id = :run', {'run': run_id, 'me': holder}
+    )
+    return CancelRequest(*row) if row is not None else CancelRequest(None, None)
 
 
 def why_lost(db: Connection, run_id: str, holder: str, *, recovery: bool) -> str | None:
@@ -252,6 +291,12 @@ class Heartbeat:
     by someone else, ``on_lost`` is called once with a message saying so: the
     caller stops its run (``RuntimeContext.cancel``), since another machine
     may now recover it.
+
+    With ``on_cancel``, it also looks for a cancel request (``Journal.request_cancel``)
+    every ``poll`` seconds (default ``POLL_S``; the renewal itself reads it
+    too, in the same statement) and calls ``on_cancel`` once with the reason
+    when one is made; it goes on renewing while the run rolls back. With
+    ``log``, it writes the run's pending log lines (``LogLineBuffer``) as often.
     """
 
     def __init__(
@@ -261,7 +306,10 @@ class Heartbeat:
         holder: str,
         *,
         on_lost: Callable[[str], None],
+        on_cancel: Callable[[str], None] | None = None,
+        log: LogLineBuffer | None = None,
         recovery: bool = False,
+        poll: float = POLL_S,
     ) -> None:
         self.journal = journal
         self.run_id = run_id
@@ -269,13 +317,19 @@ class Heartbeat:
         self.recovery = recovery
         self.seconds = journal.lease_seconds
         self.interval = self.seconds / 3
+        polls = on_cancel is not None or log is not None
+        self.tick = min(self.interval, poll) if polls else self.interval
         self._on_lost = on_lost
+        self._on_cancel = on_cancel
+        self._log = log
         self._lost = False
+        self._cancel_seen = False
         self._stopped = threading.Event()
         self._connection: Connection | None = None
         self._thread: threading.Thread | None = None
         self._last_renewal = monotonic()
         self._failing = False
+        self._log_failing = False
 
     def __enter__(self) -> Heartbeat:
         self.start()
@@ -303,7 +357,7 @@ class Heartbeat:
             self._thread = None
 
     def _loop(self) -> None:
-        delay: float | None = self.interval
+        delay: float | None = self.tick
         try:
             while delay is not None and not self._stopped.wait(delay):
                 delay = self._beat()
@@ -311,22 +365,55 @@ class Heartbeat:
             self._close()
 
     def _beat(self) -> float | None:
-        """One renewal; the delay until the next, or None to stop renewing."""
+        """One tick: the lease renewed when due (else the cancel request read), the log
+        lines written; the delay until the next, or None to stop renewing."""
         sent = monotonic()
+        request: CancelRequest | None = None
         try:
             db = self._connect()
-            if renew(db, self.run_id, self.holder, self.seconds, recovery=self.recovery):
+            if sent - self._last_renewal >= self.interval - self.tick / 2:
+                request = renew(db, self.run_id, self.holder, self.seconds, recovery=self.recovery)
+                if request is None:
+                    self._not_renewed(db)
+                    return None
                 self._renewed(sent)
-                return self.interval
-            if self._stopped.is_set():
-                return None
-            reason = why_lost(db, self.run_id, self.holder, recovery=self.recovery)
+            elif self._on_cancel is not None and not self._cancel_seen:
+                request = cancel_request(db, self.run_id, self.holder)
         except Exception as error:  # the database is away: keep trying while the lease lasts
             self._close()
             return self._failed(error)
+        self._write_log(db)  # after the lease: what matters first
+        if request is not None and request.at is not None:
+            self._cancel_asked(request)
+        return self.tick
+
+    def _write_log(self, db: Connection) -> None:
+        """The pending log lines; a failure is logged, never the lease's concern (a
+        database that is away fails the renewal next, on its own)."""
+        if self._log is None:
+            return
+        try:
+            self._log.flush(db)
+        except Exception as error:
+            if not self._log_failing:
+                log.warning('cannot write log lines of run %s: %s', self.run_id, error)
+            self._log_failing = True
+        else:
+            self._log_failing = False
+
+    def _not_renewed(self, db: Connection) -> None:
+        if self._stopped.is_set():
+            return
+        reason = why_lost(db, self.run_id, self.holder, recovery=self.recovery)
         if reason is not None:
             self._lose(reason)
-        return None
+
+    def _cancel_asked(self, request: CancelRequest) -> None:
+        if self._cancel_seen or self._on_cancel is None or self._stopped.is_set():
+            return
+        self._cancel_seen = True
+        log.warning('run %s: %s; stopping it', self.run_id, request.reason)
+        self._on_cancel(request.reason)
 
     def _renewed(self, sent: float) -> None:
         self._last_renewal = sent
@@ -346,7 +433,7 @@ class Heartbeat:
                 f' {self.seconds:g}s ({cause}); another machine may now recover it, so it'
                 ' stops here'
             )
-        return min(self.interval, RETRY_S)
+        return min(self.tick, RETRY_S)
 
     def _lose(self, reason: str) -> None:
         if self._lost or self._stopped.is_set():

@@ -51,6 +51,8 @@ class RunRecord:
     lease_until: float | None = None  # epoch seconds; past it, the run is crashed
     recoverer: str | None = None  # who holds the run's rollback/resume now
     recoverer_until: float | None = None
+    cancel_requested_at: str | None = None  # when someone asked the run to stop (UTC ISO)
+    cancel_requested_by: str | None = None  # who asked (host:pid, or what the caller said)
 
     @property
     def active(self) -> bool:

@@ -6,9 +6,37 @@ from synapse_sdk.db import Schema
 
 from ._errors import JournalDamagedError, JournalUnavailableError, JournalVersionError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-TABLES = """
+# A run's last log lines (``journal/_log_lines.py``): ``seq`` counts the run's lines from 1,
+# so the lines dropped to keep the table bounded are the ones before the first kept.
+SQLITE_LOG_LINES = """
+CREATE TABLE log_lines (
+    run_id   TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    at       TEXT NOT NULL,
+    level    TEXT NOT NULL,
+    step     TEXT,
+    message  TEXT NOT NULL,
+    record   TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"""
+POSTGRES_LOG_LINES = """
+CREATE TABLE log_lines (
+    run_id   TEXT NOT NULL,
+    seq      BIGINT NOT NULL,
+    at       TEXT COLLATE "C" NOT NULL,
+    level    TEXT NOT NULL,
+    step     TEXT,
+    message  TEXT NOT NULL,
+    record   TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+"""
+
+TABLES = (
+    """
 CREATE TABLE runs (
     id           TEXT PRIMARY KEY,
     entrypoint   TEXT NOT NULL,
@@ -30,7 +58,9 @@ CREATE TABLE runs (
     lease_owner  TEXT,
     lease_until  REAL,
     recoverer    TEXT,
-    recoverer_until REAL
+    recoverer_until REAL,
+    cancel_requested_at TEXT,
+    cancel_requested_by TEXT
 );
 CREATE INDEX runs_by_status ON runs (status);
 CREATE INDEX runs_by_started ON runs (started_at);
@@ -60,6 +90,8 @@ CREATE TABLE rollback_items (
 );
 CREATE INDEX rollback_items_by_step ON rollback_items (run_id, idx);
 """
+    + SQLITE_LOG_LINES
+)
 
 # version -> SQL that brings a database of that version to the next one (SQLite)
 MIGRATIONS: dict[int, str] = {
@@ -75,6 +107,13 @@ ALTER TABLE runs ADD COLUMN recoverer TEXT;
 ALTER TABLE runs ADD COLUMN recoverer_until REAL;
 CREATE INDEX runs_by_started ON runs (started_at);
 """,
+    # 2 -> 3: a cancel request any machine can make (the run's heartbeat reads it), and
+    # the run's last log lines, for a watcher on another machine (issue #14)
+    2: """
+ALTER TABLE runs ADD COLUMN cancel_requested_at TEXT;
+ALTER TABLE runs ADD COLUMN cancel_requested_by TEXT;
+"""
+    + SQLITE_LOG_LINES,
 }
 
 # PostgreSQL (from schema 2 on; there never was a version 1 there). Times are ISO 8601
@@ -84,7 +123,8 @@ CREATE INDEX runs_by_started ON runs (started_at);
 # row is written three times (pending, started, ended): half of each page of ``steps`` is
 # kept free so that the new versions stay on their page (HOT updates, no index writes),
 # which makes the per-step write about three times cheaper.
-POSTGRES_TABLES = """
+POSTGRES_TABLES = (
+    """
 CREATE TABLE runs (
     id           TEXT PRIMARY KEY,
     entrypoint   TEXT NOT NULL,
@@ -107,7 +147,9 @@ CREATE TABLE runs (
     lease_until  DOUBLE PRECISION,
     recoverer    TEXT,
     recoverer_until DOUBLE PRECISION,
-    seq          BIGINT GENERATED ALWAYS AS IDENTITY
+    seq          BIGINT GENERATED ALWAYS AS IDENTITY,
+    cancel_requested_at TEXT COLLATE "C",
+    cancel_requested_by TEXT
 );
 CREATE INDEX runs_by_status ON runs (status);
 CREATE INDEX runs_by_started ON runs (started_at, seq);
@@ -137,6 +179,17 @@ CREATE TABLE rollback_items (
 );
 CREATE INDEX rollback_items_by_step ON rollback_items (run_id, idx);
 """
+    + POSTGRES_LOG_LINES
+)
+
+# version -> SQL that brings a PostgreSQL database of that version to the next one
+POSTGRES_MIGRATIONS: dict[int, str] = {
+    2: """
+ALTER TABLE runs ADD COLUMN cancel_requested_at TEXT COLLATE "C";
+ALTER TABLE runs ADD COLUMN cancel_requested_by TEXT;
+"""
+    + POSTGRES_LOG_LINES,
+}
 
 # dialect -> what orders rows as they were inserted (runs started in the same clock tick)
 INSERTION_ORDER = {'sqlite': 'rowid', 'postgresql': 'seq'}
@@ -148,7 +201,7 @@ def journal_schema() -> Schema:
         name='run journal',
         version=SCHEMA_VERSION,
         tables={'sqlite': TABLES, 'postgresql': POSTGRES_TABLES},
-        migrations={'sqlite': MIGRATIONS, 'postgresql': {}},
+        migrations={'sqlite': MIGRATIONS, 'postgresql': POSTGRES_MIGRATIONS},
         unusable_error=JournalVersionError,
         damaged_error=JournalDamagedError,
         unavailable_error=JournalUnavailableError,

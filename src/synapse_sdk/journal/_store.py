@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,8 @@ from synapse_sdk.db import Connection, Database, is_url, open_database
 from . import _lease as lease
 from . import _pages as pages
 from ._codec import from_json, to_json
-from ._errors import JournalError, UnknownRunError
+from ._errors import JournalError, RunAlreadyEndedError, UnknownRunError
+from ._log_lines import LogLines, read_log_lines
 from ._pages import RunFilter, RunPage
 from ._process import Owner
 from ._records import ACTIVE, RUN_STATUSES, UNDONE_WORK, RunRecord, StepRecord
@@ -41,7 +43,12 @@ class Pruned(NamedTuple):
 
 
 _CANDIDATES = 5  # run ids an ambiguous prefix lists
-_RUN_TABLES = (('rollback_items', 'run_id'), ('steps', 'run_id'), ('runs', 'id'))
+_RUN_TABLES = (
+    ('rollback_items', 'run_id'),
+    ('log_lines', 'run_id'),
+    ('steps', 'run_id'),
+    ('runs', 'id'),
+)
 
 
 def _marks(values: Any) -> str:
@@ -177,11 +184,12 @@ class Journal:
     ) -> None:
         """This process takes the run over (resume, rollback): active again, owned by us.
 
-        A resume starts afresh; a rollback keeps the error that says why the run
-        is being undone (``keep_error=True``). ``lease_owner``: the recoverer's
-        name (``claim_recovery``); the run's lease and the recovery claim then
-        run out together, so that the run cannot be declared crashed while its
-        recoverer still holds it.
+        A resume starts afresh (a cancel asked of the run before is forgotten); a
+        rollback keeps the error that says why the run is being undone
+        (``keep_error=True``). ``lease_owner``: the recoverer's name
+        (``claim_recovery``); the run's lease and the recovery claim then run out
+        together, so that the run cannot be declared crashed while its recoverer
+        still holds it.
         """
         owner = Owner.current()
         leased = self._lease_sql(lease_owner)
@@ -189,6 +197,7 @@ class Journal:
             'UPDATE runs SET status = ?, ended_at = NULL,'
             ' error = CASE WHEN ? THEN error END, host = ?,'
             ' pid = ?, pid_started = ?, attempts = attempts + 1, lease_owner = ?,'
+            ' cancel_requested_at = NULL, cancel_requested_by = NULL,'
             f' lease_until = {leased}, recoverer_until = CASE WHEN recoverer = ? THEN'
             f' {leased} ELSE recoverer_until END WHERE id = ?',
             (
@@ -214,6 +223,28 @@ class Journal:
             'UPDATE runs SET status = ?, ended_at = ?, error = COALESCE(?, error) WHERE id = ?',
             (status, ended, error, run_id),
         )
+
+    def request_cancel(self, run_id: str, *, by: str | None = None) -> RunRecord:
+        """Ask the running run ``run_id`` to stop; its record, the request in it.
+
+        The run's own process reads the request when it next renews its lease
+        (``lease.Heartbeat``, about every half second) and stops as on Ctrl-C:
+        rolled back, ``cancelled``. ``by`` says who asked (default: this
+        ``host:pid``); asking again keeps the first request. Raises
+        ``UnknownRunError``, and ``RunAlreadyEndedError`` for a run that is not
+        running (ended, crashed, or rolling back after a failure).
+        """
+        self.detect_crashed()  # a run whose process is gone is crashed, not cancellable
+        asked = self.db.execute(
+            'UPDATE runs SET cancel_requested_at = COALESCE(cancel_requested_at, ?),'
+            ' cancel_requested_by = COALESCE(cancel_requested_by, ?)'
+            " WHERE id = ? AND status = 'running' AND ended_at IS NULL",
+            (now(), by or f'{socket.gethostname()}:{os.getpid()}', run_id),
+        )
+        record = self.get_run(run_id)
+        if asked.rowcount != 1:
+            raise RunAlreadyEndedError(_not_cancellable(record), record.status)
+        return record
 
     def get_run(self, run_id: str) -> RunRecord:
         self.detect_crashed()
@@ -409,6 +440,13 @@ class Journal:
     def release_recovery(self, run_id: str, holder: str) -> None:
         lease.release_recovery(self.db, run_id, holder)
 
+    # log lines (see journal/_log_lines.py) ---------------------------------------------
+    def log_lines(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> LogLines:
+        """The run's last log lines kept here (``KEEP_LOG_LINES``) with ``seq`` above
+        ``after_seq``, oldest first, at most ``limit``; ``last_seq`` to continue from,
+        and how many older lines were dropped. A run unknown or without lines: none."""
+        return read_log_lines(self.db, run_id, after_seq, limit)
+
     # steps ---------------------------------------------------------------
     def steps(self, run_id: str) -> list[StepRecord]:
         rows = self.db.fetchall(
@@ -485,8 +523,20 @@ class Journal:
 _RUN_COLUMNS = (
     'id, entrypoint, action, plugin_path, params, status, started_at, ended_at, progress, error,'
     ' host, pid, attempts, cwd, plugin, storage, lease_owner, lease_until, recoverer,'
-    ' recoverer_until'
+    ' recoverer_until, cancel_requested_at, cancel_requested_by'
 )
+
+
+def _not_cancellable(run: RunRecord) -> str:
+    """Why ``run`` cannot be cancelled, in one line, with what to do instead."""
+    if run.status == 'crashed':
+        return (
+            f'run {run.id} already ended (crashed: {run.error or "its process is gone"});'
+            f' nothing to cancel; `synapse runs rollback {run.id}` undoes what it did'
+        )
+    if run.active:  # failed, its rollback under way
+        return f'run {run.id} failed and is rolling back; nothing to cancel'
+    return f'run {run.id} already ended ({run.status}); nothing to cancel'
 
 
 def _run(row: tuple[Any, ...]) -> RunRecord:
@@ -511,4 +561,6 @@ def _run(row: tuple[Any, ...]) -> RunRecord:
         lease_until=row[17],
         recoverer=row[18],
         recoverer_until=row[19],
+        cancel_requested_at=row[20],
+        cancel_requested_by=row[21],
     )

@@ -10,8 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from synapse_sdk._paths import synapse_home
+from synapse_sdk.journal import LEVELS, Journal, describe_line, level_of
 
-LEVELS = ('debug', 'info', 'warning', 'error')
+__all__ = [
+    'LEVELS',
+    'LogLine',
+    'at_least',
+    'describe_line',
+    'epoch',
+    'follow',
+    'follow_journal',
+    'journal_log',
+    'level_of',
+    'log_path',
+    'parse_lines',
+    'read_log',
+]
 
 LogLine = dict[str, Any]
 
@@ -54,86 +68,12 @@ def epoch(stamp: str | None) -> float | None:
         return None
 
 
-def level_of(line: LogLine) -> str:
-    """The level a line is shown at: its own for ``context.log`` events; warning for a
-    failed attempt or a rollback, error for a failed step or rollback; progress is debug."""
-    kind = line.get('type')
-    if kind == 'event':
-        level = line.get('level')
-        return level if level in LEVELS else 'info'
-    if kind == 'progress':
-        return 'debug'
-    if kind in ('step_retry', 'unreadable'):
-        return 'warning'
-    if kind == 'step_end' and not line.get('success', True):
-        return 'error'
-    if kind == 'rollback':
-        return 'error' if line.get('error') else 'warning'
-    if kind == 'run_end' and not line.get('success', True):
-        return 'error'
-    return 'info'
-
-
 def at_least(level: str) -> Callable[[LogLine], bool]:
     """A filter keeping the lines at ``level`` or above."""
     if level not in LEVELS:
         raise ValueError(f'log level must be one of {", ".join(LEVELS)}, got {level!r}')
     floor = LEVELS.index(level)
     return lambda line: LEVELS.index(level_of(line)) >= floor
-
-
-def describe_line(line: LogLine) -> str:
-    """One line of text for a record, as ``synapse runs logs`` prints it (without time)."""
-    step = f"step '{line.get('step')}'"
-    match line.get('type'):
-        case 'event':
-            data = line.get('data') or {}
-            shown = f'{line.get("event")} {json.dumps(data, default=str)}' if data else ''
-            return shown or str(line.get('event'))
-        case 'run_start':
-            return f'run started: {len(line.get("steps") or [])} steps'
-        case 'step_start':
-            return f'{step} started'
-        case 'step_end':
-            took = _seconds(line.get('duration_seconds'))
-            if line.get('success'):
-                return f'{step} succeeded{took}'
-            return f'{step} failed{took}: {line.get("error")}'
-        case 'step_retry':
-            return (
-                f'{step} attempt {line.get("attempt")} failed: {line.get("error")};'
-                f' again in {line.get("delay", 0):g}s'
-            )
-        case 'step_skip':
-            return f'{step} skipped'
-        case 'step_reuse':
-            return f'{step} reused (its result from an earlier attempt)'
-        case 'rollback_start':
-            return f'{step} rollback started'
-        case 'rollback':
-            error = line.get('error')
-            return f'{step} rollback failed: {error}' if error else f'{step} rolled back'
-    return _describe_other(line)
-
-
-def _describe_other(line: LogLine) -> str:
-    match line.get('type'):
-        case 'run_end':
-            if line.get('success'):
-                return 'run succeeded'
-            verb = 'cancelled' if line.get('cancelled') else 'failed'
-            return f'run {verb}: {line.get("error")}'
-        case 'progress':
-            return f'progress {line.get("category")} {line.get("percent")}%'
-        case 'metrics':
-            return f'metrics {line.get("category")} {json.dumps(line.get("value"), default=str)}'
-        case 'unreadable':
-            return f'(unreadable line) {line.get("text", "")[:200]}'
-    return json.dumps(line, default=str)
-
-
-def _seconds(value: Any) -> str:
-    return f' in {value:.3f}s' if isinstance(value, int | float) else ''
 
 
 def follow(path: Path, running: Callable[[], bool], interval: float = 0.2) -> Iterator[LogLine]:
@@ -155,5 +95,27 @@ def follow(path: Path, running: Callable[[], bool], interval: float = 0.2) -> It
         if not alive:
             if pending.strip():
                 yield from parse_lines(pending)
+            return
+        time.sleep(interval)
+
+
+def journal_log(journal: Journal, run_id: str) -> list[LogLine]:
+    """The run's last log lines as the journal keeps them (``KEEP_LOG_LINES``, progress
+    folded): what is known of its log on a machine that does not have the file."""
+    return [line.record for line in journal.log_lines(run_id).lines]
+
+
+def follow_journal(
+    journal: Journal, run_id: str, running: Callable[[], bool], interval: float = 0.2
+) -> Iterator[LogLine]:
+    """:func:`follow`, from the journal: the kept lines, then each new one as the run's
+    process writes them (in batches, about every ``journal.POLL_S``), until it ends."""
+    after = 0
+    while True:
+        alive = running()  # asked before reading: the lines written up to the end are read
+        page = journal.log_lines(run_id, after)
+        after = page.last_seq
+        yield from (line.record for line in page.lines)
+        if not alive:
             return
         time.sleep(interval)

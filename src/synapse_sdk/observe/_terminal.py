@@ -61,8 +61,10 @@ def record_lines(view: RunView) -> RenderableType:
         ('started', r.started_at),
         ('ended', f'{r.ended_at or "-"}   duration {seconds(view.duration)}'),
         ('attempts', _attempts_line(view)),
-        ('log', f'{view.log_path}' + ('' if view.log else ' (none)')),
+        ('log', _log_source(view)),
     ]
+    if r.cancel_requested_at:
+        rows.append(('cancel', f'requested by {r.cancel_requested_by} at {r.cancel_requested_at}'))
     if r.error:
         rows.append(('error', r.error))
     table = Table.grid(padding=(0, 2))
@@ -180,3 +182,10 @@ def _axis(extent: float, width: int) -> Text:
     line = left + ' ' * gap + middle
     line += ' ' * max(1, width - len(line) - len(right)) + right
     return Text(line, style='dim')
+
+
+def _log_source(view: RunView) -> str:
+    if view.log_from_journal:
+        where = f'the journal ({view.log_path} is not on this machine)'
+        return where if view.log else f'{where} (none)'
+    return f'{view.log_path}' + ('' if view.log else ' (none)')

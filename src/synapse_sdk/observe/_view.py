@@ -9,7 +9,7 @@ from typing import Any
 
 from synapse_sdk.journal import Journal, RunRecord, StepRecord
 
-from ._log import LogLine, epoch, log_path, read_log
+from ._log import LogLine, epoch, journal_log, log_path, read_log
 from ._timeline import Span, spans_of
 
 OVERALL = 'overall'  # the runtime's category for the run's own progress
@@ -55,6 +55,7 @@ class RunView:
     spans: list[Span]
     origin: float  # the run's start, epoch seconds
     attempts: list[Attempt] = field(default_factory=list)
+    log_from_journal: bool = False  # the file is not here: the journal's last lines instead
 
     @property
     def duration(self) -> float | None:
@@ -145,6 +146,9 @@ def load_run(journal: Journal, run_id: str, log: Path | None = None) -> RunView:
     steps = journal.steps(run_id)
     path = log if log is not None else log_path(run_id)
     lines = read_log(path)
+    from_journal = log is None and not path.exists()
+    if from_journal:  # the run's log file is on another machine
+        lines = journal_log(journal, run_id)
     origin = epoch(record.started_at) or time.time()
     ended = None
     if not record.active:  # open spans were cut off: at the run's last sign of life
@@ -159,6 +163,7 @@ def load_run(journal: Journal, run_id: str, log: Path | None = None) -> RunView:
         spans=spans_of(lines, steps, origin, ended),
         origin=origin,
         attempts=attempts_of(lines, record),
+        log_from_journal=from_journal,
     )
 
 

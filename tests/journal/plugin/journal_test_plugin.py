@@ -27,6 +27,8 @@ them: ``prepare`` (lists ``source_path``), ``shard``, ``store``, ``finalize``.
   each delete and ``deleted <id> <pid>`` after each one that removed a file;
 - ``JT_CRASH_ROLLBACK_AFTER=N``: ``store``'s rollback kills its process with SIGKILL
   after deleting N files.
+- ``JT_SLOW=<seconds>``: ``store`` waits that long after each file (after its
+  progress report, where a cancel is noticed), and logs ``stored`` (``context.log``).
 
 Every step execution appends ``<step>`` as a line to ``params.trace_path``
 (when given), so a test can tell which steps really ran in which process.
@@ -120,6 +122,7 @@ class StoreStep(BaseStep[StoreContext]):
             context.append_rollback('keys', key)
             context.stored_ids.append(context.client.upload_file(path, key=key))
             context.set_progress(i + 1, total)
+            _slow(context, path.name)
         return StepResult(data={'stored': total}, rollback_data={'ids': list(context.stored_ids)})
 
     def rollback(self, context: StoreContext, result: StepResult) -> None:
@@ -143,6 +146,13 @@ class StoreStep(BaseStep[StoreContext]):
             except FileNotFoundInStorageError:
                 continue
             _log_delete('deleted', file_id)
+
+
+def _slow(context: StoreContext, name: str) -> None:
+    pause = os.environ.get('JT_SLOW')
+    if pause:
+        context.log('stored', {'file': name})
+        time.sleep(float(pause))
 
 
 def _wait_for_gate() -> None:

@@ -117,7 +117,15 @@ def _record_of(event: RunEvent) -> dict[str, Any] | None:
     """The line a lifecycle event is written as; None for the events the log leaves out."""
     match event:
         case RunStarted(steps=steps):
-            plan = [{'step': s.name, 'index': s.index, 'weight': s.weight} for s in steps]
+            plan = [
+                {
+                    'step': s.name,
+                    'index': s.index,
+                    'weight': s.weight,
+                    'can_rollback': s.can_rollback,
+                }
+                for s in steps
+            ]
             return {'type': 'run_start', 'steps': plan}
         case StepStarted(step=step):
             return {'type': 'step_start', 'step': step.name, 'index': step.index}
