@@ -4,7 +4,7 @@ buttons (resume a crashed run, roll back a finished one, cancel a running one)."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from tests.journal.conftest import (
@@ -18,7 +18,7 @@ from tests.journal.conftest import (
 from synapse_sdk import execution
 from synapse_sdk.journal import Journal
 
-from .conftest import UiServer, new_run, start_upload, upload
+from .conftest import UiServer, new_run, start_ui, start_upload, stop, upload, wait_for
 from .test_list import fill
 
 if TYPE_CHECKING:
@@ -134,6 +134,41 @@ def test_the_list_follows_a_running_run(
     )
     assert chromium_page.evaluate('window.samePage') == 'yes'  # the table, not the page
     assert '100%' in chromium_page.inner_text(f'tr[data-run="{run_id}"]')
+
+
+def test_a_run_on_another_machine_moves_live_from_the_journal(
+    home: Path, plugin_dir: Path, tmp_path: Path, postgres_db: Any, chromium_page: Page
+) -> None:
+    """The run writes its log file under another SYNAPSE_HOME (another machine, as far as
+    the server can tell); both share a PostgreSQL journal: the page reads its lines there."""
+    make_files(tmp_path / 'src', 10, seed=12)
+    elsewhere = tmp_path / 'elsewhere'
+    shared = {'SYNAPSE_DATABASE_URL': postgres_db.url}
+    server = start_ui(home, **shared)
+    process = start_upload(elsewhere, plugin_dir, tmp_path / 'src', 0.4, **shared)
+    try:
+        run_id = wait_for(lambda: Journal(postgres_db.url).list_runs(limit=1), what='the run')[0].id
+        chromium_page.goto(f'{server.url}/runs/{run_id}')
+        assert chromium_page.get_attribute('main', 'data-offset').startswith('j')
+        assert 'the journal keeps its last lines' in chromium_page.inner_text('main')
+        chromium_page.evaluate("window.samePage = 'yes'")
+        start = percent(chromium_page)
+        chromium_page.wait_for_function(
+            f"() => +document.getElementById('progress')?.dataset.percent > {start} + 10"
+        )
+        chromium_page.wait_for_function(
+            "() => document.getElementById('log')?.textContent.includes('uploaded')"
+        )
+        assert chromium_page.evaluate('window.samePage') == 'yes'
+        assert process.wait(timeout=60) == 0
+        chromium_page.wait_for_selector('main[data-live="0"]', timeout=30_000)
+        assert chromium_page.inner_text(STATUS) == 'succeeded'
+        assert 'run succeeded' in chromium_page.inner_text('#log')
+        assert not (home / 'logs').exists()  # nothing came from a file here
+    finally:
+        stop(server)
+        if process.poll() is None:
+            process.kill()
 
 
 def test_resume_a_crashed_run_from_its_page(

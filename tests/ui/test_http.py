@@ -71,6 +71,19 @@ def test_a_finished_run_has_its_page(
     assert re.findall(r'^event: (\w+)$', events.text, re.M) == ['sections', 'state', 'end']
     resumed = ui.get(f'/runs/{run_id}/events', {'Last-Event-ID': offset})  # a reconnect
     assert re.findall(r'^event: (\w+)$', resumed.text, re.M) == ['sections', 'state', 'end']
+    (home / 'logs' / f'{run_id}.jsonl').unlink()  # as on a machine that does not have it
+    remote = ui.get(f'/runs/{run_id}')
+    assert 'data-offset="j' in remote.text and 'the journal keeps its last lines' in remote.text
+    assert 'run succeeded' in remote.text and 'uploaded {&quot;file&quot;' in remote.text
+    from_journal = ui.get(f'/runs/{run_id}/events?offset=j0')
+    assert re.findall(r'^event: (\w+)$', from_journal.text, re.M) == [
+        'log',
+        'sections',
+        'state',
+        'end',
+    ]
+    assert re.search(r'^id: j\d+$', from_journal.text, re.M)
+    assert_error_page(ui.get(f'/runs/{run_id}/events?offset=x1'), 422, 'not a log position')
     everything = ui.get(f'/runs/{run_id}/events')  # from the log's start: its lines first
     assert re.findall(r'^event: (\w+)$', everything.text, re.M)[0] == 'log'
     assert 'run succeeded' in everything.text

@@ -26,7 +26,7 @@ from synapse_sdk.journal import Journal, JournalError, UnknownRunError
 from ._actions import Jobs
 from ._html import error_page, run_link
 from ._listing import fetch, parse_query, render_list
-from ._live import Progress, read_lines, state
+from ._live import Progress, read_on, state
 from ._run_page import render_confirm, render_run
 from ._security import (
     CSRF_COOKIE,
@@ -209,10 +209,11 @@ def run_page(request: Request) -> Response:
     run_id = _resolve(request)
     if isinstance(run_id, RedirectResponse):
         return run_id
-    view = observe.load_run(_journal(request), run_id)
-    lines, offset = read_lines(view.log_path, 0, None)
+    journal = _journal(request)
+    view = observe.load_run(journal, run_id)
+    lines, cursor = read_on(journal, run_id, '0', None)
     job = request.app.state.jobs.latest(run_id)
-    return _html(request, render_run, view, lines, offset, job)
+    return _html(request, render_run, view, lines, cursor, job)
 
 
 def run_state(request: Request) -> Response:
@@ -222,7 +223,7 @@ def run_state(request: Request) -> Response:
         return run_id
     journal = _journal(request)
     record, steps = journal.get_run(run_id), journal.steps(run_id)
-    lines, _ = read_lines(observe.log_path(run_id), 0, None)
+    lines, _ = read_on(journal, run_id, '0', None)
     progress = Progress()
     progress.read(lines)
     return JSONResponse(state(record, steps, progress, request.app.state.jobs.latest(run_id)))

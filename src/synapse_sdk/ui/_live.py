@@ -1,8 +1,11 @@
 """What a run's page shows live: its state now, and its log lines read on from a cursor.
 
-The log lines come from the run's JSON-lines log today (``observe``); the
-cursor is a byte offset into it, so a reconnecting stream (``Last-Event-ID``)
-goes on where it stopped, with no line twice.
+The log lines come from the run's JSON-lines log file when this machine has
+it (the cursor: a byte offset into it, ``1234``), else from the journal's
+copy of the run's last lines (``Journal.log_lines``; the cursor: the last
+line's ``seq``, ``j56``): a run on another machine, or on Ray, shows live
+too. A reconnecting stream (``Last-Event-ID``) goes on where it stopped, with
+no line twice.
 """
 
 from __future__ import annotations
@@ -46,6 +49,30 @@ def read_lines(
             value = None
         lines.append(value if isinstance(value, dict) else {'type': 'unreadable', 'text': raw})
     return lines, offset + end + 1
+
+
+def cursor_ok(cursor: str) -> bool:
+    """``1234`` (a byte offset into the log file) or ``j56`` (a journal line's seq)."""
+    return cursor.removeprefix('j').isdigit()
+
+
+def read_on(
+    journal: Journal, run_id: str, cursor: str, most: int | None = MAX_CHUNK
+) -> tuple[list[dict[str, Any]], str]:
+    """The run's log records after ``cursor``, and the cursor after them: from the file
+    when this machine has it, else from the journal (a ``j`` cursor stays there, but for
+    ``j0``, nothing read yet, once the file appears)."""
+    path = observe.log_path(run_id)
+    here = path.exists()
+    if cursor.startswith('j') and not (cursor == 'j0' and here):
+        page = journal.log_lines(run_id, int(cursor[1:]))
+        return [line.record for line in page.lines], f'j{page.last_seq}'
+    if here:
+        lines, offset = read_lines(path, int(cursor.removeprefix('j')), most)
+        return lines, str(offset)
+    if cursor == '0':  # nothing read yet, and no file here: the journal's lines
+        return read_on(journal, run_id, 'j0', most)
+    return [], cursor  # the file read so far is gone (the run was pruned)
 
 
 @dataclass

@@ -22,12 +22,12 @@ SHOWN_LINES = 500  # log lines a page opens with
 def render_run(
     view: observe.RunView,
     lines: list[dict[str, Any]],
-    offset: int,
+    cursor: str,
     job: Job | None,
     csrf: str,
 ) -> str:
-    """The page of ``view``'s run; ``lines``: its log up to byte ``offset``, where the
-    live stream goes on from."""
+    """The page of ``view``'s run; ``lines``: its log up to ``cursor``, where the live
+    stream goes on from (a byte offset into the file, or ``jN``: the journal's lines)."""
     r = view.record
     parts = observe.report_sections(view)
     progress = Progress()
@@ -36,7 +36,10 @@ def render_run(
     live = r.active or (job is not None and job.running)
     shown = [x for x in lines if x.get('type') != 'progress']
     cut = len(shown) - SHOWN_LINES
-    more = f'<p class="more">{cut} earlier lines: synapse runs logs {escape(r.id)}</p>'
+    more = f'{cut} earlier lines: synapse runs logs {escape(r.id)}' if cut > 0 else ''
+    if cursor.startswith('j'):  # no file here: the journal's copy
+        more = 'The log file is on the machine that ran the run: the journal keeps its last lines.'
+    note = f'<p class="more">{more}</p>' if more else ''
     body = (
         f'<h1>Run <code>{escape(r.id)}</code> <span id="status">{badge(r.status)}</span></h1>'
         f'<div class="overall">{bar(percent, "progress")} <span id="duration">'
@@ -50,10 +53,10 @@ def render_run(
         f'<h2>Progress</h2><div id="curve">{parts["progress"]}</div>'
         f'<h2 id="metrics-title">Metrics</h2><div id="metrics">{parts["metrics"]}</div>'
         f'<h2>Rollback</h2><div id="rollback">{parts["rollback"]}</div>'
-        f'<h2>Log</h2>{more if cut > 0 else ""}'
+        f'<h2>Log</h2>{note}'
         f'<pre id="log" class="log">{log_lines_html(shown[-SHOWN_LINES:])}</pre>'
     )
-    attributes = f' data-run="{escape(r.id)}" data-live="{1 if live else 0}" data-offset="{offset}"'
+    attributes = f' data-run="{escape(r.id)}" data-live="{1 if live else 0}" data-offset="{cursor}"'
     return layout(f'run {r.id}', body, live=attributes)
 
 

@@ -20,12 +20,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from synapse_sdk import observe
 from synapse_sdk.journal import Journal
 
 from ._actions import Jobs
 from ._html import log_lines_html
-from ._live import Progress, read_lines, sections, state, step_key
+from ._live import Progress, cursor_ok, read_on, sections, state, step_key
 
 POLL_S = 0.2
 KEEPALIVE_S = 10.0
@@ -33,7 +32,7 @@ REDRAW_S = 2.0
 SECTIONS = ('steps', 'timeline', 'progress', 'metrics', 'rollback')
 
 
-def message(event: str, data: Any, ident: int | None = None) -> str:
+def message(event: str, data: Any, ident: str | None = None) -> str:
     """One server-sent event; the data is JSON on one line."""
     head = f'id: {ident}\n' if ident is not None else ''
     return f'{head}event: {event}\ndata: {json.dumps(data, default=str)}\n\n'
@@ -42,9 +41,9 @@ def message(event: str, data: Any, ident: int | None = None) -> str:
 class Watch:
     """What one page has been sent so far, and what changed since."""
 
-    def __init__(self, run_id: str, offset: int, jobs: Jobs) -> None:
+    def __init__(self, run_id: str, cursor: str, jobs: Jobs) -> None:
         self.run_id = run_id
-        self.offset = offset
+        self.cursor = cursor
         self.jobs = jobs
         self.progress = Progress()
         self.key: Any = None
@@ -57,12 +56,12 @@ class Watch:
         job = self.jobs.latest(self.run_id)
         record = journal.get_run(self.run_id)  # before the log: the lines up to its end
         steps = journal.steps(self.run_id)
-        lines, self.offset = read_lines(observe.log_path(self.run_id), self.offset)
+        lines, self.cursor = read_on(journal, self.run_id, self.cursor)
         self.progress.read(lines)
         out = []
         shown = log_lines_html(lines)
         if shown:
-            out.append(message('log', {'html': shown}, self.offset))
+            out.append(message('log', {'html': shown}, self.cursor))
         self.fresh_lines = self.fresh_lines or bool(lines)
         key = step_key(steps)
         if key != self.key or (self.fresh_lines and time.monotonic() - self.drawn > REDRAW_S):
@@ -84,9 +83,9 @@ def run_events(
 ) -> StreamingResponse:
     """The stream of run ``run_id`` from the log cursor the page (or ``Last-Event-ID``) gives."""
     given = request.headers.get('last-event-id') or request.query_params.get('offset') or '0'
-    if not given.isdigit():
-        raise HTTPException(422, f'offset: {given!r} is not a log position (a whole number)')
-    watch = Watch(run_id, int(given), request.app.state.jobs)
+    if not cursor_ok(given):
+        raise HTTPException(422, f'offset: {given!r} is not a log position (1234 or j56)')
+    watch = Watch(run_id, given, request.app.state.jobs)
 
     served = getattr(request.app.state, 'server', None)  # uvicorn's, when serve() made it
 
