@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
 from tests.journal.conftest import (
     journal_run_ids,
     make_files,
@@ -15,7 +14,6 @@ from tests.journal.conftest import (
     stored,
 )
 
-from synapse_sdk import execution
 from synapse_sdk.journal import Journal
 
 from .conftest import UiServer, new_run, start_ui, start_upload, stop, upload, wait_for
@@ -244,9 +242,6 @@ def test_roll_back_a_finished_run_after_confirming(
     assert chromium_page.locator('a.rollback').count() == 0  # nothing left to undo
 
 
-@pytest.mark.skipif(
-    not hasattr(execution, 'cancel_run'), reason='synapse runs cancel has not landed yet'
-)
 def test_cancel_a_running_run_from_its_page(
     ui: UiServer, home: Path, plugin_dir: Path, tmp_path: Path, chromium_page: Page
 ) -> None:
