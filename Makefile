@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray,services]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray,services,ui]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -7,6 +7,7 @@ these tests only keep the scripts from rotting as the code under them changes.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +106,32 @@ def test_report_render_measures_a_run_with_retries_and_rollbacks(
     figures = module.measure(30, 1, tmp_path)
     assert figures['spans'] == 30 + 2 + 30  # 30 steps, 2 of them retried, all rolled back
     assert all(figures[name] > 0 for name in ('journal rows', 'load_run', 'render_report'))
+
+
+def test_ui_latency_times_the_list_and_finds_the_delays(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    module = importlib.import_module('ui_latency')
+    monkeypatch.setattr(module, 'MANY', 300)
+    monkeypatch.setattr(module, 'PAGES', {'newest 50': '/', 'failed': '/?status=failed'})
+    module.list_times('SQLite', str(tmp_path / 'runs.db'), 1)
+    printed = capsys.readouterr().out
+    assert printed.count('target < 200 ms') == 2 and 'server' in printed
+    log = tmp_path / 'run.jsonl'
+    lines = [
+        {
+            'type': 'progress',
+            'category': 'overall',
+            'percent': p,
+            'ts': f'2026-01-01T00:00:0{s}+00:00',
+        }
+        for p, s in ((10, 1), (40, 2), (100, 3))
+    ]
+    log.write_text(''.join(json.dumps(x) + '\n' for x in lines), encoding='utf-8')
+    start = 1767225600.0  # 2026-01-01T00:00:00Z
+    seen = [[10, start + 1.3], [40, start + 2.25]]
+    assert [round(d, 2) for d in module.delays(log, seen, start)] == [0.3, 0.25]
+    assert module.delays(log, seen, start + 1.5) == [pytest.approx(0.25)]  # after opening
 
 
 def test_object_storage_runs_the_sdk_and_raw_obstore_against_moto(

@@ -28,6 +28,7 @@ LAYERS = {
     'synapse_sdk.observe': 4,  # reads the journal and the run's log; draws them
     'synapse_sdk.testing': 5,
     'synapse_sdk.cli': 5,
+    'synapse_sdk.ui': 5,  # synapse ui: the journal as a web page (Starlette); buttons run the CLI
     'synapse_sdk.errors': 5,  # names every layer's errors (loads the upper ones lazily)
 }
 

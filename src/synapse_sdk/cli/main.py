@@ -67,6 +67,7 @@ from ._detach import (
     submit,
 )
 from ._timespec import parse_duration, parse_moment
+from ._ui import ui_command
 
 # What went wrong -> the exit code: the one table (docs/errors.md). Every
 # error is reported by its kind (``SynapseError.kind``; see ``_kind_of``).
@@ -85,6 +86,7 @@ db_app = typer.Typer(
     help='The database of the run journal and the storage index.', no_args_is_help=True
 )
 app.add_typer(db_app, name='db')
+app.command('ui')(ui_command)
 
 stderr = Console(stderr=True, highlight=False)
 

@@ -26,6 +26,7 @@ from ._log_lines import (
     describe_line,
     level_of,
 )
+from ._pages import RunPage
 from ._records import DONE_STEP, RUN_STATUSES, STEP_STATUSES, UNDONE_WORK, RunRecord, StepRecord
 from ._schema import SCHEMA_VERSION
 from ._store import Journal, Pruned
@@ -56,6 +57,7 @@ __all__ = [
     'Pruned',
     'RecoveryInProgressError',
     'RunAlreadyEndedError',
+    'RunPage',
     'RunRecord',
     'SnapshotError',
     'StepRecord',

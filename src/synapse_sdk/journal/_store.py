@@ -13,9 +13,11 @@ from synapse_sdk._paths import database_url, synapse_home
 from synapse_sdk.db import Connection, Database, is_url, open_database
 
 from . import _lease as lease
+from . import _pages as pages
 from ._codec import from_json, to_json
 from ._errors import JournalError, RunAlreadyEndedError, UnknownRunError
 from ._log_lines import LogLines, read_log_lines
+from ._pages import RunFilter, RunPage
 from ._process import Owner
 from ._records import ACTIVE, RUN_STATUSES, UNDONE_WORK, RunRecord, StepRecord
 from ._schema import INSERTION_ORDER, journal_schema
@@ -336,6 +338,36 @@ class Journal:
             sql += ' LIMIT ?'
             args.append(limit)
         return [_run(row) for row in db.fetchall(sql, args)]
+
+    def runs_page(
+        self,
+        limit: int = 50,
+        *,
+        status: str | None = None,
+        plugin: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: str | None = None,
+        after: str | None = None,
+    ) -> RunPage:
+        """A page of runs, newest first, as ``list_runs`` filters them (``until``: started
+        before it); ``before``/``after``: a cursor of another page (its ``older``/``newer``),
+        so that paging reads the index from where the last page ended, however deep."""
+        wanted = RunFilter(status, plugin, action, since, until)
+        return pages.runs_page(self, wanted, limit, before, after)
+
+    def count_runs(
+        self,
+        *,
+        status: str | None = None,
+        plugin: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many runs ``runs_page`` would page through with these filters."""
+        return pages.count_runs(self, RunFilter(status, plugin, action, since, until))
 
     def prune(
         self, before: datetime, *, dry_run: bool = False, unrecovered: bool = False

@@ -17,7 +17,7 @@ from ._log import (
     log_path,
     read_log,
 )
-from ._report import render_report
+from ._report import render_report, report_sections
 from ._terminal import gantt, show
 from ._timeline import Span, spans_of
 from ._view import Attempt, RunView, load_run
@@ -40,6 +40,7 @@ __all__ = [
     'log_path',
     'read_log',
     'render_report',
+    'report_sections',
     'show',
     'spans_of',
 ]

@@ -32,21 +32,22 @@ def render_report(view: RunView, last_lines: int = LAST_LOG_LINES) -> str:
     """The report's HTML: the facts, the timeline, the progress curve, the metrics, the
     rollback section and the log's last lines."""
     r = view.record
+    parts = report_sections(view, last_lines)
     sections = [
         f'<h1>Run {escape(r.id)} <span class="status" style="color:{_color(r.status)}">'
         f'{escape(r.status)}</span></h1>',
-        _facts(view),
+        parts['facts'],
         '<h2>Steps</h2>',
-        _steps(view),
+        parts['steps'],
         '<h2 id="timeline">Timeline</h2>',
-        _timeline(view),
+        parts['timeline'],
         '<h2 id="progress">Progress</h2>',
-        line_svg(view.progress_curve(), 'overall progress, %'),
+        parts['progress'],
         '<h2 id="metrics">Metrics</h2>',
-        _metrics(view),
+        parts['metrics'],
         '<h2 id="rollback">Rollback</h2>',
-        _rollback(view),
-        f'<h2 id="log">Last log lines</h2>{_log_tail(view, last_lines)}',
+        parts['rollback'],
+        f'<h2 id="log">Last log lines</h2>{parts["log"]}',
     ]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -54,6 +55,21 @@ def render_report(view: RunView, last_lines: int = LAST_LOG_LINES) -> str:
         + '\n'.join(sections)
         + '</body></html>\n'
     )
+
+
+def report_sections(view: RunView, last_lines: int = LAST_LOG_LINES) -> dict[str, str]:
+    """The report's parts as HTML fragments (``facts``, ``steps``, ``timeline``,
+    ``progress``, ``metrics``, ``rollback``, ``log``), for pages that lay them out
+    their own way (``synapse ui``); styled by the classes ``CSS`` styles."""
+    return {
+        'facts': _facts(view),
+        'steps': _steps(view),
+        'timeline': _timeline(view),
+        'progress': line_svg(view.progress_curve(), 'overall progress, %'),
+        'metrics': _metrics(view),
+        'rollback': _rollback(view),
+        'log': _log_tail(view, last_lines),
+    }
 
 
 def _color(status: str) -> str:
