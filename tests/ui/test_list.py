@@ -136,6 +136,7 @@ def test_a_deep_page_of_100000_runs_is_read_from_the_index(
     deep = journal.runs_page(50, before=middle.older)
     failed = journal.runs_page(50, status='failed', before=middle.older)
     monkeypatch.setattr(db, 'fetchall', real)
+    filtered = plugin_filter_plans(journal, monkeypatch)
     assert [r.id for r in middle.runs] == ['run-050000']
     assert [r.id for r in deep.runs] == [f'run-{i:06d}' for i in range(49_999, 49_949, -1)]
     assert [r.id for r in failed.runs][:2] == ['run-049990', 'run-049980']
@@ -145,3 +146,34 @@ def test_a_deep_page_of_100000_runs_is_read_from_the_index(
             assert 'runs_by_started' in shown and 'TEMP B-TREE' not in shown, shown
         else:
             assert 'runs_by_started' in shown and 'Sort' not in shown, shown
+    for shown in filtered:  # a plugin or action nobody ran: from its index, not the table
+        assert 'runs_by_plugin' in shown or 'runs_by_action' in shown, shown
+        assert 'TEMP B-TREE' not in shown and 'Sort' not in shown, shown
+
+
+def plugin_filter_plans(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The plans of the list and count statements of a plugin or action filter."""
+    db = journal.db
+    captured: list[tuple[str, tuple[Any, ...]]] = []
+    real_all, real_one = db.fetchall, db.fetchone
+
+    def spy_all(sql: str, args: Any = ()) -> Any:
+        captured.append((sql, tuple(args)))
+        return real_all(sql, args)
+
+    def spy_one(sql: str, args: Any = ()) -> Any:
+        captured.append((sql, tuple(args)))
+        return real_one(sql, args)
+
+    monkeypatch.setattr(db, 'fetchall', spy_all)
+    monkeypatch.setattr(db, 'fetchone', spy_one)
+    try:
+        assert journal.runs_page(50, plugin='nobody').runs == []
+        assert journal.runs_page(50, action='nothing').runs == []
+        assert journal.count_runs(plugin='nobody') == 0
+    finally:
+        monkeypatch.setattr(db, 'fetchall', real_all)
+        monkeypatch.setattr(db, 'fetchone', real_one)
+    filtered = [c for c in captured if 'plugin = ' in c[0] or 'action = ' in c[0]]
+    assert len(filtered) == 3, captured
+    return [plan(journal, sql, args) for sql, args in filtered]

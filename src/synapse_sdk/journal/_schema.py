@@ -22,6 +22,17 @@ CREATE TABLE log_lines (
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 """
+# The runs list's plugin and action filters (``synapse ui``, ``runs list``) come from an
+# index in start order, like the unfiltered list: a filter that matches few runs, or none,
+# does not read the whole table (SQLite appends rowid to every index entry).
+SQLITE_RUN_FILTERS = """
+CREATE INDEX runs_by_plugin ON runs (plugin, started_at);
+CREATE INDEX runs_by_action ON runs (action, started_at);
+"""
+POSTGRES_RUN_FILTERS = """
+CREATE INDEX runs_by_plugin ON runs (plugin, started_at, seq);
+CREATE INDEX runs_by_action ON runs (action, started_at, seq);
+"""
 POSTGRES_LOG_LINES = """
 CREATE TABLE log_lines (
     run_id   TEXT NOT NULL,
@@ -91,6 +102,7 @@ CREATE TABLE rollback_items (
 CREATE INDEX rollback_items_by_step ON rollback_items (run_id, idx);
 """
     + SQLITE_LOG_LINES
+    + SQLITE_RUN_FILTERS
 )
 
 # version -> SQL that brings a database of that version to the next one (SQLite)
@@ -108,12 +120,14 @@ ALTER TABLE runs ADD COLUMN recoverer_until REAL;
 CREATE INDEX runs_by_started ON runs (started_at);
 """,
     # 2 -> 3: a cancel request any machine can make (the run's heartbeat reads it), and
-    # the run's last log lines, for a watcher on another machine (issue #14)
+    # the run's last log lines, for a watcher on another machine (issue #14); the runs
+    # list's plugin and action filters from an index (issue #16)
     2: """
 ALTER TABLE runs ADD COLUMN cancel_requested_at TEXT;
 ALTER TABLE runs ADD COLUMN cancel_requested_by TEXT;
 """
-    + SQLITE_LOG_LINES,
+    + SQLITE_LOG_LINES
+    + SQLITE_RUN_FILTERS,
 }
 
 # PostgreSQL (from schema 2 on; there never was a version 1 there). Times are ISO 8601
@@ -180,6 +194,7 @@ CREATE TABLE rollback_items (
 CREATE INDEX rollback_items_by_step ON rollback_items (run_id, idx);
 """
     + POSTGRES_LOG_LINES
+    + POSTGRES_RUN_FILTERS
 )
 
 # version -> SQL that brings a PostgreSQL database of that version to the next one
@@ -188,7 +203,8 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
 ALTER TABLE runs ADD COLUMN cancel_requested_at TEXT COLLATE "C";
 ALTER TABLE runs ADD COLUMN cancel_requested_by TEXT;
 """
-    + POSTGRES_LOG_LINES,
+    + POSTGRES_LOG_LINES
+    + POSTGRES_RUN_FILTERS,
 }
 
 # dialect -> what orders rows as they were inserted (runs started in the same clock tick)
