@@ -82,6 +82,8 @@ def test_a_folder_path_is_made_absolute(tmp_path: Path, monkeypatch: pytest.Monk
         ('file:///x?a=1', 'a folder takes no ?options'),
         ('sftp:///path', 'needs a host'),
         ('sftp://host:99999/p', 'needs a host'),
+        ('sftp://host:\u00b2/p', 'needs a host'),  # isdigit() takes it, int() does not
+        ('s3://bucket/p?max_retries=\u00b2', "option 'max_retries' must be a whole number"),
         ('memory://bad name', 'a memory store is named by'),
     ],
 )
@@ -114,6 +116,16 @@ def test_credentials_in_a_url_are_refused_without_repeating_them(
     assert 'never go in a storage URL' in message
     assert where in message  # the standard chain to use instead
     assert secret not in message and '***' in message
+
+
+def test_an_endpoint_with_credentials_is_refused_without_repeating_them() -> None:
+    given = 's3://bucket/p?endpoint=http://user:hunter2@127.0.0.1:9000'
+    with pytest.raises(StorageConfigError) as caught:
+        parse_storage(given)
+    message = str(caught.value)
+    assert "option 'endpoint' must be a URL without credentials" in message
+    assert 'hunter2' not in message and 'user' not in message and '***@127.0.0.1' in message
+    assert 'hunter2' not in redact(given)
 
 
 def test_redact_masks_passwords_user_info_and_unknown_query_values() -> None:

@@ -348,7 +348,7 @@ def test_an_address_that_is_not_a_ray_cluster_fails_in_seconds(
     assert done.seconds < 30
 
 
-@pytest.mark.parametrize('address', ['10.0.0.5', 'head:port', '10.0.0.5:99999'])
+@pytest.mark.parametrize('address', ['10.0.0.5', 'head:port', '10.0.0.5:99999', '10.0.0.5:\u00b2'])
 def test_a_malformed_ray_address_is_bad_input(
     where: Path, tmp_path: Path, ray_tmp: Path, address: str
 ) -> None:

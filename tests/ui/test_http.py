@@ -313,3 +313,16 @@ def test_ctrl_c_stops_at_once_with_a_page_following_a_run(
         stop(server)
         process.kill()
         process.wait()
+
+
+def test_a_log_position_that_is_not_ascii_digits_or_too_large_is_a_422_page(
+    ui: UiServer, home: Path, plugin_dir: Path, tmp_path: Path
+) -> None:
+    make_files(tmp_path / 'src', 1, seed=3)
+    run_id = upload(home, plugin_dir, tmp_path / 'src')
+    # '²' passes str.isdigit() but not int(); 24 digits pass int() but not a file's seek()
+    for bad in ('%C2%B2', '9' * 24, 'j' + '9' * 24, 'j', '-1'):
+        assert_error_page(ui.get(f'/runs/{run_id}/events?offset={bad}'), 422, 'log position')
+    assert_error_page(
+        ui.get(f'/runs/{run_id}/events', {'Last-Event-ID': '9' * 24}), 422, 'log position'
+    )

@@ -209,7 +209,7 @@ def _option_value(text: str, name: str, raw: str) -> str:
         if value not in ('true', 'false'):
             problem = 'true or false'
     elif name == 'max_retries':
-        if not (value.isdigit() and int(value) <= 100):
+        if not (re.fullmatch(r'[0-9]{1,3}', value) and int(value) <= 100):
             problem = 'a whole number from 0 to 100'
     elif name == 'retry_timeout':
         problem = None if _seconds(value) else 'a number of seconds (up to 3600)'
@@ -220,7 +220,8 @@ def _option_value(text: str, name: str, raw: str) -> str:
         problem = 'a file path'
     if problem is not None:
         raise StorageConfigError(
-            f"storage URL {redact(text)}: option '{name}' must be {problem}, got {raw!r}"
+            f"storage URL {redact(text)}: option '{name}' must be {problem}, "
+            f'got {_without_userinfo(raw)!r}'
         )
     return value
 
@@ -274,7 +275,7 @@ def _sftp(
     host, port = hostport, ''
     if not host.endswith(']') and ':' in host:
         host, _, port = host.rpartition(':')
-    if not _HOST.fullmatch(host) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+    if not _HOST.fullmatch(host) or (port and not port_ok(port)):
         raise StorageConfigError(
             f'storage URL {redact(text)} needs a host (and optionally :port): '
             'sftp://user@host:22/absolute/path'
@@ -284,6 +285,11 @@ def _sftp(
     return StorageLocation(
         'sftp', hostport.lower(), _prefix(text, path or '/'), options, user or None
     )
+
+
+def port_ok(port: str) -> bool:
+    """ASCII digits for 1..65535 (``isdigit`` takes superscripts too, which ``int`` refuses)."""
+    return re.fullmatch(r'[0-9]{1,5}', port) is not None and 0 < int(port) < 65536
 
 
 def _memory(text: str, netloc: str, path: str) -> StorageLocation:
@@ -300,6 +306,12 @@ _SECRET_WORDS = ('secret', 'key', 'token', 'password', 'passwd', 'pwd', 'sig', '
 def _looks_secret(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in _SECRET_WORDS)
+
+
+def _without_userinfo(value: str) -> str:
+    """An option's value for a message: a URL's ``user:password@`` (an endpoint given with
+    credentials, which is refused) becomes ``***@``."""
+    return re.sub(r'(?<=://)[^/@]*@', '***@', value)
 
 
 def redact(url: str) -> str:
@@ -320,7 +332,7 @@ def redact(url: str) -> str:
             netloc = f'***@{host}'
     known = {name for names in OPTIONS.values() for name in names}
     pairs = [
-        (name, value if name in known and not _looks_secret(name) else '***')
+        (name, _without_userinfo(value) if name in known and not _looks_secret(name) else '***')
         for name, value in parse_qsl(parts.query, keep_blank_values=True)
     ]
     query = urlencode(pairs, safe='*/:') if pairs else ('***' if parts.query else '')

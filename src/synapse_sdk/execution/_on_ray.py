@@ -195,7 +195,8 @@ def check_ray_address(address: str | None) -> None:
     if address is None or address in ('auto', 'local'):
         return
     host, _, port = address.removeprefix('ray://').rpartition(':')
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    # ASCII digits: isdigit() takes superscripts too, which int() refuses
+    if not host or not re.fullmatch(r'[0-9]{1,5}', port) or not 0 < int(port) < 65536:
         raise ValueError(
             f'Ray address {address!r} is not HOST:PORT (e.g. 10.0.0.5:6379, the address '
             "`ray start --head` prints), 'auto' or 'local'"
