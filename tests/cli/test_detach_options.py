@@ -68,3 +68,22 @@ def test_an_unreachable_job_server_fails_in_one_line(
     line = one_error_line(done)
     assert f'cannot reach the Ray job server at {address}' in line
     assert postgres_db.password not in done.stderr
+
+
+def test_a_job_server_address_with_a_password_is_not_repeated_or_journaled(
+    cli: Cli, example: Path, cli_env: dict[str, str], postgres_db: Any
+) -> None:
+    cli_env['SYNAPSE_DATABASE_URL'] = postgres_db.url
+    address = f'http://someone:hunter2pw@127.0.0.1:{free_port()}'  # nothing listens there
+    done = cli(
+        'plugin', 'run', 'upload', '--path', example, '--params', PARAMS, '--mode', 'ray',
+        '--detach', '--shared-fs', '--ray-address', address,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    line = one_error_line(done)
+    assert 'cannot reach the Ray job server at http://***@127.0.0.1:' in line
+    assert 'hunter2pw' not in done.stderr + done.stdout
+    shown = cli('runs', 'list', '--json')
+    assert shown.returncode == 0, shown.stderr
+    assert 'hunter2pw' not in shown.stdout + shown.stderr
+    assert '"failed"' in shown.stdout and 'http://***@127.0.0.1' in shown.stdout  # journaled

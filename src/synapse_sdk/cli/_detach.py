@@ -174,7 +174,8 @@ def submit(
         storage=storage,
     )
     where = store.database.describe()  # a file, or a URL without its password
-    _announce(log_format, job.run_id, job.job_id, address, where)
+    shown = job.to_dict()['ray_address']  # without a user:password@
+    _announce(log_format, job.run_id, job.job_id, shown, where)
     _print_json({**job.to_dict(), 'journal': where})
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -74,7 +75,7 @@ class DetachedJob:
             'status': 'submitted',
             'run_id': self.run_id,
             'ray_job_id': self.job_id,
-            'ray_address': self.address,
+            'ray_address': shown_address(self.address),  # a user:password@ masked
         }
 
 
@@ -162,15 +163,29 @@ def _explicit(address: str) -> Iterator[None]:
         os.environ.update(saved)
 
 
+_USERINFO = re.compile(r'(?<=://)[^/@\s]*@')
+
+
+def shown_address(text: str) -> str:
+    """``text`` for a message or the journal: any URL's ``user:password@`` is ``***@``."""
+    return _USERINFO.sub('***@', text)
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (which may repeat the address), masked."""
+    text = str(error).strip()
+    return shown_address(text.splitlines()[0]) if text else type(error).__name__
+
+
 def job_client(address: str) -> JobSubmissionClient:
     """A client of the job server at ``address``; ``RayUnavailableError`` in one line."""
     try:
         with _explicit(address):
             return JobSubmissionClient(address)
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RayUnavailableError(
-            f'cannot reach the Ray job server at {address}: {first}; check the address (the'
+            f'cannot reach the Ray job server at {shown_address(address)}: {_first_line(error)};'
+            ' check the address (the'
             " head's dashboard, http://HEAD:8265) and that the head runs it (ray[default])"
         ) from error
 
@@ -203,9 +218,9 @@ def submit_job(
             metadata=dict(metadata or {}),
         )
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RayUnavailableError(
-            f'the Ray job server at {address} did not take run {run_id}: {first}'
+            f'the Ray job server at {shown_address(address)} did not take run {run_id}: '
+            f'{_first_line(error)}'
         ) from error
     return DetachedJob(run_id, str(job_id), address)
 
