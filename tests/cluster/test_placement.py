@@ -23,7 +23,12 @@ from synapse_sdk.execution import (
     plugin_requirements,
     secrets_from_environment,
 )
-from synapse_sdk.execution._detach import job_entrypoint, job_environment, split_secrets
+from synapse_sdk.execution._detach import (
+    job_entrypoint,
+    job_environment,
+    job_runtime_env,
+    split_secrets,
+)
 from synapse_sdk.execution._on_ray import FROM_ENV, _open_journal, journal_ref
 from synapse_sdk.journal import Journal, JournalError
 from synapse_sdk.plugins.loader import Plugin
@@ -91,6 +96,11 @@ def test_requirements_from_the_file_and_the_config(tmp_path: Path) -> None:
     assert plugin_requirements(plugin(tmp_path / 'other')) == []
     with pytest.raises(PluginError, match='requirements must be a list'):
         plugin_requirements(plugin(tmp_path / 'bad', top_extra='requirements: numpy'))
+    # what submit_job hands Ray: the requirements as the job's pip, the folder its working_dir
+    env = job_runtime_env(found.path, {'A': '1'}, plugin_requirements(found))
+    assert env['pip'] == ['numpy>=1.26', 'rich', 'tqdm>=4']
+    assert env['working_dir'] == str(found.path.resolve()) and env['env_vars'] == {'A': '1'}
+    assert 'pip' not in job_runtime_env(found.path, {}, [])
 
 
 def test_the_job_command_line_carries_the_run_but_no_setting_of_this_shell(

@@ -190,6 +190,21 @@ def job_client(address: str) -> JobSubmissionClient:
         ) from error
 
 
+def job_runtime_env(
+    plugin_path: str | os.PathLike[str], env: dict[str, str], requirements: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The job's ``runtime_env``, as ``submit_job`` hands it to Ray: the plugin folder as the
+    ``working_dir``, its requirements as ``pip``, the run's settings in ``env_vars``."""
+    runtime_env: dict[str, Any] = {
+        'working_dir': str(Path(plugin_path).resolve()),
+        'excludes': EXCLUDES,
+        'env_vars': env,
+    }
+    if requirements:
+        runtime_env['pip'] = list(requirements)
+    return runtime_env
+
+
 def submit_job(
     address: str,
     *,
@@ -203,13 +218,7 @@ def submit_job(
     """Submit the run as a Ray job whose ``working_dir`` is the plugin folder and whose
     ``pip`` is its requirements; returns at once (the job's id is ``synapse-RUN_ID``)."""
     client = job_client(address)
-    runtime_env: dict[str, Any] = {
-        'working_dir': str(Path(plugin_path).resolve()),
-        'excludes': EXCLUDES,
-        'env_vars': env,
-    }
-    if requirements:
-        runtime_env['pip'] = list(requirements)
+    runtime_env = job_runtime_env(plugin_path, env, requirements)
     try:
         job_id = client.submit_job(
             entrypoint=entrypoint,
