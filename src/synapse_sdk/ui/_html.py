@@ -66,8 +66,8 @@ def moment(stamp: str | None) -> str:
 
 def duration(record: RunRecord) -> str:
     """How long the run took, or has been running; ``-`` without times."""
-    start = observe_epoch(record.started_at)
-    end = observe_epoch(record.ended_at) if record.ended_at else None
+    start = observe.epoch(record.started_at)
+    end = observe.epoch(record.ended_at) if record.ended_at else None
     if start is None:
         return '-'
     if end is None:
@@ -87,15 +87,6 @@ def seconds(value: float | None) -> str:
         return f'{minutes}m {rest:02d}s'
     hours, minutes = divmod(minutes, 60)
     return f'{hours}h {minutes:02d}m'
-
-
-def observe_epoch(stamp: str | None) -> float | None:
-    if not stamp:
-        return None
-    try:
-        return datetime.fromisoformat(stamp).timestamp()
-    except ValueError:
-        return None
 
 
 def run_link(run_id: str) -> str:

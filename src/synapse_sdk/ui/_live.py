@@ -10,7 +10,6 @@ no line twice.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,15 +39,7 @@ def read_lines(
     end = chunk.rfind(b'\n')
     if end < 0:
         return [], offset
-    lines: list[dict[str, Any]] = []
-    for raw in chunk[: end + 1].decode('utf-8', errors='replace').splitlines():
-        if not raw.strip():
-            continue
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = None
-        lines.append(value if isinstance(value, dict) else {'type': 'unreadable', 'text': raw})
+    lines = observe.parse_lines(chunk[: end + 1].decode('utf-8', errors='replace'))
     return lines, offset + end + 1
 
 
