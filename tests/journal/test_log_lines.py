@@ -182,14 +182,17 @@ def test_runs_logs_and_show_read_the_journal_without_the_log_file(
 # --------------------------------------------------------------- from schema version 2
 
 
-def version_2(tables: str, log_lines: str) -> str:
-    """The tables as schema 2 had them: no cancel request, no log lines."""
-    v2 = tables.replace(log_lines, '')
+def version_2(tables: str, *added: str) -> str:
+    """The tables as schema 2 had them: no cancel request, no log lines, no plugin and
+    action indexes (``added``: the blocks of SQL schema 3 added)."""
+    v2 = tables
+    for block in added:
+        v2 = v2.replace(block, '')
     for column in ('cancel_requested_at', 'cancel_requested_by'):
         v2 = v2.replace(f',\n    {column} TEXT COLLATE "C"', '').replace(
             f',\n    {column} TEXT', ''
         )
-    assert 'cancel_requested' not in v2 and 'log_lines' not in v2
+    assert 'cancel_requested' not in v2 and 'log_lines' not in v2 and 'runs_by_plugin' not in v2
     return v2
 
 
@@ -201,12 +204,20 @@ def test_a_version_2_journal_is_migrated_and_keeps_its_runs(
         pretend.setattr(
             journal_schema,
             'TABLES',
-            version_2(journal_schema.TABLES, journal_schema.SQLITE_LOG_LINES),
+            version_2(
+                journal_schema.TABLES,
+                journal_schema.SQLITE_LOG_LINES,
+                journal_schema.SQLITE_RUN_FILTERS,
+            ),
         )
         pretend.setattr(
             journal_schema,
             'POSTGRES_TABLES',
-            version_2(journal_schema.POSTGRES_TABLES, journal_schema.POSTGRES_LOG_LINES),
+            version_2(
+                journal_schema.POSTGRES_TABLES,
+                journal_schema.POSTGRES_LOG_LINES,
+                journal_schema.POSTGRES_RUN_FILTERS,
+            ),
         )
         old = Journal(journal_database)
         old.start_run('v2-run', entrypoint='tests:x', params={'a': 1}, lease_owner='h:1 since x #a')
