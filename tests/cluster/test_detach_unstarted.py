@@ -54,6 +54,7 @@ def test_a_detached_run_whose_requirements_do_not_install_is_watched_to_its_fail
     line = watched.stderr.strip().splitlines()[-1]
     assert line.startswith(f'run {run_id} ended: failed (its Ray job {job_id} ended FAILED')
     assert f'`ray job logs {job_id} --address {cluster.dashboard}`' in line
+    assert 'No matching distribution found for synapse-no-such-package-zz==99' in line  # pip's
     record = journal.get_run(run_id)
     assert record.status == 'failed' and record.ended_at is not None
     assert f'ray job logs {job_id}' in (record.error or '')

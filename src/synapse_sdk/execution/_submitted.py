@@ -68,7 +68,7 @@ class SubmittedRunCheck:
 
 def unstarted_error(job_id: str, address: str, status: str, message: str, log: str) -> str:
     """One line: the job ended before the run started, why, and where its whole log is."""
-    why = _one_line(message)
+    why = _gist(message)
     tail = ' | '.join(line.strip() for line in log.strip().splitlines()[-LOG_TAIL:])
     return (
         f'its Ray job {job_id} ended {status} before the run started'
@@ -76,6 +76,15 @@ def unstarted_error(job_id: str, address: str, status: str, message: str, log: s
         + (f'; last log lines: {tail}' if tail else '')
         + f'; the whole log: `ray job logs {job_id} --address {address}`'
     )
+
+
+def _gist(message: str) -> str:
+    """Ray's message in one line: its first line, and its last (past a traceback, the
+    error itself, e.g. pip's), each shortened."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return _one_line(message)
+    return f'{_one_line(lines[0], 150)} ... {_one_line(lines[-1], 200)}'
 
 
 def _one_line(text: str, limit: int = 300) -> str:
