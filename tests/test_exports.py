@@ -309,6 +309,7 @@ EXPORTS: dict[str, list[str]] = {
         'SIGNAL_EXIT_CODES',
         'SharedStateRequiredError',
         'SignalState',
+        'SubmittedRunCheck',
         'action_resources',
         'cancel_on_signals',
         'cancel_run',

@@ -79,6 +79,8 @@ RUN_COLUMNS = {
     'recoverer_until',
     'cancel_requested_at',
     'cancel_requested_by',
+    'ray_job_id',
+    'ray_address',
 }
 STEP_COLUMNS = {
     'index',

@@ -183,16 +183,17 @@ def test_runs_logs_and_show_read_the_journal_without_the_log_file(
 
 
 def version_2(tables: str, *added: str) -> str:
-    """The tables as schema 2 had them: no cancel request, no log lines, no plugin and
-    action indexes (``added``: the blocks of SQL schema 3 added)."""
+    """The tables as schema 2 had them: no cancel request, no Ray job, no log lines, no
+    plugin and action indexes (``added``: the blocks of SQL schema 3 added)."""
     v2 = tables
     for block in added:
         v2 = v2.replace(block, '')
-    for column in ('cancel_requested_at', 'cancel_requested_by'):
+    for column in ('cancel_requested_at', 'cancel_requested_by', 'ray_job_id  ', 'ray_address '):
         v2 = v2.replace(f',\n    {column} TEXT COLLATE "C"', '').replace(
             f',\n    {column} TEXT', ''
         )
-    assert 'cancel_requested' not in v2 and 'log_lines' not in v2 and 'runs_by_plugin' not in v2
+    assert 'cancel_requested' not in v2 and 'log_lines' not in v2 and 'ray_' not in v2
+    assert 'runs_by_plugin' not in v2
     return v2
 
 
@@ -234,6 +235,15 @@ def test_a_version_2_journal_is_migrated_and_keeps_its_runs(
         assert journal.log_lines('v2-run') == ([], 0, 0)
         asked = journal.request_cancel('v2-running', by='a test')
         assert asked.cancel_requested_by == 'a test'
+        journal.start_run(
+            'v3-detached', entrypoint='tests:x', params={}, status='submitted',
+            ray_job=('synapse-v3-detached', 'http://head:8265'),
+        )  # fmt: skip
+        detached = journal.get_run('v3-detached')
+        assert (detached.ray_job_id, detached.ray_address) == (
+            'synapse-v3-detached',
+            'http://head:8265',
+        )
         lines = JournalLogLines(journal, 'v2-run')
         lines.log('after the migration', {}, None, 'info')
         lines.flush()

@@ -10,6 +10,7 @@ the log lines the worker writes into the journal. The run is a fresh
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -78,3 +79,42 @@ def test_a_foreground_ray_run_is_cancelled_and_watched_from_other_processes(
     steps = {s.name: s.status for s in Journal(db).steps(run_id)}
     assert steps['upload_files'] == 'rolled_back'
     assert list(LocalBackendClient(home / 'storage').list_files()) == []
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_submitted_run_whose_job_server_is_gone_is_one_line_not_a_wait(tmp_path: Path) -> None:
+    """`runs watch` of a detached run not started yet asks its job server (recorded in the
+    journal); nothing answers there: one line and exit 1 within seconds, the run stays
+    submitted. `runs cancel` ends it cancelled all the same, and says how to stop the job."""
+    home = tmp_path / 'home'
+    address = f'http://127.0.0.1:{_closed_port()}'
+    journal = Journal(home / 'runs.db')
+    journal.start_run(
+        'gone-server', entrypoint='tests:x', params={}, status='submitted',
+        ray_job=('synapse-gone-server', address),
+    )  # fmt: skip
+
+    def synapse(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [SYNAPSE, *args], capture_output=True, text=True, env=env_for(home), timeout=60
+        )
+
+    started = time.monotonic()
+    watched = synapse('runs', 'watch', 'gone-server', '--log-format', 'plain')
+    assert time.monotonic() - started < 20
+    assert watched.returncode == 1, watched.stderr
+    [line] = [line for line in watched.stderr.splitlines() if line.strip()]
+    assert f'cannot ask the Ray job server at {address} about Ray job synapse-gone-server' in line
+    assert journal.get_run('gone-server').status == 'submitted'
+
+    cancelled = synapse('runs', 'cancel', 'gone-server')
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert 'run gone-server cancelled: the run was cancelled before it started' in cancelled.stdout
+    assert f'`ray job stop synapse-gone-server --address {address}`' in cancelled.stdout
+    record = journal.get_run('gone-server')
+    assert record.status == 'cancelled' and record.ended_at is not None

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from synapse_sdk.clients import LocalBackendClient
-from synapse_sdk.execution import LocalExecutor
+from synapse_sdk.execution import LocalExecutor, cancel_run
 from synapse_sdk.execution._on_ray import RayExecutor
 from synapse_sdk.journal import Journal
 from synapse_sdk.plugins.actions import ActionError
@@ -422,7 +422,39 @@ def test_a_worker_deaf_to_cancel_is_killed_after_stop_timeout_and_rolled_back(
     assert 'did not stop in time' in (error.result.error or '')
     assert error.rollback_errors == []
     assert stored(driver.store) == driver.before  # rolled back on the driver, from the journal
-    assert driver.journal.get_run(driver.runtime.run_id).status == 'rolled_back'
+    record = driver.journal.get_run(driver.runtime.run_id)
+    assert record.status == 'cancelled'  # rolled back, as a cancel whose step stopped
+    assert 'its Ray worker was killed and the run rolled back' in (record.error or '')
+
+
+def test_a_journal_cancel_of_a_step_deaf_to_it_kills_the_worker_after_stop_timeout(
+    driver: Driver, alarm: Any
+) -> None:
+    """`synapse runs cancel` goes through the journal to the worker, whose heartbeat
+    cancels its runtime; the driver learns of it through the relay and applies its
+    stop_timeout as for Ctrl-C, instead of waiting for the step's 120 s sleep."""
+    plugin = driver.load('stubborn_upload', STUBBORN)
+    alarm(90)
+    asked: list[float] = []
+
+    def cancel() -> None:
+        while not driver.memory.progress_of('block'):
+            time.sleep(0.05)
+        asked.append(time.monotonic())
+        cancel_run(Journal(driver.journal.location), driver.runtime.run_id, by='a test')
+
+    threading.Thread(target=cancel, daemon=True).start()
+    with pytest.raises(RunCancelledError) as caught:
+        driver.run(plugin, RayExecutor(journal=driver.journal, console=False, stop_timeout=2.0))
+
+    assert time.monotonic() - asked[0] < 2.0 + 8.0  # the grace, the kill, the rollback
+    assert caught.value.reason == 'cancel requested by a test'
+    assert stored(driver.store) == driver.before  # rolled back on the driver, from the journal
+    record = driver.journal.get_run(driver.runtime.run_id)
+    assert record.status == 'cancelled'
+    assert 'cancel requested by a test' in (record.error or '')
+    steps = {s.name: s.status for s in driver.journal.steps(driver.runtime.run_id)}
+    assert steps == {'block': 'rolled_back'}
 
 
 OVERDUE = STUBBORN.replace("    name = 'block'\n", "    name = 'block'\n    timeout = 0.5\n")

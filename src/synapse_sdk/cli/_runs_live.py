@@ -14,6 +14,7 @@ from synapse_sdk.errors import ErrorKind, SynapseError
 from synapse_sdk.execution import (
     LOG_FORMATS,
     SIGNAL_EXIT_CODES,
+    SubmittedRunCheck,
     cancel_run,
     display,
     end_kind,
@@ -66,6 +67,9 @@ def runs_cancel(
     except SynapseError as error:
         _fail(_exit_code(error), str(error), False)
     run_id = record.id
+    if record.status == 'cancelled':  # a detached run not started yet: over at once
+        Console().print(Text(f'run {run_id} cancelled: {record.error}'), soft_wrap=True)
+        return
     waiting = f'; waiting up to {timeout:g}s for it to stop' if wait else ''
     stderr.print(
         Text(f'cancel requested for run {run_id} (by {record.cancel_requested_by}){waiting}'),
@@ -74,7 +78,7 @@ def runs_cancel(
     if not wait:
         return
     try:
-        ended = wait_for_end(journal, run_id, timeout)
+        ended = wait_for_end(journal, run_id, timeout, check=SubmittedRunCheck(journal))
     except KeyboardInterrupt as error:
         message = f'stopped waiting; the cancel request of run {run_id} stands'
         _fail(_exit_code(error), message, False)
@@ -159,7 +163,7 @@ def runs_watch(
     logger = display(log_format, level=level, run_id=record.id)
     follower = observe.RunFollower(journal, record.id, logger)
     try:
-        ended = follower.follow(interval)
+        ended = follower.follow(interval, check=SubmittedRunCheck(journal))
     except KeyboardInterrupt as error:
         logger.close()
         message = f'stopped watching; run {record.id} goes on (`synapse runs cancel {record.id}`)'

@@ -23,6 +23,7 @@ from ._placement import (
 )
 from ._recovery import RecoveryError, RecoveryFailed, load_action_class, resume_run, rollback_run
 from ._signals import SIGNAL_EXIT_CODES, SignalState, cancel_on_signals
+from ._submitted import SubmittedRunCheck
 
 if TYPE_CHECKING:
     from ._detach import (
@@ -47,6 +48,7 @@ __all__ = [
     'RunAlreadyEndedError',
     'SharedStateRequiredError',
     'SignalState',
+    'SubmittedRunCheck',
     'action_resources',
     'cancel_on_signals',
     'cancel_run',

@@ -13,9 +13,12 @@ back, the journal says ``cancelled``, and ``synapse plugin run`` exits 130
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from synapse_sdk.journal import Journal, RunRecord
 from synapse_sdk.plugins.steps import ErrorKind
+
+from ._submitted import cancel_submitted
 
 
 def cancel_run(journal: Journal, run_id: str, *, by: str | None = None) -> RunRecord:
@@ -26,18 +29,29 @@ def cancel_run(journal: Journal, run_id: str, *, by: str | None = None) -> RunRe
     back (see :func:`synapse_sdk.execution` ``runs cancel --wait``). Raises
     ``UnknownRunError`` (no such run, or an ambiguous prefix) and
     ``RunAlreadyEndedError`` (it is not running: the message says how it ended).
+    A detached run not started yet (``submitted``) with a known Ray job ends
+    ``cancelled`` at once and its job is stopped (``cancel_submitted``).
     """
-    return journal.request_cancel(journal.resolve_run_id(run_id), by=by)
+    record = journal.request_cancel(journal.resolve_run_id(run_id), by=by)
+    if record.status == 'submitted' and record.ray_job_id:
+        return cancel_submitted(journal, record)
+    return record
 
 
 def wait_for_end(
-    journal: Journal, run_id: str, timeout: float | None = None, poll: float = 0.2
+    journal: Journal,
+    run_id: str,
+    timeout: float | None = None,
+    poll: float = 0.2,
+    check: Callable[[RunRecord], RunRecord] | None = None,
 ) -> RunRecord | None:
     """The run's record once it has ended (crashed included: ``get_run`` marks a run
-    whose lease expired); None if it still runs after ``timeout`` seconds."""
+    whose lease expired); None if it still runs after ``timeout`` seconds. ``check``:
+    sees each record first (``SubmittedRunCheck``: a detached run whose job ended)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         record = journal.get_run(run_id)
+        record = check(record) if check is not None else record
         if not record.active and record.status != 'submitted':  # a detached run starts
             return record
         if deadline is not None and time.monotonic() >= deadline:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 try:
     from ray.job_submission import JobSubmissionClient
@@ -77,6 +78,19 @@ class DetachedJob:
             'ray_job_id': self.job_id,
             'ray_address': shown_address(self.address),  # a user:password@ masked
         }
+
+
+def job_id_of(run_id: str) -> str:
+    """The Ray job id of a detached run (chosen before submitting, journaled with it)."""
+    return f'synapse-{run_id}'
+
+
+def without_credentials(address: str) -> str:
+    """``address`` without a ``user:password@`` part: what the journal may keep."""
+    parts = urlsplit(address)
+    if '@' not in parts.netloc:
+        return address
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition('@')[2]))
 
 
 def job_server_address(address: str | None) -> str:
@@ -223,7 +237,7 @@ def submit_job(
         job_id = client.submit_job(
             entrypoint=entrypoint,
             runtime_env=runtime_env,
-            submission_id=f'synapse-{run_id}',
+            submission_id=job_id_of(run_id),
             metadata=dict(metadata or {}),
         )
     except Exception as error:
@@ -271,6 +285,7 @@ def submit_detached(
         cwd=here['cwd'],
         plugin=plugin.config.code,
         status='submitted',
+        ray_job=(job_id_of(run_id), without_credentials(address)),
     )
     resources = resources or Resources()
     line = job_entrypoint(

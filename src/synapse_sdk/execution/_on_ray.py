@@ -342,7 +342,18 @@ class _Metrics:
         runtime.set_metrics(self.value, self.category)
 
 
-Relayed = RunEvent | _Log | _Progress | _Metrics
+@dataclass(frozen=True, slots=True)
+class _Cancelled:
+    """The run was cancelled in the worker (a journal cancel its heartbeat read): the
+    driver cancels too, so that its ``stop_timeout`` kills a step that never checks."""
+
+    reason: str
+
+    def show(self, runtime: RuntimeContext) -> None:
+        runtime.cancel(self.reason)
+
+
+Relayed = RunEvent | _Log | _Progress | _Metrics | _Cancelled
 
 
 class RelayLogger(Logger):
@@ -390,6 +401,10 @@ class RelayLogger(Logger):
 
     def on_event(self, event: RunEvent) -> None:
         self._add(_portable_event(event))
+
+    def cancelled(self, reason: str) -> None:
+        """Subscribed to the worker's cancel token: the driver learns of every cancel."""
+        self._add(_Cancelled(reason))
 
 
 def _portable_event(event: RunEvent) -> RunEvent:
@@ -460,6 +475,7 @@ class RunHost:
         # unpickled here, after the path is set: the class may import its siblings
         action: type[BaseAction[Any]] = ray.cloudpickle.loads(shipped_action)
         self.runtime = runtime = RuntimeContext(logger=[self.relay], client=client, run_id=run_id)
+        runtime.cancel_token.subscribe(self.relay.cancelled)
         journal = _open_journal(journal_ref) if journal_ref else None
         params = secrets_from_environment(params)  # secret params come in the environment
 
@@ -478,6 +494,7 @@ class RunHost:
         folder), the steps it finished reused, the rest run in this worker."""
         _enter(driver)
         self.runtime = runtime = RuntimeContext(logger=[self.relay], client=client, run_id=run_id)
+        runtime.cancel_token.subscribe(self.relay.cancelled)
         return _outcome_of(lambda: resume_run(_open_journal(journal_ref), run_id, runtime))
 
     def drain(self) -> list[Relayed]:
@@ -804,9 +821,11 @@ class RayExecutor:
         report = self._rollback_after_crash(ctx)
         if status == 'killed':
             failed = StepResult(success=False, error=outcome['message'], step_name=step)
-            if ctx.cancel_token.reason is None:  # killed for its timeout: a failure
+            reason = ctx.cancel_token.reason
+            if reason is None:  # killed for its timeout: a failure
                 raise StepExecutionError(step, failed, report)
-            raise RunCancelledError(step, failed, report, ctx.cancel_token.reason)
+            self._mark_cancelled(ctx.run_id, reason, report)
+            raise RunCancelledError(step, failed, report, reason)
         failed = StepResult(
             success=False,
             error=f'the Ray worker died while running it ({outcome.get("message")})',
@@ -857,6 +876,19 @@ class RayExecutor:
         except (JournalError, ActionError) as error:
             return [f'rollback after the crash failed: {error}']
         return list(report['errors'])
+
+    def _mark_cancelled(self, run_id: str, reason: str, errors: list[str]) -> None:
+        """A cancelled run whose worker was killed and whose rollback then succeeded ends
+        ``cancelled``, as it would have had its step stopped in time (a failed rollback
+        stays ``rollback_failed``, for ``synapse runs rollback``)."""
+        if errors:
+            return
+        why = (
+            f'the run was cancelled ({reason}); its step did not stop within'
+            f' {self.stop_timeout:g}s, so its Ray worker was killed and the run rolled back'
+        )
+        with contextlib.suppress(JournalError):  # rolled back: keep that, whatever the journal
+            self.journal.set_run_status(run_id, 'cancelled', why)
 
     def _mark_pending(self, run_id: str) -> None:
         try:

@@ -54,6 +54,8 @@ class RunRecord:
     recoverer_until: float | None = None
     cancel_requested_at: str | None = None  # when someone asked the run to stop (UTC ISO)
     cancel_requested_by: str | None = None  # who asked (host:pid, or what the caller said)
+    ray_job_id: str | None = None  # a detached run's Ray job (synapse-RUN_ID)
+    ray_address: str | None = None  # its job server (http://HEAD:8265), without credentials
 
     @property
     def active(self) -> bool:

@@ -71,7 +71,9 @@ CREATE TABLE runs (
     recoverer    TEXT,
     recoverer_until REAL,
     cancel_requested_at TEXT,
-    cancel_requested_by TEXT
+    cancel_requested_by TEXT,
+    ray_job_id   TEXT,
+    ray_address  TEXT
 );
 CREATE INDEX runs_by_status ON runs (status);
 CREATE INDEX runs_by_started ON runs (started_at);
@@ -120,11 +122,14 @@ ALTER TABLE runs ADD COLUMN recoverer_until REAL;
 CREATE INDEX runs_by_started ON runs (started_at);
 """,
     # 2 -> 3: a cancel request any machine can make (the run's heartbeat reads it), and
-    # the run's last log lines, for a watcher on another machine (issue #14); the runs
+    # the run's last log lines, for a watcher on another machine, and the Ray job of a
+    # detached run (its id, its job server without credentials) (issue #14); the runs
     # list's plugin and action filters from an index (issue #16)
     2: """
 ALTER TABLE runs ADD COLUMN cancel_requested_at TEXT;
 ALTER TABLE runs ADD COLUMN cancel_requested_by TEXT;
+ALTER TABLE runs ADD COLUMN ray_job_id TEXT;
+ALTER TABLE runs ADD COLUMN ray_address TEXT;
 """
     + SQLITE_LOG_LINES
     + SQLITE_RUN_FILTERS,
@@ -163,7 +168,9 @@ CREATE TABLE runs (
     recoverer_until DOUBLE PRECISION,
     seq          BIGINT GENERATED ALWAYS AS IDENTITY,
     cancel_requested_at TEXT COLLATE "C",
-    cancel_requested_by TEXT
+    cancel_requested_by TEXT,
+    ray_job_id   TEXT,
+    ray_address  TEXT
 );
 CREATE INDEX runs_by_status ON runs (status);
 CREATE INDEX runs_by_started ON runs (started_at, seq);
@@ -202,6 +209,8 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
     2: """
 ALTER TABLE runs ADD COLUMN cancel_requested_at TEXT COLLATE "C";
 ALTER TABLE runs ADD COLUMN cancel_requested_by TEXT;
+ALTER TABLE runs ADD COLUMN ray_job_id TEXT;
+ALTER TABLE runs ADD COLUMN ray_address TEXT;
 """
     + POSTGRES_LOG_LINES
     + POSTGRES_RUN_FILTERS,

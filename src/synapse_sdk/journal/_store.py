@@ -147,6 +147,7 @@ class Journal:
         storage: str | None = None,
         lease_owner: str | None = None,
         status: str = 'running',
+        ray_job: tuple[str, str] | None = None,
     ) -> None:
         """Record a new run; ``cwd``, ``plugin_path`` and ``storage`` say where recovery acts.
 
@@ -157,6 +158,8 @@ class Journal:
         ``status='submitted'``: a detached run, recorded by the command that
         submitted it (not active: no process works on it yet); the process that
         runs it later starts it under the same id, taking that record over.
+        ``ray_job``: its Ray job's id and job server (without credentials), kept
+        when the record is taken over, so that the job can be found again.
         """
         owner = Owner.current()
         leased = self._lease_sql(lease_owner)
@@ -188,6 +191,10 @@ class Journal:
             raise self._taken(run_id) from error
         if cursor.rowcount != 1:  # there, and not a submitted run waiting to start
             raise self._taken(run_id)
+        if ray_job is not None:
+            self.db.execute(
+                'UPDATE runs SET ray_job_id = ?, ray_address = ? WHERE id = ?', (*ray_job, run_id)
+            )
 
     def _taken(self, run_id: str) -> JournalError:
         return JournalError(
@@ -245,6 +252,19 @@ class Journal:
             'UPDATE runs SET status = ?, ended_at = ?, error = COALESCE(?, error) WHERE id = ?',
             (status, ended, error, run_id),
         )
+
+    def end_submitted(self, run_id: str, status: str, error: str) -> bool:
+        """End a detached run that never started (its Ray job ended first, or it was
+        cancelled before it started); False if it has started (or ended) meanwhile. Once
+        ended, the job's process can no longer start it (``start_run`` refuses)."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f'unknown run status {status!r}')
+        cursor = self.db.execute(
+            'UPDATE runs SET status = ?, ended_at = ?, error = ?'
+            " WHERE id = ? AND status = 'submitted'",
+            (status, now(), error, run_id),
+        )
+        return cursor.rowcount == 1
 
     def request_cancel(self, run_id: str, *, by: str | None = None) -> RunRecord:
         """Ask the running run ``run_id`` to stop; its record, the request in it.
@@ -547,7 +567,7 @@ class Journal:
 _RUN_COLUMNS = (
     'id, entrypoint, action, plugin_path, params, status, started_at, ended_at, progress, error,'
     ' host, pid, attempts, cwd, plugin, storage, lease_owner, lease_until, recoverer,'
-    ' recoverer_until, cancel_requested_at, cancel_requested_by'
+    ' recoverer_until, cancel_requested_at, cancel_requested_by, ray_job_id, ray_address'
 )
 
 
@@ -587,4 +607,6 @@ def _run(row: tuple[Any, ...]) -> RunRecord:
         recoverer_until=row[19],
         cancel_requested_at=row[20],
         cancel_requested_by=row[21],
+        ray_job_id=row[22],
+        ray_address=row[23],
     )

@@ -66,11 +66,16 @@ class RunFollower:
         return record
 
     def follow(
-        self, interval: float = 0.3, sleep: Callable[[float], None] = time.sleep
+        self,
+        interval: float = 0.3,
+        sleep: Callable[[float], None] = time.sleep,
+        check: Callable[[RunRecord], RunRecord] | None = None,
     ) -> RunRecord:
-        """Poll every ``interval`` seconds until the run has ended; its final record."""
+        """Poll every ``interval`` seconds until the run has ended; its final record.
+        ``check`` sees each record first (it may end a detached run whose job ended)."""
         while True:
             record = self.poll()
+            record = check(record) if check is not None else record
             if not record.active and record.status != 'submitted':  # a detached run starts
                 return record
             sleep(interval)
