@@ -315,3 +315,22 @@ def test_a_cancel_asked_of_a_submitted_run_is_kept_for_the_process_that_starts_i
     started = journal.get_run('sub2')
     assert started.status == 'running'
     assert started.cancel_requested_by == 'me' and started.cancel_requested_at is not None
+
+
+def test_a_detached_run_ended_before_its_job_started_it_says_so_to_the_job(
+    journal: Journal,
+) -> None:
+    job = ('synapse-sub3', 'http://127.0.0.1:8265')
+    journal.start_run('sub3', entrypoint='m:A', params={}, status='submitted', ray_job=job)
+    assert journal.end_submitted('sub3', 'cancelled', 'cancelled before it started')
+    with pytest.raises(JournalError) as caught:  # the job's process, starting late
+        journal.start_run('sub3', entrypoint='m:A', params={}, lease_owner='worker')
+    assert str(caught.value) == (
+        "run 'sub3' already ended (cancelled) before this process could start it; nothing"
+        ' to run (`synapse runs show` says why)'
+    )
+    assert journal.get_run('sub3').status == 'cancelled'
+    journal.start_run('plain', entrypoint='m:A', params={})  # no Ray job: the usual words
+    journal.set_run_status('plain', 'failed')
+    with pytest.raises(JournalError, match="a run 'plain' is already in the journal"):
+        journal.start_run('plain', entrypoint='m:A', params={})

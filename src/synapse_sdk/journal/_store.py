@@ -197,6 +197,13 @@ class Journal:
             )
 
     def _taken(self, run_id: str) -> JournalError:
+        row = self.db.fetchone('SELECT status, ray_job_id FROM runs WHERE id = ?', (run_id,))
+        if row is not None and row[0] in ('cancelled', 'failed') and row[1] is not None:
+            # a detached run ended before its job started it (end_submitted): say that
+            return JournalError(
+                f"run '{run_id}' already ended ({row[0]}) before this process could start it;"
+                ' nothing to run (`synapse runs show` says why)'
+            )
         return JournalError(
             f"a run '{run_id}' is already in the journal {self.database.describe()}; give"
             ' each run its own run_id (RuntimeContext(run_id=...), or none: a fresh one is'
