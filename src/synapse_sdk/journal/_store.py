@@ -191,6 +191,10 @@ class Journal:
             raise self._taken(run_id) from error
         if cursor.rowcount != 1:  # there, and not a submitted run waiting to start
             raise self._taken(run_id)
+        self._keep_ray_job(run_id, ray_job)
+
+    def _keep_ray_job(self, run_id: str, ray_job: tuple[str, str] | None) -> None:
+        """Record the Ray job of a detached run (its id, its job server)."""
         if ray_job is not None:
             self.db.execute(
                 'UPDATE runs SET ray_job_id = ?, ray_address = ? WHERE id = ?', (*ray_job, run_id)
